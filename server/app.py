@@ -1,0 +1,121 @@
+"""build_server(): the MCP server with the delegate tool and one ask_<name> tool per specialist."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import ConfigDict, Field
+
+from server import __version__
+from server.catalog import Catalog, Specialist
+from server.delegation import Delegator
+from server.errors import DelegateError
+from server.results import DelegateResult, summary_line
+
+logger = logging.getLogger(__name__)
+
+TaskArg = Annotated[
+    str,
+    Field(
+        description="The complete, self-contained task: the specialist sees nothing else "
+        "of your conversation, so include what it needs to know."
+    ),
+]
+ContextArg = Annotated[
+    str,
+    Field(
+        description="Optional material the task refers to: code, a document, logs. "
+        "Only a short preview of it is used for routing."
+    ),
+]
+ToolResult = Annotated[CallToolResult, DelegateResult]
+_ANNOTATIONS = ToolAnnotations(read_only_hint=True, open_world_hint=True, idempotent_hint=False)
+
+
+def server_instructions(catalog: Catalog) -> str:
+    """Tell the client model what the server is for and when delegating is worth a call."""
+    roster = "\n".join(f"- {s.name}: {s.description}" for s in catalog)
+    return (
+        "delegate-mcp hands a task to the specialist model best suited to it and returns the answer with who "
+        "answered, why, tokens, cost and latency.\n"
+        "Call `delegate` for self-contained work another model can do well or more cheaply: writing, reviewing or "
+        "debugging code; drafting, rewriting or summarising long documents (pass them as `context` rather than "
+        "reading them into your own context); everyday questions, extraction and formatting. Call `ask_<name>` "
+        "to choose the specialist yourself. Specialists see only the task and context you pass, not this "
+        "conversation. Do not delegate what needs your tools, files or conversation history.\n"
+        f"Specialists:\n{roster}"
+    )
+
+
+def to_tool_result(result: DelegateResult) -> CallToolResult:
+    """Structured content for clients that read it; the answer first, then one summary line, as text."""
+    text = f"{result.output}\n\n---\n{summary_line(result)}"
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)], structured_content=result.model_dump(mode="json")
+    )
+
+
+async def _run(call: Awaitable[DelegateResult]) -> CallToolResult:
+    """Await a delegation; turn our errors into clean isError results and hide anything unexpected."""
+    try:
+        return to_tool_result(await call)
+    except DelegateError as exc:
+        raise ToolError(str(exc)) from None
+    except Exception:
+        logger.exception("delegate-mcp failed unexpectedly")
+        raise ToolError("delegate-mcp hit an internal error; the server log (stderr) has the details.") from None
+
+
+def _strict(tool: Tool) -> Tool:
+    """Reject unknown arguments instead of silently ignoring them (a misspelt 'context' would vanish)."""
+    base = tool.fn_metadata.arg_model
+    strict = type(base.__name__, (base,), {"model_config": ConfigDict(**base.model_config, extra="forbid")})
+    tool.fn_metadata.arg_model = strict
+    tool.parameters = strict.model_json_schema(by_alias=True)
+    return tool
+
+
+def delegate_tool(delegator: Delegator) -> Tool:
+    """The routed tool."""
+
+    async def delegate(task: TaskArg, context: ContextArg = "") -> ToolResult:
+        return await _run(delegator.delegate(task, context))
+
+    names = ", ".join(delegator.catalog.names)
+    description = (
+        f"Hand a task to the best specialist model ({names}): a cheap router picks one, it answers. Returns the "
+        "answer plus routing metadata: specialist, model, reason, confidence, tokens, cost in USD, latency and "
+        "fallbacks tried. Put long material in `context`."
+    )
+    return _strict(Tool.from_function(delegate, name="delegate", description=description, annotations=_ANNOTATIONS))
+
+
+def ask_tool(delegator: Delegator, spec: Specialist) -> Tool:
+    """A tool that calls one specialist directly."""
+
+    async def ask(task: TaskArg, context: ContextArg = "") -> ToolResult:
+        return await _run(delegator.ask(spec.name, task, context))
+
+    ask.__name__ = spec.tool_name  # names the input schema ask_<name>Arguments
+
+    description = f"Ask the {spec.name} specialist directly, with no routing. It handles: {spec.description}"
+    return _strict(Tool.from_function(ask, name=spec.tool_name, description=description, annotations=_ANNOTATIONS))
+
+
+def build_server(delegator: Delegator, on_start: Callable[[], Any] | None = None) -> MCPServer:
+    """The MCP server exposing delegate and ask_<name>; tools are built once, here."""
+    catalog = delegator.catalog
+    tools = [delegate_tool(delegator)] + [ask_tool(delegator, spec) for spec in catalog]
+    return MCPServer(
+        name="delegate-mcp",
+        version=__version__,
+        instructions=server_instructions(catalog),
+        tools=tools,
+        log_level=delegator.settings.log_level,  # type: ignore[arg-type]
+    )

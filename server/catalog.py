@@ -1,0 +1,207 @@
+"""Specialists: loading and validating their Markdown files, and the catalogue that holds them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from server.errors import ConfigError, UnknownSpecialistError
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*(?:\r?\n|\Z)(.*)\Z", re.DOTALL | re.MULTILINE)
+
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+class ModelRef(BaseModel):
+    """One model of a chain and where to reach it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: NonEmpty
+    api_base: str | None = Field(None, pattern=r"^https?://")
+    api_key_env: str | None = Field(None, pattern=ENV_NAME_PATTERN)
+
+
+class SpecialistFile(BaseModel):
+    """The YAML front matter of a specialist file, validated strictly (unknown keys are typos)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = Field(min_length=1, max_length=1024)
+    model: NonEmpty
+    model_env: str | None = Field(None, pattern=ENV_NAME_PATTERN)
+    fallbacks: list[ModelRef] = Field(default_factory=list)
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_output_tokens: int = Field(4096, gt=0, le=1_000_000)
+    examples: list[NonEmpty] = Field(default_factory=list)
+    api_base: str | None = Field(None, pattern=r"^https?://")
+    api_key_env: str | None = Field(None, pattern=ENV_NAME_PATTERN)
+    default: bool = False
+
+    @field_validator("fallbacks", mode="before")
+    @classmethod
+    def _fallback_strings_are_models(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"model": item} if isinstance(item, str) else item for item in value]
+        return value
+
+
+@dataclass(frozen=True)
+class Specialist:
+    """A loaded specialist: its settings, its instructions and its resolved model chain."""
+
+    name: str
+    description: str
+    instructions: str
+    chain: tuple[ModelRef, ...]
+    examples: tuple[str, ...]
+    temperature: float | None
+    max_output_tokens: int
+    default: bool
+    model_env: str | None
+    source: str
+
+    @property
+    def tool_name(self) -> str:
+        """The MCP tool that calls this specialist directly."""
+        return f"ask_{self.name}"
+
+
+class Catalog:
+    """The specialists the server offers; exactly one of them is the default."""
+
+    def __init__(self, specialists: Iterable[Specialist], source: str) -> None:
+        self.source = source
+        self._by_name = {s.name: s for s in specialists}
+        self.default = next(s for s in self._by_name.values() if s.default)
+
+    @property
+    def names(self) -> list[str]:
+        """Specialist names in load order."""
+        return list(self._by_name)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._by_name.values())
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def get(self, name: str) -> Specialist:
+        """The specialist called `name`; the error lists the known names."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UnknownSpecialistError(name, self.names) from None
+
+
+def parse_specialist(text: str, source: str, environ: Mapping[str, str]) -> Specialist:
+    """Parse one specialist file's text; errors name the file and the field."""
+    match = _FRONT_MATTER.match(text.lstrip("\ufeff"))
+    if not match:
+        raise ConfigError(
+            f"{source}: no YAML front matter. The file must start with a '---' line, then the settings, "
+            "then a closing '---' line, then the instructions."
+        )
+    header, body = match.groups()
+    try:
+        data = yaml.safe_load(header)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 2}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}: invalid YAML in the front matter{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the front matter must be a mapping of settings (name: ..., model: ...).")
+    try:
+        spec = SpecialistFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: " + _describe(exc)) from None
+    instructions = body.strip()
+    if not instructions:
+        raise ConfigError(f"{source}: the instructions (the Markdown body after the front matter) are empty.")
+    primary = environ.get(spec.model_env, "").strip() if spec.model_env else ""
+    chain = [ModelRef(model=primary or spec.model, api_base=spec.api_base, api_key_env=spec.api_key_env)]
+    chain += [ref for ref in spec.fallbacks if ref not in chain]
+    return Specialist(
+        name=spec.name,
+        description=" ".join(spec.description.split()),
+        instructions=instructions,
+        chain=tuple(chain),
+        examples=tuple(spec.examples),
+        temperature=spec.temperature,
+        max_output_tokens=spec.max_output_tokens,
+        default=spec.default,
+        model_env=spec.model_env,
+        source=source,
+    )
+
+
+def _describe(exc: ValidationError) -> str:
+    """Turn pydantic errors into 'field X: problem' phrases."""
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "front matter"
+        message = "unknown field (check its spelling)" if err["type"] == "extra_forbidden" else err["msg"]
+        parts.append(f"field '{field}': {message}")
+    return "; ".join(parts)
+
+
+def load_catalog(environ: Mapping[str, str], directory: Path | None = None) -> Catalog:
+    """Load the specialists from `directory`, or the built-in ones when it is None."""
+    if directory is None:
+        folder = resources.files("specialists")
+        files = sorted((f for f in folder.iterdir() if f.name.endswith(".md")), key=lambda f: f.name)
+        texts = [(f"specialists/{f.name}", f.read_text(encoding="utf-8")) for f in files]
+        source = "built-in"
+    else:
+        if not directory.is_dir():
+            raise ConfigError(
+                f"{directory}: the specialists folder does not exist (--specialists / DELEGATE_SPECIALISTS_DIR)."
+            )
+        texts = [(str(p), _read(p)) for p in sorted(directory.glob("*.md"))]
+        source = str(directory)
+        if not texts:
+            raise ConfigError(f"{directory}: no specialist files (*.md) in this folder.")
+    return build_catalog([parse_specialist(text, name, environ) for name, text in texts], source)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the file ({exc.__class__.__name__}).") from None
+
+
+def build_catalog(specialists: list[Specialist], source: str) -> Catalog:
+    """Check names are unique and exactly one specialist is the default, then build the catalogue."""
+    seen: dict[str, Specialist] = {}
+    for spec in specialists:
+        if spec.name in seen:
+            raise ConfigError(
+                f"{spec.source}: field 'name': {spec.name!r} is already used by {seen[spec.name].source}."
+            )
+        seen[spec.name] = spec
+    defaults = [s for s in specialists if s.default]
+    if len(specialists) == 1 and not defaults:
+        specialists = [replace(specialists[0], default=True)]
+    elif not defaults:
+        raise ConfigError(
+            f"{source}: no specialist is the default. Add 'default: true' to the front matter of "
+            "exactly one file; routing failures go to it."
+        )
+    elif len(defaults) > 1:
+        raise ConfigError(
+            f"{source}: field 'default': more than one specialist is the default "
+            f"({', '.join(s.source for s in defaults)}). Keep 'default: true' in exactly one file."
+        )
+    return Catalog(specialists, source)

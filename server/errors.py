@@ -1,0 +1,37 @@
+"""Our exception types; every message says what went wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class DelegateError(Exception):
+    """Base class: a failure whose message is safe and useful to show the user or the client model."""
+
+
+class ConfigError(DelegateError):
+    """A specialist file or setting is invalid; start-up stops with this message."""
+
+
+class UnknownSpecialistError(DelegateError, KeyError):
+    """A specialist name that is not in the catalogue."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"Unknown specialist: {name!r}. Known specialists: {', '.join(known)}.")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class InvalidInputError(DelegateError):
+    """A tool argument is empty or over a size limit; nothing was sent to any provider."""
+
+
+class NoUsableModelError(DelegateError):
+    """No model of a specialist's chain can be called: every provider key is missing."""
+
+
+class AllModelsFailedError(DelegateError):
+    """Every model in the chain was tried and failed; carries the attempts for the caller."""
+
+    def __init__(self, message: str, attempts: list[object]) -> None:
+        super().__init__(message)
+        self.attempts = attempts

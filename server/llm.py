@@ -1,0 +1,156 @@
+"""The only module that imports litellm: one completion call, its usage and cost, errors mapped to ours."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import anyio
+
+_import_lock = threading.Lock()
+_module: ModuleType | None = None
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    """Everything one model call needs; the catalogue, never the caller, chose model and endpoint."""
+
+    model: str
+    messages: list[dict[str, str]]
+    max_output_tokens: int
+    timeout_s: float
+    temperature: float | None = None
+    api_base: str | None = None
+    api_key: str | None = None
+    response_format: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """The text a model produced, with its usage and cost."""
+
+    text: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+
+
+@dataclass
+class ProviderError(Exception):
+    """A failed model call, classified so the chain knows whether to retry or fall back."""
+
+    kind: str  # rate_limited | timeout | connection | server_error | auth | bad_request | context_window | ...
+    status: int | None = None
+    detail: str = field(default="")
+
+    def __str__(self) -> str:
+        return f"{self.kind} ({self.status})" if self.status else self.kind
+
+
+def _load() -> ModuleType:
+    """Import litellm once, offline-safe and quiet; later calls return the same module."""
+    global _module
+    if _module is not None:
+        return _module
+    with _import_lock:
+        if _module is None:
+            # Both must be set before the import: no price-map fetch, no tokenizer download, no network at all.
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
+            import litellm
+
+            litellm.suppress_debug_info = True  # otherwise provider errors print help text to stdout
+            litellm.drop_params = True
+            for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm", "httpx", "openai"):
+                logging.getLogger(name).setLevel(logging.WARNING)
+            _module = litellm
+    return _module
+
+
+def warm_up_in_background() -> threading.Thread:
+    """Start importing litellm on a daemon thread so the first call does not pay for it."""
+    thread = threading.Thread(target=_load, name="litellm-import", daemon=True)
+    thread.start()
+    return thread
+
+
+async def complete(request: CompletionRequest) -> Completion:
+    """Make one non-streaming completion; raise ProviderError for any failure."""
+    litellm = await anyio.to_thread.run_sync(_load) if _module is None else _module
+    kwargs: dict[str, Any] = {
+        "model": request.model,
+        "messages": request.messages,
+        "max_tokens": request.max_output_tokens,
+        "timeout": request.timeout_s,
+        "num_retries": 0,
+        "max_retries": 0,
+    }
+    optional = {
+        "temperature": request.temperature,
+        "api_base": request.api_base,
+        "api_key": request.api_key,
+        "response_format": request.response_format,
+    }
+    kwargs.update({k: v for k, v in optional.items() if v is not None})
+    try:
+        with anyio.fail_after(request.timeout_s):
+            response = await litellm.acompletion(**kwargs)
+    except TimeoutError:
+        raise ProviderError("timeout", detail=f"no answer within {request.timeout_s:g} s") from None
+    except Exception as exc:
+        raise _classify(exc, litellm) from None
+    return _to_completion(response, litellm)
+
+
+def _to_completion(response: Any, litellm: ModuleType) -> Completion:
+    choices = getattr(response, "choices", None) or []
+    text = (choices[0].message.content or "") if choices else ""
+    usage = getattr(response, "usage", None)
+    cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+    if cost is None:
+        try:
+            cost = litellm.completion_cost(completion_response=response)
+        except Exception:
+            cost = None  # a model missing from the price map has no cost, which is not an error
+    return Completion(
+        text=text,
+        input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        cost_usd=round(float(cost), 10) if cost is not None else None,
+    )
+
+
+def _classify(exc: Exception, litellm: ModuleType) -> ProviderError:
+    """Map a litellm (or transport) exception to a ProviderError kind."""
+    status = getattr(exc, "status_code", None)
+    status = status if isinstance(status, int) else None
+    detail = str(getattr(exc, "message", None) or exc)
+    ordered = [
+        ("context_window", "ContextWindowExceededError"),
+        ("content_policy", "ContentPolicyViolationError"),
+        ("timeout", "Timeout"),
+        ("rate_limited", "RateLimitError"),
+        ("auth", "AuthenticationError"),
+        ("auth", "PermissionDeniedError"),
+        ("not_found", "NotFoundError"),
+        ("bad_request", "BadRequestError"),
+        ("bad_request", "UnprocessableEntityError"),
+        ("connection", "APIConnectionError"),
+    ]
+    for kind, class_name in ordered:
+        cls = getattr(litellm, class_name, None)
+        if isinstance(cls, type) and isinstance(exc, cls):
+            return ProviderError(kind, status, detail)
+    if "connection error" in detail.lower():  # litellm reports refused/reset connections as a 500
+        return ProviderError("connection", None, detail)
+    if status is not None and status >= 500:
+        return ProviderError("server_error", status, detail)
+    if status == 429:
+        return ProviderError("rate_limited", status, detail)
+    if isinstance(exc, (ConnectionError, OSError)):
+        return ProviderError("connection", None, detail)
+    return ProviderError("provider_error", status, detail)

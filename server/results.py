@@ -1,0 +1,79 @@
+"""The result models returned by every tool (their outputSchema) and their readable summary."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+DecidedBy = Literal["router", "classifier", "default", "direct"]
+
+
+class Routing(BaseModel):
+    """How the specialist was chosen."""
+
+    decided_by: DecidedBy = Field(
+        description="router: the router model chose; default: routing failed or was "
+        "skipped and the default specialist answered; direct: an ask_ tool was called."
+    )
+    router_model: str | None = Field(None, description="The router model that was asked, if any.")
+    reason: str = Field(description="Why this specialist answers.")
+    confidence: float | None = Field(None, ge=0, le=1, description="The router's confidence, 0 to 1.")
+    latency_ms: float = Field(0.0, description="Time spent routing, in milliseconds.")
+
+
+class Attempt(BaseModel):
+    """One try of one model."""
+
+    model: str
+    ok: bool
+    error: str | None = Field(None, description="Why this try failed or was skipped.")
+    latency_ms: float = 0.0
+
+
+class CallUsage(BaseModel):
+    """Tokens and cost of one model call."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = Field(None, description="From litellm's price map; null when the model is not priced.")
+
+
+class Usage(BaseModel):
+    """Tokens and cost of the router call and the specialist call."""
+
+    router: CallUsage = Field(default_factory=CallUsage)
+    specialist: CallUsage = Field(default_factory=CallUsage)
+    total_cost_usd: float | None = Field(None, description="Sum of the known costs; null when neither is known.")
+
+
+class DelegateResult(BaseModel):
+    """The answer and everything about how it was produced."""
+
+    output: str = Field(description="The specialist's answer.")
+    specialist: str = Field(description="The specialist that answered.")
+    model: str = Field(description="The model that actually produced the output.")
+    routing: Routing
+    attempts: list[Attempt] = Field(description="Every model tried for the answer, in order.")
+    usage: Usage
+    latency_ms: float = Field(description="Wall time of the whole call, in milliseconds.")
+
+
+def total_cost(*costs: float | None) -> float | None:
+    """Sum the known costs; None when none is known."""
+    known = [c for c in costs if c is not None]
+    return round(sum(known), 8) if known else None
+
+
+def summary_line(result: DelegateResult) -> str:
+    """One line for people: who answered, how it was chosen, tokens, cost and time."""
+    routing = result.routing
+    how = routing.decided_by if routing.confidence is None else f"{routing.decided_by} {routing.confidence:.2f}"
+    tokens = sum(u.input_tokens + u.output_tokens for u in (result.usage.router, result.usage.specialist))
+    cost = "cost unknown" if result.usage.total_cost_usd is None else f"${result.usage.total_cost_usd:.6f}"
+    fallbacks = sum(1 for a in result.attempts if not a.ok)
+    tried = f" · {fallbacks} fallback(s)" if fallbacks else ""
+    return (
+        f"{result.specialist} via {result.model} ({how}: {routing.reason}) · {tokens} tokens · {cost} · "
+        f"{result.latency_ms / 1000:.2f} s{tried}"
+    )

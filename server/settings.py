@@ -1,0 +1,79 @@
+"""One Settings object, read from environment variables and command-line flags."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from server.errors import ConfigError
+
+DEFAULT_ROUTER_MODELS = ("openai/gpt-4.1-mini", "anthropic/claude-haiku-4-5", "gemini/gemini-2.5-flash-lite")
+
+# Settings field -> environment variable that sets it.
+ENV_NAMES: dict[str, str] = {
+    "specialists_dir": "DELEGATE_SPECIALISTS_DIR",
+    "router_model": "ROUTER_MODEL",
+    "router_api_base": "ROUTER_API_BASE",
+    "max_task_chars": "DELEGATE_MAX_TASK_CHARS",
+    "max_context_chars": "DELEGATE_MAX_CONTEXT_CHARS",
+    "router_preview_chars": "DELEGATE_ROUTER_PREVIEW_CHARS",
+    "router_timeout_s": "DELEGATE_ROUTER_TIMEOUT_S",
+    "attempt_timeout_s": "DELEGATE_ATTEMPT_TIMEOUT_S",
+    "deadline_s": "DELEGATE_DEADLINE_S",
+    "log_level": "DELEGATE_LOG_LEVEL",
+}
+
+
+class Settings(BaseModel):
+    """Everything the server can be told; immutable once built."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    specialists_dir: Path | None = None
+    """A folder of specialist files that replaces the built-ins."""
+    router_model: str | None = None
+    """The router model tried first; the built-in cheap models follow it as fallbacks."""
+    router_api_base: str | None = None
+    """An OpenAI-compatible endpoint for the router model (local server or LiteLLM proxy)."""
+    max_task_chars: int = Field(100_000, gt=0)
+    """Longest task accepted, in characters."""
+    max_context_chars: int = Field(2_000_000, ge=0)
+    """Longest context accepted, in characters."""
+    router_preview_chars: int = Field(2_000, ge=0)
+    """How much of the context (its head) the router sees, besides its size."""
+    router_timeout_s: float = Field(15.0, gt=0)
+    """Time the router model gets before the default specialist takes the task."""
+    attempt_timeout_s: float = Field(40.0, gt=0)
+    """Time one specialist model gets before its fallback is tried."""
+    deadline_s: float = Field(50.0, gt=0)
+    """Time a whole tool call may take, router and fallbacks included (clients give up near 60 s)."""
+    log_level: str = Field("WARNING", pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    """Level of the log written to stderr."""
+
+    @property
+    def router_models(self) -> list[str]:
+        """The router chain: the configured model first, then the built-in cheap ones."""
+        chain = [self.router_model] if self.router_model else []
+        return chain + [m for m in DEFAULT_ROUTER_MODELS if m not in chain]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
+        """Build settings from the environment; non-None overrides (command-line flags) win."""
+        values: dict[str, Any] = {}
+        for field, env_name in ENV_NAMES.items():
+            raw = environ.get(env_name, "").strip()
+            if raw:
+                values[field] = raw.upper() if field == "log_level" else raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors():
+                field = str(err["loc"][0]) if err["loc"] else "?"
+                source = ENV_NAMES.get(field, field) if field not in overrides else f"--{field.replace('_', '-')}"
+                problems.append(f"{source}: {err['msg']} (got {err.get('input')!r})")
+            raise ConfigError("Invalid setting. " + "; ".join(problems)) from None

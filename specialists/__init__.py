@@ -1,0 +1,1 @@
+"""The built-in specialist files (*.md), read with importlib.resources."""

@@ -1,0 +1,97 @@
+"""Shared fixtures: the provider simulator, specialist folders pointing at it, and a delegator factory."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.catalog import load_catalog
+from server.delegation import Delegator
+from server.settings import Settings
+from tests.simulator import ProviderSimulator
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
+
+ROUTER = "openai/sim-router"
+
+
+@pytest.fixture(autouse=True)
+def _no_real_providers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any connection outside 127.0.0.1 fails the test: tests never reach a real provider."""
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: Any) -> Any:
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("/"):
+            raise AssertionError(f"test tried to reach {host}: use the provider simulator")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    for name in (
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "GEMINI_API_KEY",
+        "GOOGLE_API_KEY",
+        "OPENAI_API_BASE",
+        "OPENAI_BASE_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def sim() -> Iterator[ProviderSimulator]:
+    """A fresh provider simulator on 127.0.0.1."""
+    with ProviderSimulator() as simulator:
+        yield simulator
+
+
+def specialist_file(
+    name: str, model: str, base: str, *, fallbacks: list[str] | None = None, default: bool = False, extra: str = ""
+) -> str:
+    """The text of a specialist file whose models all live on the simulator at `base`."""
+    chain = "".join(f"\n  - {{model: {m}, api_base: '{base}'}}" for m in fallbacks or []) or " []"
+    return (
+        f"---\nname: {name}\ndescription: The {name} specialist.\nmodel: {model}\napi_base: '{base}'\n"
+        f"fallbacks:{chain}\ndefault: {str(default).lower()}\n{extra}---\nYou are the {name}.\n"
+    )
+
+
+@pytest.fixture
+def specialists_dir(tmp_path: Path, sim: ProviderSimulator) -> Path:
+    """coder, writer and generalist (the default), each with one fallback, all on the simulator."""
+    folder = tmp_path / "specialists"
+    folder.mkdir()
+    base = sim.base_url
+    (folder / "coder.md").write_text(
+        specialist_file("coder", "openai/sim-coder", base, fallbacks=["openai/sim-backup"])
+    )
+    (folder / "writer.md").write_text(
+        specialist_file("writer", "openai/sim-writer", base, fallbacks=["openai/sim-backup"])
+    )
+    (folder / "generalist.md").write_text(
+        specialist_file("generalist", "openai/sim-general", base, fallbacks=["openai/sim-backup"], default=True)
+    )
+    return folder
+
+
+@pytest.fixture
+def make_delegator(specialists_dir: Path, sim: ProviderSimulator) -> Callable[..., Delegator]:
+    """Build a Delegator over the simulator; keyword arguments override settings."""
+
+    def build(environ: dict[str, str] | None = None, **overrides: Any) -> Delegator:
+        env = {"ROUTER_MODEL": ROUTER, "ROUTER_API_BASE": sim.base_url, **(environ or {})}
+        settings = Settings.from_env(env, specialists_dir=specialists_dir, **overrides)
+        return Delegator(settings, load_catalog(env, settings.specialists_dir), env)
+
+    return build
+
+
+def route_to(name: str, confidence: float = 0.9, reason: str = "fits the task") -> str:
+    """A router reply choosing `name`."""
+    return f'{{"specialist": "{name}", "reason": "{reason}", "confidence": {confidence}}}'
