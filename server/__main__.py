@@ -79,8 +79,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report, indent=2) if args.json else format_catalog_report(report))
         return EXIT_OK
     if args.command == "ask":
-        return run_ask(delegator, args)
-    return serve(delegator)
+        return exit_now(run_ask(delegator, args))
+    return exit_now(serve(delegator))
+
+
+def exit_now(code: int) -> int:
+    """Flush and leave without interpreter teardown, which takes about 1 s once litellm is loaded."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 def run_ask(delegator: Delegator, args: argparse.Namespace) -> int:
@@ -118,7 +126,7 @@ def serve(delegator: Delegator) -> int:
     from server.app import build_server
 
     server = build_server(delegator)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(EXIT_OK))
+    signal.signal(signal.SIGTERM, lambda *_: exit_now(EXIT_OK))
     llm.warm_up_in_background()
     with contextlib.suppress(KeyboardInterrupt):
         server.run()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from server import llm
 from server.catalog import Catalog, Specialist
 from server.chain import run_chain, usable_models
 from server.clock import Deadline
@@ -53,6 +54,7 @@ class Delegator:
         """Route the task to the best specialist and return its answer with the routing metadata."""
         self.validate(task, context)
         deadline = Deadline(self.settings.deadline_s)
+        await llm.ready()  # a call that arrives before the background import finishes waits here, not in routing
         candidates = self._candidates or list(self.catalog)  # none usable: the default explains which key to set
         names = [s.name for s in candidates]
         fallback = self.catalog.default.name if self.catalog.default.name in names else names[0]
@@ -63,10 +65,12 @@ class Delegator:
         """Send the task straight to one specialist, with no routing."""
         spec = self.catalog.get(name)
         self.validate(task, context)
+        deadline = Deadline(self.settings.deadline_s)
+        await llm.ready()
         outcome = RouteOutcome(
             name, Routing(decided_by="direct", reason=f"called directly as {spec.tool_name}"), CallUsage()
         )
-        return await self._answer(spec, outcome, task, context, Deadline(self.settings.deadline_s))
+        return await self._answer(spec, outcome, task, context, deadline)
 
     async def _answer(
         self, spec: Specialist, outcome: RouteOutcome, task: str, context: str, deadline: Deadline

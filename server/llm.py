@@ -78,9 +78,14 @@ def warm_up_in_background() -> threading.Thread:
     return thread
 
 
+async def ready() -> ModuleType:
+    """litellm, imported on a worker thread if it is not loaded yet (the event loop keeps serving meanwhile)."""
+    return _module if _module is not None else await anyio.to_thread.run_sync(_load)
+
+
 async def complete(request: CompletionRequest) -> Completion:
     """Make one non-streaming completion; raise ProviderError for any failure."""
-    litellm = await anyio.to_thread.run_sync(_load) if _module is None else _module
+    litellm = await ready()
     kwargs: dict[str, Any] = {
         "model": request.model,
         "messages": request.messages,
