@@ -119,6 +119,16 @@ def test_every_stdout_line_is_json_rpc_while_providers_fail(sim: ProviderSimulat
     assert LEAKED_KEY not in "".join(lines) + stderr
 
 
+def test_env_overrides_reach_an_openai_compatible_server(sim: ProviderSimulator) -> None:
+    env = server_env(sim, Path("unused"), OPENAI_API_BASE=sim.base_url, CODE_MODEL="openai/local-coder")
+    env.pop("DELEGATE_SPECIALISTS_DIR")
+    sim.enqueue("local-coder", "local answer")
+    completed = run_cli("ask", "Refactor this", "--specialist", "coder", "--json", env=env)
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    assert (result["output"], result["model"]) == ("local answer", "openai/local-coder")
+
+
 def test_config_error_stops_start_up_naming_file_and_field(tmp_path: Path, sim: ProviderSimulator) -> None:
     (tmp_path / "coder.md").write_text("---\nname: coder\ndescription: writes code\n---\nYou code.\n")
     completed = run_cli(env=server_env(sim, tmp_path))

@@ -269,3 +269,16 @@ async def test_legacy_handshake_clients_get_the_same_result(
     sim.enqueue("sim-router", route_to("coder"))
     result = await call(make_delegator(), "delegate", {"task": "x"}, mode="legacy")
     assert result.structured_content["specialist"] == "coder"
+
+
+async def test_with_no_keys_at_all_the_server_starts_and_says_which_keys_to_set() -> None:
+    from server.catalog import load_catalog
+    from server.settings import Settings
+
+    delegator = Delegator(Settings.from_env({}), load_catalog({}), {})
+    async with Client(build_server(delegator)) as session:
+        assert len((await session.list_tools()).tools) == 4
+        result = await session.call_tool("delegate", {"task": "What is 2 + 2?"})
+    assert result.is_error
+    assert "Specialist 'generalist' has no usable model" in result.content[0].text
+    assert "OPENAI_API_KEY (for openai/gpt-5-mini)" in result.content[0].text
