@@ -1,21 +1,29 @@
-"""Calling a specialist: its model chain in order, skipping unusable models, falling back on failure."""
+"""Calling a specialist: its model chain in order, with retries, cooldowns, window checks and fallbacks."""
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+import anyio
 
 from server import llm
 from server.catalog import ModelRef, Specialist
 from server.clock import Deadline, ms_since
-from server.errors import AllModelsFailedError, NoUsableModelError
+from server.cooldown import Cooldowns
+from server.errors import AllModelsFailedError, InputTooLargeError, NoUsableModelError
 from server.providers import PROVIDER_KEYS, availability, needs_placeholder_key, provider_of
 from server.redact import redact
 from server.results import Attempt
+from server.settings import Settings
 
 MIN_ATTEMPT_S = 1.0  # below this much time left, another try cannot answer; stop and report instead
+MAX_HONOURED_RETRY_AFTER_S = 10.0
+RETRYABLE = frozenset({"rate_limited", "server_error", "connection"})
 PLACEHOLDER_KEY = "not-needed"
+CHARS_PER_TOKEN = 3.5  # conservative for English and code; a provider's own count may be lower
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,11 @@ class ChainAnswer:
     completion: llm.Completion
     model: str
     attempts: list[Attempt]
+
+
+def estimate_tokens(messages: list[dict[str, str]]) -> int:
+    """A quick, slightly high estimate of a request's input tokens, from its characters."""
+    return int(sum(len(m["content"]) for m in messages) / CHARS_PER_TOKEN) + 8 * len(messages)
 
 
 def usable_models(spec: Specialist, environ: Mapping[str, str]) -> list[ModelRef]:
@@ -59,8 +72,9 @@ def describe_failure(error: llm.ProviderError, ref: ModelRef, secrets: list[str]
         keys = (ref.api_key_env,) if ref.api_key_env else PROVIDER_KEYS.get(provider_of(ref.model), ())
         which = f": check {' / '.join(keys)}" if keys else ""
         return f"API key rejected{status}{which}"
+    wait = f", retry after {error.retry_after_s:g} s" if error.retry_after_s else ""
     messages = {
-        "rate_limited": f"rate limited{status}",
+        "rate_limited": f"rate limited{status}{wait}",
         "timeout": f"timed out: {detail}" if detail else "timed out",
         "connection": "could not connect to the provider",
         "server_error": f"provider server error{status}",
@@ -69,56 +83,166 @@ def describe_failure(error: llm.ProviderError, ref: ModelRef, secrets: list[str]
         "not_found": f"model not found{status}: check the model id",
         "bad_request": f"request rejected{status}: {detail}",
         "empty": "returned an empty answer",
+        "no_slot": "no free provider slot before the deadline (DELEGATE_MAX_CONCURRENCY)",
     }
     return messages.get(error.kind, f"provider error{status}: {detail}")
 
 
-async def run_chain(
-    spec: Specialist,
-    messages: list[dict[str, str]],
-    environ: Mapping[str, str],
-    deadline: Deadline,
-    attempt_timeout_s: float,
-    secrets: list[str],
-) -> ChainAnswer:
-    """Try each model of the chain until one answers; raise when none is usable or all fail."""
-    attempts: list[Attempt] = []
-    if not usable_models(spec, environ):
-        raise NoUsableModelError(
-            f"Specialist '{spec.name}' has no usable model. Set {enable_hint(spec, environ)}, "
-            "or point it at a local server with api_base in its file."
+def backoff_s(try_number: int, retry_after_s: float | None, jitter: Callable[[], float] = random.random) -> float:
+    """Wait before retrying: the provider's Retry-After when given, else jittered exponential backoff."""
+    if retry_after_s is not None:
+        return retry_after_s
+    return min(4.0, 0.25 * 2**try_number) * (0.5 + jitter())
+
+
+class ChainRunner:
+    """Runs specialists' model chains; one per server, so cooldowns and the concurrency limit are shared."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        environ: Mapping[str, str],
+        secrets: list[str],
+        cooldowns: Cooldowns,
+        limiter: anyio.CapacityLimiter,
+    ) -> None:
+        self._settings = settings
+        self._environ = environ
+        self._secrets = secrets
+        self._cooldowns = cooldowns
+        self._limiter = limiter
+
+    def fits(self, spec: Specialist, tokens: int) -> bool:
+        """Whether some usable model of the specialist has a window that may hold `tokens` (unknown windows may)."""
+        return any(self._window_allows(ref, tokens) for ref in usable_models(spec, self._environ))
+
+    @staticmethod
+    def _window_allows(ref: ModelRef, tokens: int) -> bool:
+        window = llm.max_input_tokens(ref.model)
+        return window is None or tokens <= window
+
+    def too_large_error(self, specs: list[Specialist], tokens: int) -> InputTooLargeError:
+        """Explain that the input fits no usable model, naming the largest window."""
+        windows = [
+            (llm.max_input_tokens(r.model) or 0, r.model) for s in specs for r in usable_models(s, self._environ)
+        ]
+        largest, model = max(windows, default=(0, "none"))
+        return InputTooLargeError(
+            f"The input is about {tokens:,} tokens, more than any usable model takes (the "
+            f"largest window is {largest:,} tokens, {model}). No provider was called. Send less "
+            "context, or add a specialist or fallback with a larger window."
         )
-    for ref in spec.chain:
-        found = availability(ref.model, environ, ref.api_base, ref.api_key_env)
-        if not found.usable:
-            attempts.append(Attempt(model=ref.model, ok=False, error=f"skipped: {found.reason}"))
-            continue
-        remaining = deadline.remaining()
-        if remaining < MIN_ATTEMPT_S:
-            attempts.append(Attempt(model=ref.model, ok=False, error="skipped: the call's deadline was reached"))
-            break
-        request = llm.CompletionRequest(
-            model=ref.model,
-            messages=messages,
-            max_output_tokens=spec.max_output_tokens,
-            timeout_s=min(attempt_timeout_s, remaining),
-            temperature=spec.temperature,
-            api_base=ref.api_base,
-            api_key=api_key_for(ref, environ),
-        )
-        started = time.monotonic()
-        try:
-            completion = await llm.complete(request)
-            if not completion.text.strip():
-                raise llm.ProviderError("empty")
-        except llm.ProviderError as error:
-            attempts.append(
-                Attempt(
-                    model=ref.model, ok=False, error=describe_failure(error, ref, secrets), latency_ms=ms_since(started)
-                )
+
+    async def run(self, spec: Specialist, messages: list[dict[str, str]], deadline: Deadline) -> ChainAnswer:
+        """Try the chain until a model answers; raise when none is usable, none fits, or all fail."""
+        if not usable_models(spec, self._environ):
+            raise NoUsableModelError(
+                f"Specialist '{spec.name}' has no usable model. Set "
+                f"{enable_hint(spec, self._environ)}, or point it at a local server with "
+                "api_base in its file."
             )
-            continue
-        attempts.append(Attempt(model=ref.model, ok=True, latency_ms=ms_since(started)))
-        return ChainAnswer(completion, ref.model, attempts)
-    tried = "; ".join(f"{a.model}: {a.error}" for a in attempts)
-    raise AllModelsFailedError(f"Every model of specialist '{spec.name}' failed. {tried}", attempts)
+        tokens = estimate_tokens(messages)
+        if not self.fits(spec, tokens):
+            raise self.too_large_error([spec], tokens)
+        attempts: list[Attempt] = []
+        last_resort = self._last_resort(spec, tokens)
+        exceeded_window: int | None = None
+        for ref in spec.chain:
+            skip = self._skip_reason(ref, tokens, exceeded_window, last_resort)
+            if skip:
+                attempts.append(Attempt(model=ref.model, ok=False, error=f"skipped: {skip}"))
+                continue
+            completion, error = await self._try_model(spec, ref, messages, deadline, attempts)
+            if completion is not None:
+                return ChainAnswer(completion, ref.model, attempts)
+            if error is not None and error.kind == "context_window":
+                exceeded_window = llm.max_input_tokens(ref.model) or 0
+            if deadline.remaining() < MIN_ATTEMPT_S:
+                break
+        tried = "; ".join(f"{a.model}: {a.error}" for a in attempts)
+        raise AllModelsFailedError(f"Every model of specialist '{spec.name}' failed. {tried}", attempts)
+
+    def _last_resort(self, spec: Specialist, tokens: int) -> str | None:
+        """When every candidate model is cooling down, the one that recovers first is tried anyway."""
+        candidates = [r for r in usable_models(spec, self._environ) if self._window_allows(r, tokens)]
+        waits = [(self._cooldowns.remaining(r.model), r.model) for r in candidates]
+        return min(waits)[1] if waits and all(wait > 0 for wait, _ in waits) else None
+
+    def _skip_reason(self, ref: ModelRef, tokens: int, exceeded_window: int | None, last_resort: str | None) -> str:
+        found = availability(ref.model, self._environ, ref.api_base, ref.api_key_env)
+        if not found.usable:
+            return found.reason
+        window = llm.max_input_tokens(ref.model)
+        if window is not None and tokens > window:
+            return f"input is about {tokens:,} tokens, over its {window:,}-token window"
+        if exceeded_window is not None and window is not None and window <= exceeded_window:
+            return "its window is no larger than the one the input just overflowed"
+        wait = self._cooldowns.remaining(ref.model)
+        if wait > 0 and ref.model != last_resort:
+            return f"cooling down after recent failures ({wait:.0f} s left)"
+        return ""
+
+    async def _try_model(
+        self,
+        spec: Specialist,
+        ref: ModelRef,
+        messages: list[dict[str, str]],
+        deadline: Deadline,
+        attempts: list[Attempt],
+    ) -> tuple[llm.Completion | None, llm.ProviderError | None]:
+        """One model, retried on rate limits, server and connection errors while the deadline allows."""
+        error: llm.ProviderError | None = None
+        for try_number in range(self._settings.retries + 1):
+            if deadline.remaining() < MIN_ATTEMPT_S:
+                attempts.append(Attempt(model=ref.model, ok=False, error="skipped: the call's deadline was reached"))
+                return None, error
+            started = time.monotonic()
+            try:
+                completion = await self._call(spec, ref, messages, deadline)
+            except llm.ProviderError as failure:
+                error = failure
+                attempts.append(
+                    Attempt(
+                        model=ref.model,
+                        ok=False,
+                        latency_ms=ms_since(started),
+                        error=describe_failure(failure, ref, self._secrets),
+                    )
+                )
+                self._cooldowns.failed(ref.model, failure.kind, failure.retry_after_s)
+                if failure.kind not in RETRYABLE or try_number == self._settings.retries:
+                    return None, error
+                wait = backoff_s(try_number, failure.retry_after_s)
+                if wait > min(MAX_HONOURED_RETRY_AFTER_S, deadline.remaining() - MIN_ATTEMPT_S):
+                    return None, error  # the provider asks for longer than we can wait: fall back now
+                await anyio.sleep(wait)
+                continue
+            self._cooldowns.succeeded(ref.model)
+            attempts.append(Attempt(model=ref.model, ok=True, latency_ms=ms_since(started)))
+            return completion, None
+        return None, error
+
+    async def _call(
+        self, spec: Specialist, ref: ModelRef, messages: list[dict[str, str]], deadline: Deadline
+    ) -> llm.Completion:
+        """Wait for a provider slot (within the deadline), then make one streamed call."""
+        settings = self._settings
+        with anyio.move_on_after(deadline.remaining()) as waiting:
+            async with self._limiter:
+                request = llm.CompletionRequest(
+                    model=ref.model,
+                    messages=messages,
+                    max_output_tokens=min(spec.max_output_tokens, settings.max_output_tokens),
+                    timeout_s=min(settings.attempt_timeout_s, deadline.remaining()),
+                    temperature=spec.temperature,
+                    api_base=ref.api_base,
+                    api_key=api_key_for(ref, self._environ),
+                    first_token_timeout_s=settings.first_token_timeout_s,
+                    stall_timeout_s=settings.stall_timeout_s,
+                )
+                completion = await llm.complete(request)
+                if not completion.text.strip():
+                    raise llm.ProviderError("empty")
+                return completion
+        assert waiting.cancelled_caught
+        raise llm.ProviderError("no_slot")

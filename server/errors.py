@@ -35,3 +35,11 @@ class AllModelsFailedError(DelegateError):
     def __init__(self, message: str, attempts: list[object]) -> None:
         super().__init__(message)
         self.attempts = attempts
+
+
+class BudgetExceededError(DelegateError):
+    """The daily USD budget is spent; no provider was called."""
+
+
+class InputTooLargeError(DelegateError):
+    """The input does not fit any usable model's context window; no provider was called."""

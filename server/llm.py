@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from types import ModuleType
 from typing import Any
 
@@ -27,6 +31,10 @@ class CompletionRequest:
     api_base: str | None = None
     api_key: str | None = None
     response_format: dict[str, Any] | None = None
+    first_token_timeout_s: float | None = None
+    """When set, stream the answer: fail if nothing arrives within this time..."""
+    stall_timeout_s: float | None = None
+    """...or if the stream then goes silent for this long."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,7 @@ class ProviderError(Exception):
     kind: str  # rate_limited | timeout | connection | server_error | auth | bad_request | context_window | ...
     status: int | None = None
     detail: str = field(default="")
+    retry_after_s: float | None = None
 
     def __str__(self) -> str:
         return f"{self.kind} ({self.status})" if self.status else self.kind
@@ -103,12 +112,78 @@ async def complete(request: CompletionRequest) -> Completion:
     kwargs.update({k: v for k, v in optional.items() if v is not None})
     try:
         with anyio.fail_after(request.timeout_s):
-            response = await litellm.acompletion(**kwargs)
+            if request.first_token_timeout_s is None:
+                response = await litellm.acompletion(**kwargs)
+            else:
+                response = await _stream(litellm, kwargs, request)
     except TimeoutError:
-        raise ProviderError("timeout", detail=f"no answer within {request.timeout_s:g} s") from None
+        raise ProviderError("timeout", detail=f"no complete answer within {request.timeout_s:g} s") from None
+    except ProviderError:
+        raise
     except Exception as exc:
         raise _classify(exc, litellm) from None
     return _to_completion(response, litellm)
+
+
+async def _stream(litellm: ModuleType, kwargs: dict[str, Any], request: CompletionRequest) -> Any:
+    """Stream the answer so a silent model is caught early; return the rebuilt full response."""
+    assert request.first_token_timeout_s is not None and request.stall_timeout_s is not None
+    first_by = anyio.current_time() + request.first_token_timeout_s
+    chunks: list[Any] = []
+    received = 0
+    with anyio.move_on_after(request.first_token_timeout_s) as opening:
+        stream = await litellm.acompletion(**kwargs, stream=True, stream_options={"include_usage": True})
+    if opening.cancelled_caught:
+        raise ProviderError("timeout", detail=f"no first token within {request.first_token_timeout_s:g} s")
+    try:
+        iterator = stream.__aiter__()
+        while True:
+            limit = request.stall_timeout_s if received else max(0.0, first_by - anyio.current_time())
+            with anyio.move_on_after(limit) as waiting:
+                try:
+                    chunk = await iterator.__anext__()
+                except StopAsyncIteration:
+                    break
+            if waiting.cancelled_caught:
+                if received:
+                    raise ProviderError("timeout", detail=f"stream stalled for {limit:g} s after {received} characters")
+                raise ProviderError("timeout", detail=f"no first token within {request.first_token_timeout_s:g} s")
+            chunks.append(chunk)
+            received += _chunk_chars(chunk)
+    finally:
+        await _close(stream)
+    return litellm.stream_chunk_builder(chunks, messages=request.messages)
+
+
+def _chunk_chars(chunk: Any) -> int:
+    """Characters of answer (or visible reasoning) a stream chunk carries."""
+    choices = getattr(chunk, "choices", None) or []
+    if not choices:
+        return 0
+    delta = getattr(choices[0], "delta", None)
+    return len(getattr(delta, "content", None) or "") + len(getattr(delta, "reasoning_content", None) or "")
+
+
+async def _close(stream: Any) -> None:
+    """Abort the upstream HTTP response so an abandoned stream stops (and stops billing) at once."""
+    for target in (stream, getattr(stream, "completion_stream", None), getattr(stream, "response", None)):
+        close = getattr(target, "aclose", None)
+        if close is not None:
+            # Shielded so a cancelled call still closes; bounded so a broken peer cannot hold us; errors ignored
+            # because closing a broken stream may fail too, and the connection is gone either way.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(1), contextlib.suppress(Exception):
+                await close()
+
+
+@lru_cache(maxsize=512)
+def max_input_tokens(model: str) -> int | None:
+    """The model's input window from litellm's model info, or None when litellm does not know the model."""
+    try:
+        info = _load().get_model_info(model)
+    except Exception:
+        return None
+    window = info.get("max_input_tokens") or info.get("max_tokens")
+    return int(window) if window else None
 
 
 def _to_completion(response: Any, litellm: ModuleType) -> Completion:
@@ -146,16 +221,34 @@ def _classify(exc: Exception, litellm: ModuleType) -> ProviderError:
         ("bad_request", "UnprocessableEntityError"),
         ("connection", "APIConnectionError"),
     ]
+    retry_after = _retry_after(exc)
     for kind, class_name in ordered:
         cls = getattr(litellm, class_name, None)
         if isinstance(cls, type) and isinstance(exc, cls):
-            return ProviderError(kind, status, detail)
+            return ProviderError(kind, status, detail, retry_after)
     if "connection error" in detail.lower():  # litellm reports refused/reset connections as a 500
         return ProviderError("connection", None, detail)
     if status is not None and status >= 500:
-        return ProviderError("server_error", status, detail)
+        return ProviderError("server_error", status, detail, retry_after)
     if status == 429:
-        return ProviderError("rate_limited", status, detail)
+        return ProviderError("rate_limited", status, detail, retry_after)
     if isinstance(exc, (ConnectionError, OSError)):
         return ProviderError("connection", None, detail)
     return ProviderError("provider_error", status, detail)
+
+
+def _retry_after(exc: Exception) -> float | None:
+    """Seconds from a Retry-After header (a number of seconds or an HTTP date), if the error carries one."""
+    headers = getattr(exc, "litellm_response_headers", None) or getattr(getattr(exc, "response", None), "headers", None)
+    value = headers.get("retry-after") if headers is not None and hasattr(headers, "get") else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

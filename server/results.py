@@ -71,8 +71,8 @@ def summary_line(result: DelegateResult) -> str:
     how = routing.decided_by if routing.confidence is None else f"{routing.decided_by} {routing.confidence:.2f}"
     tokens = sum(u.input_tokens + u.output_tokens for u in (result.usage.router, result.usage.specialist))
     cost = "cost unknown" if result.usage.total_cost_usd is None else f"${result.usage.total_cost_usd:.6f}"
-    fallbacks = sum(1 for a in result.attempts if not a.ok)
-    tried = f" · {fallbacks} fallback(s)" if fallbacks else ""
+    failed = sum(1 for a in result.attempts if not a.ok and not (a.error or "").startswith("skipped"))
+    tried = f" · {failed} failed attempt(s) before this answer" if failed else ""
     return (
         f"{result.specialist} via {result.model} ({how}: {routing.reason}) · {tokens} tokens · {cost} · "
         f"{result.latency_ms / 1000:.2f} s{tried}"

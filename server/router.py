@@ -9,11 +9,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from pydantic import BaseModel, ValidationError
 
 from server import llm
 from server.catalog import Specialist
 from server.clock import Deadline, ms_since
+from server.cooldown import Cooldowns
 from server.providers import availability, needs_placeholder_key
 from server.results import CallUsage, Routing
 from server.settings import Settings
@@ -123,9 +125,13 @@ def parse_decision(text: str, names: Sequence[str]) -> RouterDecision:
 class Router:
     """Chooses a specialist with a cheap router model; any failure lands on the default specialist."""
 
-    def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self, settings: Settings, environ: Mapping[str, str], cooldowns: Cooldowns, limiter: anyio.CapacityLimiter
+    ) -> None:
         self._settings = settings
         self._environ = environ
+        self._cooldowns = cooldowns
+        self._limiter = limiter
         self._prompts: dict[tuple[str, ...], tuple[str, dict[str, Any]]] = {}
 
     def router_models(self) -> list[tuple[str, str | None]]:
@@ -204,6 +210,26 @@ class Router:
             )
             return RouteOutcome(decision.specialist, routing, usage)
         return _fallback(default, why, models[0][0], started, usage)
+
+    async def _ask(
+        self, model: str, base: str | None, messages: list[dict[str, str]], fmt: dict[str, Any], budget: Deadline
+    ) -> llm.Completion:
+        """One router call, within the router's time budget and the shared concurrency limit."""
+        with anyio.move_on_after(budget.remaining()):
+            async with self._limiter:
+                key = "not-needed" if needs_placeholder_key(model, self._environ, base) else None
+                request = llm.CompletionRequest(
+                    model=model,
+                    messages=messages,
+                    temperature=0.0,
+                    api_base=base,
+                    max_output_tokens=ROUTER_MAX_OUTPUT_TOKENS,
+                    api_key=key,
+                    timeout_s=max(0.1, budget.remaining()),
+                    response_format=fmt,
+                )
+                return await llm.complete(request)
+        raise llm.ProviderError("timeout", detail="no free provider slot in time")
 
 
 def _fallback(name: str, why: str, model: str | None, started: float, usage: CallUsage) -> RouteOutcome:

@@ -23,6 +23,15 @@ ENV_NAMES: dict[str, str] = {
     "router_timeout_s": "DELEGATE_ROUTER_TIMEOUT_S",
     "attempt_timeout_s": "DELEGATE_ATTEMPT_TIMEOUT_S",
     "deadline_s": "DELEGATE_DEADLINE_S",
+    "first_token_timeout_s": "DELEGATE_FIRST_TOKEN_TIMEOUT_S",
+    "stall_timeout_s": "DELEGATE_STALL_TIMEOUT_S",
+    "retries": "DELEGATE_RETRIES",
+    "cooldown_s": "DELEGATE_COOLDOWN_S",
+    "max_concurrency": "DELEGATE_MAX_CONCURRENCY",
+    "max_output_tokens": "DELEGATE_MAX_OUTPUT_TOKENS",
+    "max_output_chars": "DELEGATE_MAX_OUTPUT_CHARS",
+    "daily_budget_usd": "DELEGATE_DAILY_BUDGET_USD",
+    "data_dir": "DELEGATE_DATA_DIR",
     "log_level": "DELEGATE_LOG_LEVEL",
 }
 
@@ -44,12 +53,30 @@ class Settings(BaseModel):
     """Longest context accepted, in characters."""
     router_preview_chars: int = Field(2_000, ge=0)
     """How much of the context (its head) the router sees, besides its size."""
-    router_timeout_s: float = Field(15.0, gt=0)
+    router_timeout_s: float = Field(10.0, gt=0)
     """Time the router model gets before the default specialist takes the task."""
     attempt_timeout_s: float = Field(40.0, gt=0)
     """Time one specialist model gets before its fallback is tried."""
     deadline_s: float = Field(50.0, gt=0)
     """Time a whole tool call may take, router and fallbacks included (clients give up near 60 s)."""
+    first_token_timeout_s: float = Field(20.0, gt=0)
+    """Time a specialist model gets to start answering before its fallback is tried."""
+    stall_timeout_s: float = Field(10.0, gt=0)
+    """Longest silence allowed inside a streamed answer before it counts as failed."""
+    retries: int = Field(1, ge=0, le=5)
+    """Extra tries of the same model after a rate limit, server error or connection error."""
+    cooldown_s: float = Field(30.0, ge=0)
+    """How long a failing model is skipped by later calls (0 turns cooldowns off)."""
+    max_concurrency: int = Field(32, gt=0)
+    """Most provider calls in flight at once; further calls wait, within their deadline."""
+    max_output_tokens: int = Field(8192, gt=0)
+    """Cap on any specialist's output tokens per call, whatever its file says."""
+    max_output_chars: int = Field(40_000, gt=0)
+    """Longer answers are cut with a marker (the answer appears twice in a result; clients reject huge ones)."""
+    daily_budget_usd: float | None = Field(None, gt=0)
+    """Optional spend limit per UTC day, across restarts and processes; unset means no limit."""
+    data_dir: Path | None = None
+    """Where the spend ledger lives; default the user's data directory."""
     log_level: str = Field("WARNING", pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     """Level of the log written to stderr."""
 

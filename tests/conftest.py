@@ -85,6 +85,8 @@ def make_delegator(specialists_dir: Path, sim: ProviderSimulator) -> Callable[..
     """Build a Delegator over the simulator; keyword arguments override settings."""
 
     def build(environ: dict[str, str] | None = None, **overrides: Any) -> Delegator:
+        overrides.setdefault("retries", 0)  # one failure, one fallback: the fault suite tests retries explicitly
+        overrides.setdefault("cooldown_s", 0)
         env = {"ROUTER_MODEL": ROUTER, "ROUTER_API_BASE": sim.base_url, **(environ or {})}
         settings = Settings.from_env(env, specialists_dir=specialists_dir, **overrides)
         return Delegator(settings, load_catalog(env, settings.specialists_dir), env)

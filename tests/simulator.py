@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import select
 import socket
 import sys
 import threading
@@ -116,8 +117,9 @@ class _Handler(BaseHTTPRequestHandler):
         sim = self.server.simulator
         model = str(body.get("model", ""))
         headers = {k.lower(): v for k, v in self.headers.items()}
-        beh = sim._record_and_pick(model, body, headers)
-        if (beh.hang and not sim._wait(None)) or (beh.delay and not sim._wait(beh.delay)):
+        record, beh = sim._record_and_pick(model, body, headers)
+        self.record = record
+        if (beh.hang and not sim._wait(None, self)) or (beh.delay and not sim._wait(beh.delay, self)):
             self.close_connection = True
             return
         if beh.status != 200:
@@ -157,7 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
         pieces = [reply[i : i + CHUNK_CHARS] for i in range(0, len(reply), CHUNK_CHARS)] or [""]
         for sent, piece in enumerate(pieces):
             if beh.stream_stall_after is not None and sent >= beh.stream_stall_after:
-                self.server.simulator._wait(None)
+                self.server.simulator._wait(None, self)
                 return
             delta = {"role": "assistant", "content": piece} if sent == 0 else {"content": piece}
             self._event(json.dumps({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}))
@@ -182,6 +184,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
         self.wfile.flush()
+
+
+def _client_gone(conn: socket.socket) -> bool:
+    """Whether the client closed its side of the connection."""
+    try:
+        readable, _, _ = select.select([conn], [], [], 0)
+        return bool(readable) and conn.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
 
 
 def _envelope(model: str, kind: str) -> dict[str, Any]:
@@ -290,18 +301,29 @@ class ProviderSimulator:
         """How many requests one model received."""
         return len(self.calls(model))
 
-    def _record_and_pick(self, model: str, body: dict[str, Any], headers: dict[str, str]) -> Behaviour:
+    def aborted(self, model: str) -> int:
+        """How many of a model's requests the client abandoned (closed the connection) while waiting."""
         with self._lock:
-            self.history.append({"model": model, "body": body, "headers": headers, "time": time.monotonic()})
+            return sum(1 for r in self.history if r["model"] == model and r.get("aborted"))
+
+    def _record_and_pick(
+        self, model: str, body: dict[str, Any], headers: dict[str, str]
+    ) -> tuple[dict[str, Any], Behaviour]:
+        record = {"model": model, "body": body, "headers": headers, "time": time.monotonic(), "aborted": False}
+        with self._lock:
+            self.history.append(record)
             queue = self._queues.get(model)
             if queue:
-                return queue.popleft()
-            return self._defaults.get(model, Behaviour())
+                return record, queue.popleft()
+            return record, self._defaults.get(model, Behaviour())
 
-    def _wait(self, seconds: float | None) -> bool:
-        """Sleep in small steps; False if stop() interrupted (always False when seconds is None)."""
+    def _wait(self, seconds: float | None, handler: _Handler | None = None) -> bool:
+        """Sleep in small steps; False if stop() interrupted or the client went away (always False for None)."""
         deadline = None if seconds is None else time.monotonic() + seconds
         while not self._stopped.is_set():
+            if handler is not None and _client_gone(handler.connection):
+                handler.record["aborted"] = True
+                return False
             left = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
             if left <= 0:
                 return True

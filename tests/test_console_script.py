@@ -63,11 +63,10 @@ async def test_a_real_client_lists_tools_and_delegates_over_stdio(
 
 
 def test_every_stdout_line_is_json_rpc_while_providers_fail(sim: ProviderSimulator, specialists_dir: Path) -> None:
-    sim.enqueue("sim-router", malformed=True)
-    sim.enqueue("sim-general", status=401, error_text=f"Incorrect API key provided: {LEAKED_KEY}")
-    sim.enqueue("sim-backup", status=500, error_text=f"upstream {LEAKED_KEY} exploded")
-    sim.enqueue("sim-coder", malformed=True)
-    sim.enqueue("sim-backup", status=429)
+    sim.set_default("sim-router", malformed=True)
+    sim.set_default("sim-general", status=401, error_text=f"Incorrect API key provided: {LEAKED_KEY}")
+    sim.set_default("sim-backup", status=500, error_text=f"upstream {LEAKED_KEY} exploded")
+    sim.set_default("sim-coder", status=429, headers={"Retry-After": "0"})
     calls = [("delegate", {"task": "x"}), ("ask_coder", {"task": "y"}), ("delegate", {"tsk": "z"}), ("ask_nobody", {})]
     requests: list[dict[str, Any]] = [
         {
@@ -114,7 +113,7 @@ def test_every_stdout_line_is_json_rpc_while_providers_fail(sim: ProviderSimulat
     results = {m["id"]: m.get("result") for m in messages if "id" in m}
     assert results[3]["isError"] and "Every model of specialist 'generalist' failed" in results[3]["content"][0]["text"]
     assert "API key rejected (401)" in results[3]["content"][0]["text"]
-    assert results[4]["isError"] and "rate limited (429)" in results[4]["content"][0]["text"]
+    assert results[4]["isError"] and "openai/sim-coder: rate limited (429)" in results[4]["content"][0]["text"]
     assert results[5]["isError"] and "tsk" in results[5]["content"][0]["text"]
     assert LEAKED_KEY not in "".join(lines) + stderr
 
@@ -172,8 +171,8 @@ def test_ask_reports_failures_with_exit_codes(sim: ProviderSimulator, specialist
     env = server_env(sim, specialists_dir)
     unknown = run_cli("ask", "x", "--specialist", "poet", env=env)
     assert unknown.returncode == 2 and "Known specialists: coder, generalist, writer" in unknown.stderr
-    sim.enqueue("sim-coder", status=500)
-    sim.enqueue("sim-backup", status=500)
+    sim.set_default("sim-coder", status=500)
+    sim.set_default("sim-backup", status=500)
     failed = run_cli("ask", "x", "--specialist", "coder", env=env)
     assert failed.returncode == 1 and failed.stdout == ""
     assert "Every model of specialist 'coder' failed" in failed.stderr and "Traceback" not in failed.stderr

@@ -116,7 +116,7 @@ async def test_fallback_answers_after_a_server_error(
 @pytest.mark.parametrize(
     ("script", "error"),
     [
-        ({"status": 429, "headers": {"Retry-After": "1"}}, "rate limited (429)"),
+        ({"status": 429, "headers": {"Retry-After": "1"}}, "rate limited (429), retry after 1 s"),
         ({"malformed": True}, "provider server error (500)"),
         ({"reply": "   "}, "returned an empty answer"),
     ],
