@@ -18,6 +18,7 @@ from server.catalog import load_catalog
 from server.cli_output import catalog_report, format_catalog_report
 from server.delegation import Delegator
 from server.errors import ConfigError, DelegateError
+from server.redact import RedactingFormatter, secret_values
 from server.results import summary_line
 from server.settings import Settings
 
@@ -66,9 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     environ = dict(os.environ)
     try:
         settings = Settings.from_env(environ, specialists_dir=args.specialists, log_level=args.log_level)
-        logging.basicConfig(
-            stream=sys.stderr, level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        configure_logging(settings.log_level, secret_values(environ))
         catalog = load_catalog(environ, settings.specialists_dir)
     except ConfigError as exc:
         print(f"delegate-mcp: configuration error: {exc}", file=sys.stderr)
@@ -89,6 +88,13 @@ def exit_now(code: int) -> int:
     sys.stderr.flush()
     logging.shutdown()
     os._exit(code)
+
+
+def configure_logging(level: str, secrets: list[str]) -> None:
+    """Everything logs to stderr (stdout is the protocol), redacted."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 def run_ask(delegator: Delegator, args: argparse.Namespace) -> int:

@@ -148,6 +148,9 @@ class ChainRunner:
         last_resort = self._last_resort(spec, tokens)
         exceeded_window: int | None = None
         for ref in spec.chain:
+            if deadline.remaining() < MIN_ATTEMPT_S:
+                attempts.append(Attempt(model=ref.model, ok=False, error="skipped: the call's deadline was reached"))
+                continue
             skip = self._skip_reason(ref, tokens, exceeded_window, last_resort)
             if skip:
                 attempts.append(Attempt(model=ref.model, ok=False, error=f"skipped: {skip}"))
@@ -157,8 +160,6 @@ class ChainRunner:
                 return ChainAnswer(completion, ref.model, attempts)
             if error is not None and error.kind == "context_window":
                 exceeded_window = llm.max_input_tokens(ref.model) or 0
-            if deadline.remaining() < MIN_ATTEMPT_S:
-                break
         tried = "; ".join(f"{a.model}: {a.error}" for a in attempts)
         raise AllModelsFailedError(f"Every model of specialist '{spec.name}' failed. {tried}", attempts)
 
@@ -193,8 +194,7 @@ class ChainRunner:
         """One model, retried on rate limits, server and connection errors while the deadline allows."""
         error: llm.ProviderError | None = None
         for try_number in range(self._settings.retries + 1):
-            if deadline.remaining() < MIN_ATTEMPT_S:
-                attempts.append(Attempt(model=ref.model, ok=False, error="skipped: the call's deadline was reached"))
+            if try_number and deadline.remaining() < MIN_ATTEMPT_S:
                 return None, error
             started = time.monotonic()
             try:
@@ -228,21 +228,25 @@ class ChainRunner:
         """Wait for a provider slot (within the deadline), then make one streamed call."""
         settings = self._settings
         with anyio.move_on_after(deadline.remaining()) as waiting:
-            async with self._limiter:
-                request = llm.CompletionRequest(
-                    model=ref.model,
-                    messages=messages,
-                    max_output_tokens=min(spec.max_output_tokens, settings.max_output_tokens),
-                    timeout_s=min(settings.attempt_timeout_s, deadline.remaining()),
-                    temperature=spec.temperature,
-                    api_base=ref.api_base,
-                    api_key=api_key_for(ref, self._environ),
-                    first_token_timeout_s=settings.first_token_timeout_s,
-                    stall_timeout_s=settings.stall_timeout_s,
-                )
-                completion = await llm.complete(request)
-                if not completion.text.strip():
-                    raise llm.ProviderError("empty")
-                return completion
-        assert waiting.cancelled_caught
-        raise llm.ProviderError("no_slot")
+            await self._limiter.acquire()
+        if waiting.cancelled_caught:
+            raise llm.ProviderError("no_slot")
+        try:
+            remaining = deadline.remaining()
+            request = llm.CompletionRequest(
+                model=ref.model,
+                messages=messages,
+                max_output_tokens=min(spec.max_output_tokens, settings.max_output_tokens),
+                timeout_s=min(settings.attempt_timeout_s, remaining),
+                temperature=spec.temperature,
+                api_base=ref.api_base,
+                api_key=api_key_for(ref, self._environ),
+                first_token_timeout_s=min(settings.first_token_timeout_s, remaining),
+                stall_timeout_s=settings.stall_timeout_s,
+            )
+            completion = await llm.complete(request)
+        finally:
+            self._limiter.release()
+        if not completion.text.strip():
+            raise llm.ProviderError("empty")
+        return completion

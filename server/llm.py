@@ -6,6 +6,7 @@ import contextlib
 import email.utils
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -117,11 +118,11 @@ async def complete(request: CompletionRequest) -> Completion:
             else:
                 response = await _stream(litellm, kwargs, request)
     except TimeoutError:
-        raise ProviderError("timeout", detail=f"no complete answer within {request.timeout_s:g} s") from None
+        raise ProviderError("timeout", detail=f"no complete answer within {request.timeout_s:.1f} s") from None
     except ProviderError:
         raise
     except Exception as exc:
-        raise _classify(exc, litellm) from None
+        raise _classify(exc, litellm) from exc
     return _to_completion(response, litellm)
 
 
@@ -134,7 +135,7 @@ async def _stream(litellm: ModuleType, kwargs: dict[str, Any], request: Completi
     with anyio.move_on_after(request.first_token_timeout_s) as opening:
         stream = await litellm.acompletion(**kwargs, stream=True, stream_options={"include_usage": True})
     if opening.cancelled_caught:
-        raise ProviderError("timeout", detail=f"no first token within {request.first_token_timeout_s:g} s")
+        raise ProviderError("timeout", detail=f"no first token within {request.first_token_timeout_s:.3g} s")
     try:
         iterator = stream.__aiter__()
         while True:
@@ -147,7 +148,7 @@ async def _stream(litellm: ModuleType, kwargs: dict[str, Any], request: Completi
             if waiting.cancelled_caught:
                 if received:
                     raise ProviderError("timeout", detail=f"stream stalled for {limit:g} s after {received} characters")
-                raise ProviderError("timeout", detail=f"no first token within {request.first_token_timeout_s:g} s")
+                raise ProviderError("timeout", detail=f"no first token within {request.first_token_timeout_s:.3g} s")
             chunks.append(chunk)
             received += _chunk_chars(chunk)
     finally:
@@ -208,7 +209,7 @@ def _classify(exc: Exception, litellm: ModuleType) -> ProviderError:
     """Map a litellm (or transport) exception to a ProviderError kind."""
     status = getattr(exc, "status_code", None)
     status = status if isinstance(status, int) else None
-    detail = str(getattr(exc, "message", None) or exc)
+    detail = _LITELLM_PREFIX.sub("", str(getattr(exc, "message", None) or exc)).strip().removesuffix(")")
     ordered = [
         ("context_window", "ContextWindowExceededError"),
         ("content_policy", "ContentPolicyViolationError"),
@@ -225,7 +226,12 @@ def _classify(exc: Exception, litellm: ModuleType) -> ProviderError:
     for kind, class_name in ordered:
         cls = getattr(litellm, class_name, None)
         if isinstance(cls, type) and isinstance(exc, cls):
-            return ProviderError(kind, status, detail, retry_after)
+            return ProviderError(_refine(kind, detail), status, detail, retry_after)
+    by_status = {401: "auth", 403: "auth", 404: "not_found", 408: "timeout", 429: "rate_limited"}
+    if status in by_status:
+        return ProviderError(by_status[status], status, detail, retry_after)
+    if status in (400, 422):
+        return ProviderError(_refine("bad_request", detail), status, detail, retry_after)
     if "connection error" in detail.lower():  # litellm reports refused/reset connections as a 500
         return ProviderError("connection", None, detail)
     if status is not None and status >= 500:
@@ -235,6 +241,24 @@ def _classify(exc: Exception, litellm: ModuleType) -> ProviderError:
     if isinstance(exc, (ConnectionError, OSError)):
         return ProviderError("connection", None, detail)
     return ProviderError("provider_error", status, detail)
+
+
+# litellm prefixes messages with its class names ("litellm.BadRequestError: OpenAIException - ...").
+_LITELLM_PREFIX = re.compile(r"(litellm\.\w+:\s*|\b\w*(Exception|Error)\s*-\s*|\bAPIError:\s*)")
+_CONTEXT_WINDOW_HINTS = ("context_length_exceeded", "maximum context length", "prompt is too long", "too many tokens")
+_CONTENT_POLICY_HINTS = ("content_policy", "content policy", "safety system", "content management policy")
+
+
+def _refine(kind: str, detail: str) -> str:
+    """litellm does not map every provider's wording; a generic 400 may still be a window or policy refusal."""
+    if kind != "bad_request":
+        return kind
+    text = detail.lower()
+    if any(hint in text for hint in _CONTEXT_WINDOW_HINTS):
+        return "context_window"
+    if any(hint in text for hint in _CONTENT_POLICY_HINTS):
+        return "content_policy"
+    return kind
 
 
 def _retry_after(exc: Exception) -> float | None:

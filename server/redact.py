@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 
@@ -32,3 +33,15 @@ def redact(text: str, secrets: list[str] | None = None) -> str:
         text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "[redacted]", text)
     # URLs can carry an api_base, a proxy address or a query-string key; none of them belongs in output.
     return _URL.sub("[url]", text)
+
+
+class RedactingFormatter(logging.Formatter):
+    """A log formatter that redacts every record, tracebacks included, before it reaches stderr."""
+
+    def __init__(self, fmt: str, secrets: list[str]) -> None:
+        super().__init__(fmt)
+        self._secrets = secrets
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Format as usual, then redact."""
+        return redact(super().format(record), self._secrets)

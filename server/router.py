@@ -215,21 +215,25 @@ class Router:
         self, model: str, base: str | None, messages: list[dict[str, str]], fmt: dict[str, Any], budget: Deadline
     ) -> llm.Completion:
         """One router call, within the router's time budget and the shared concurrency limit."""
-        with anyio.move_on_after(budget.remaining()):
-            async with self._limiter:
-                key = "not-needed" if needs_placeholder_key(model, self._environ, base) else None
-                request = llm.CompletionRequest(
-                    model=model,
-                    messages=messages,
-                    temperature=0.0,
-                    api_base=base,
-                    max_output_tokens=ROUTER_MAX_OUTPUT_TOKENS,
-                    api_key=key,
-                    timeout_s=max(0.1, budget.remaining()),
-                    response_format=fmt,
-                )
-                return await llm.complete(request)
-        raise llm.ProviderError("timeout", detail="no free provider slot in time")
+        with anyio.move_on_after(budget.remaining()) as waiting:
+            await self._limiter.acquire()
+        if waiting.cancelled_caught:
+            raise llm.ProviderError("timeout", detail="no free provider slot in time")
+        try:
+            key = "not-needed" if needs_placeholder_key(model, self._environ, base) else None
+            request = llm.CompletionRequest(
+                model=model,
+                messages=messages,
+                temperature=0.0,
+                api_base=base,
+                max_output_tokens=ROUTER_MAX_OUTPUT_TOKENS,
+                api_key=key,
+                timeout_s=max(0.1, budget.remaining()),
+                response_format=fmt,
+            )
+            return await llm.complete(request)
+        finally:
+            self._limiter.release()
 
 
 def _fallback(name: str, why: str, model: str | None, started: float, usage: CallUsage) -> RouteOutcome:

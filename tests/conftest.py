@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from server import llm
 from server.catalog import load_catalog
 from server.delegation import Delegator
 from server.settings import Settings
@@ -19,6 +20,12 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
 
 ROUTER = "openai/sim-router"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _litellm_imported() -> None:
+    """Import litellm once up front, so its ~3 s import does not land inside a timed test."""
+    llm.warm_up_in_background().join()
 
 
 @pytest.fixture(autouse=True)
@@ -88,7 +95,8 @@ def make_delegator(specialists_dir: Path, sim: ProviderSimulator) -> Callable[..
         overrides.setdefault("retries", 0)  # one failure, one fallback: the fault suite tests retries explicitly
         overrides.setdefault("cooldown_s", 0)
         env = {"ROUTER_MODEL": ROUTER, "ROUTER_API_BASE": sim.base_url, **(environ or {})}
-        settings = Settings.from_env(env, specialists_dir=specialists_dir, **overrides)
+        overrides.setdefault("specialists_dir", specialists_dir)
+        settings = Settings.from_env(env, **overrides)
         return Delegator(settings, load_catalog(env, settings.specialists_dir), env)
 
     return build
