@@ -55,8 +55,8 @@ class Settings(BaseModel):
     """How much of the context (its head) the router sees, besides its size."""
     router_timeout_s: float = Field(10.0, gt=0)
     """Time the router model gets before the default specialist takes the task."""
-    attempt_timeout_s: float = Field(40.0, gt=0)
-    """Time one specialist model gets before its fallback is tried."""
+    attempt_timeout_s: float = Field(50.0, gt=0)
+    """Longest time one model try may take in all (streaming limits catch hangs sooner)."""
     deadline_s: float = Field(50.0, gt=0)
     """Time a whole tool call may take, router and fallbacks included (clients give up near 60 s)."""
     first_token_timeout_s: float = Field(20.0, gt=0)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,7 @@ async def test_a_real_client_lists_tools_and_delegates_over_stdio(
     assert result.structured_content["routing"]["decided_by"] == "router"
 
 
+@pytest.mark.faults
 def test_every_stdout_line_is_json_rpc_while_providers_fail(sim: ProviderSimulator, specialists_dir: Path) -> None:
     sim.set_default("sim-router", malformed=True)
     sim.set_default("sim-general", status=401, error_text=f"Incorrect API key provided: {LEAKED_KEY}")
@@ -190,3 +193,73 @@ def test_specialists_command_shows_chains_and_what_to_set(sim: ProviderSimulator
     coder = next(s for s in report["specialists"] if s["name"] == "coder")
     assert [m["usable"] for m in coder["models"]] == [False, True, False]
     assert "sk-test-0000000000" not in completed.stdout
+
+
+def children_of(pid: int) -> list[int]:
+    """Child process ids of `pid`, from /proc (Linux)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.faults
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc to find child processes")
+@pytest.mark.parametrize("stop", ["stdin EOF", "SIGTERM"])
+@pytest.mark.parametrize("busy", [False, True], ids=["idle", "mid-call"])
+def test_the_server_exits_promptly_and_cleanly(
+    sim: ProviderSimulator, specialists_dir: Path, stop: str, busy: bool
+) -> None:
+    sim.set_default("sim-coder", hang=True)
+    process = subprocess.Popen(
+        [script()],
+        env=server_env(sim, specialists_dir),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdin and process.stdout
+    handshake = [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        },
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+    ]
+    if busy:
+        handshake.append(
+            {
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "tools/call",
+                "params": {"name": "ask_coder", "arguments": {"task": "x"}},
+            }
+        )
+    process.stdin.write("".join(json.dumps(m) + "\n" for m in handshake))
+    process.stdin.flush()
+    assert json.loads(process.stdout.readline())["id"] == 1
+    deadline = time.monotonic() + 10
+    while busy and not sim.count("sim-coder") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sim.count("sim-coder") == int(busy)
+    assert children_of(process.pid) == []
+    started = time.monotonic()
+    if stop == "SIGTERM":
+        process.send_signal(signal.SIGTERM)
+    else:
+        process.stdin.close()
+    assert process.wait(timeout=5) == 0
+    assert time.monotonic() - started < 2.0
+    assert "Traceback" not in (process.stderr.read() if process.stderr else "")

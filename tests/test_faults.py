@@ -277,6 +277,7 @@ async def test_a_cancelled_call_aborts_the_upstream_request_and_the_server_keeps
     assert not after.is_error
 
 
+@pytest.mark.filterwarnings("ignore:ping is removed:DeprecationWarning")
 async def test_fifty_concurrent_delegate_calls_return_their_own_answers_and_ping_still_works(
     make_delegator: Callable[..., Delegator], sim: ProviderSimulator
 ) -> None:
