@@ -95,6 +95,11 @@ def backoff_s(try_number: int, retry_after_s: float | None, jitter: Callable[[],
     return min(4.0, 0.25 * 2**try_number) * (0.5 + jitter())
 
 
+def _key_identity(ref: ModelRef) -> tuple[str, str | None, str | None]:
+    """Models that share a provider, endpoint and key env var share the key: one rejection covers them all."""
+    return provider_of(ref.model), ref.api_base, ref.api_key_env
+
+
 class ChainRunner:
     """Runs specialists' model chains; one per server, so cooldowns and the concurrency limit are shared."""
 
@@ -147,11 +152,14 @@ class ChainRunner:
         attempts: list[Attempt] = []
         last_resort = self._last_resort(spec, tokens)
         exceeded_window: int | None = None
+        rejected_keys: set[tuple[str, str | None, str | None]] = set()
         for ref in spec.chain:
             if deadline.remaining() < MIN_ATTEMPT_S:
                 attempts.append(Attempt(model=ref.model, ok=False, error="skipped: the call's deadline was reached"))
                 continue
             skip = self._skip_reason(ref, tokens, exceeded_window, last_resort)
+            if not skip and _key_identity(ref) in rejected_keys:
+                skip = "the same provider key was just rejected"
             if skip:
                 attempts.append(Attempt(model=ref.model, ok=False, error=f"skipped: {skip}"))
                 continue
@@ -160,6 +168,8 @@ class ChainRunner:
                 return ChainAnswer(completion, ref.model, attempts)
             if error is not None and error.kind == "context_window":
                 exceeded_window = llm.max_input_tokens(ref.model) or 0
+            if error is not None and error.kind == "auth":
+                rejected_keys.add(_key_identity(ref))
         tried = "; ".join(f"{a.model}: {a.error}" for a in attempts)
         raise AllModelsFailedError(f"Every model of specialist '{spec.name}' failed. {tried}", attempts)
 
