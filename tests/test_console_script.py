@@ -43,6 +43,24 @@ def server_env(sim: ProviderSimulator, specialists_dir: Path, **extra: str) -> d
     return env
 
 
+HANDSHAKE: list[dict[str, Any]] = [
+    {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    },
+    {"jsonrpc": "2.0", "method": "notifications/initialized"},
+]
+
+
+def spawn(env: dict[str, str]) -> subprocess.Popen[str]:
+    """Start the server as an MCP client would, with pipes for stdin, stdout and stderr."""
+    return subprocess.Popen(
+        [script()], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
 def run_cli(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run([script(), *args], env=env, input=stdin, capture_output=True, text=True, timeout=60)
 
@@ -71,31 +89,11 @@ def test_every_stdout_line_is_json_rpc_while_providers_fail(sim: ProviderSimulat
     sim.set_default("sim-backup", status=500, error_text=f"upstream {LEAKED_KEY} exploded")
     sim.set_default("sim-coder", status=429, headers={"Retry-After": "0"})
     calls = [("delegate", {"task": "x"}), ("ask_coder", {"task": "y"}), ("delegate", {"tsk": "z"}), ("ask_nobody", {})]
-    requests: list[dict[str, Any]] = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "1"},
-            },
-        },
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
-        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-    ] + [
+    requests: list[dict[str, Any]] = [*HANDSHAKE, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}] + [
         {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
         for i, (name, arguments) in enumerate(calls, start=3)
     ]
-    process = subprocess.Popen(
-        [script()],
-        env=server_env(sim, specialists_dir),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = spawn(server_env(sim, specialists_dir, DELEGATE_LOG_LEVEL="DEBUG", OPENAI_API_KEY=LEAKED_KEY))
     assert process.stdin and process.stdout
     lines, answered = [], set()
     for request in requests:
@@ -216,28 +214,9 @@ def test_the_server_exits_promptly_and_cleanly(
     sim: ProviderSimulator, specialists_dir: Path, stop: str, busy: bool
 ) -> None:
     sim.set_default("sim-coder", hang=True)
-    process = subprocess.Popen(
-        [script()],
-        env=server_env(sim, specialists_dir),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = spawn(server_env(sim, specialists_dir))
     assert process.stdin and process.stdout
-    handshake = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "1"},
-            },
-        },
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
-    ]
+    handshake = list(HANDSHAKE)
     if busy:
         handshake.append(
             {
