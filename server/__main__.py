@@ -9,11 +9,15 @@ import logging
 import os
 import signal
 import sys
+import threading
+from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
+from typing import TextIO
 
 import anyio
 
-from server import __version__
+from server import __version__, evals
 from server.catalog import load_catalog
 from server.cli_output import catalog_report, format_catalog_report
 from server.delegation import Delegator
@@ -21,13 +25,15 @@ from server.errors import ConfigError, DelegateError
 from server.redact import RedactingFormatter, secret_values
 from server.results import summary_line
 from server.settings import Settings
+from server.stats import format_stats, read_log, summarise_log
 
 EXIT_OK, EXIT_CALL_FAILED, EXIT_CONFIG = 0, 1, 2
+BUILTIN_EVAL = "routing-eval.jsonl"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse the command line; `serve` is the default command."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     common.add_argument(
         "--specialists",
         type=Path,
@@ -38,6 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--log-level",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="stderr log level (env DELEGATE_LOG_LEVEL, default WARNING)",
+    )
+    common.add_argument(
+        "--decision-log", type=Path, metavar="FILE", help="append one JSON line per call to FILE (env DELEGATE_LOG)"
     )
     parser = argparse.ArgumentParser(
         prog="delegate-mcp",
@@ -58,6 +67,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "specialists", parents=[common], help="list specialists, their model chains and which models are usable now"
     )
     listing.add_argument("--json", action="store_true", help="print the listing as JSON")
+    evaluate = commands.add_parser("eval", parents=[common], help="measure routing on a labelled JSONL file")
+    evaluate.add_argument(
+        "file",
+        nargs="?",
+        type=Path,
+        help='lines of {"task", "expected", "context"?}; default: the shipped set for the built-ins',
+    )
+    evaluate.add_argument("--full", action="store_true", help="also run the specialists (costs real calls)")
+    evaluate.add_argument(
+        "--mode",
+        choices=["hybrid", "router", "classifier"],
+        default="hybrid",
+        help="hybrid: as the server routes (default); router: classifier off; classifier: "
+        "no router model, abstentions go to the default",
+    )
+    evaluate.add_argument("--concurrency", type=int, default=8, help="tasks in flight at once (default 8)")
+    evaluate.add_argument(
+        "--output-tokens", type=int, default=500, help="expected answer length for the cost estimate (default 500)"
+    )
+    evaluate.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    stats = commands.add_parser("stats", parents=[common], help="summarise a decision log")
+    stats.add_argument("log", type=Path, help="the decision log file (DELEGATE_LOG)")
+    stats.add_argument("--json", action="store_true", help="print the summary as JSON")
     return parser.parse_args(argv)
 
 
@@ -65,14 +97,25 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the delegate-mcp console script."""
     args = parse_args(argv)
     environ = dict(os.environ)
+    overrides = {
+        "specialists_dir": getattr(args, "specialists", None),
+        "log_level": getattr(args, "log_level", None),
+        "decision_log": getattr(args, "decision_log", None),
+    }
+    if args.command == "eval" and args.mode != "hybrid":
+        overrides.update(classifier=args.mode == "classifier", router_enabled=args.mode == "router")
     try:
-        settings = Settings.from_env(environ, specialists_dir=args.specialists, log_level=args.log_level)
+        settings = Settings.from_env(environ, **overrides)
         configure_logging(settings.log_level, secret_values(environ))
         catalog = load_catalog(environ, settings.specialists_dir)
+        if args.command == "stats":
+            return show_stats(args)
+        delegator = Delegator(settings, catalog, environ)
+        if args.command == "eval":
+            return exit_now(run_eval(delegator, args, environ))
     except ConfigError as exc:
         print(f"delegate-mcp: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    delegator = Delegator(settings, catalog, environ)
     if args.command == "specialists":
         report = catalog_report(catalog, settings, environ)
         print(json.dumps(report, indent=2) if args.json else format_catalog_report(report))
@@ -88,6 +131,44 @@ def exit_now(code: int) -> int:
     sys.stderr.flush()
     logging.shutdown()
     os._exit(code)
+
+
+def run_eval(delegator: Delegator, args: argparse.Namespace, environ: dict[str, str]) -> int:
+    """Route every task of the file, then print the report."""
+    if args.file is None and delegator.settings.specialists_dir is not None:
+        raise ConfigError("give the eval FILE: the shipped set only fits the built-in specialists.")
+    path = args.file or Path(str(resources.files("specialists").joinpath(BUILTIN_EVAL)))
+    cases = evals.read_cases(path, delegator.catalog.names)
+    show = progress_bar(sys.stderr) if sys.stderr.isatty() else lambda done, total: None
+    results = anyio.run(
+        lambda: evals.run_cases(delegator, cases, full=args.full, concurrency=max(1, args.concurrency), progress=show)
+    )
+    timings = evals.classifier_timings(delegator, cases)
+    threshold = delegator.settings.classifier_threshold if delegator.classifier else None
+    summary = evals.summarise(results, delegator.catalog, environ, args.output_tokens, timings, threshold)
+    summary["mode"] = args.mode
+    print(json.dumps(summary, indent=2) if args.json else evals.format_report(summary))
+    return EXIT_OK
+
+
+def progress_bar(stream: TextIO) -> Callable[[int, int], None]:
+    """A one-line progress bar redrawn in place on a terminal."""
+
+    def draw(done: int, total: int) -> None:
+        filled = done * 30 // total
+        stream.write(f"\rrouting {done}/{total} [{'#' * filled}{'.' * (30 - filled)}]")
+        if done == total:
+            stream.write("\n")
+        stream.flush()
+
+    return draw
+
+
+def show_stats(args: argparse.Namespace) -> int:
+    """Summarise a decision log."""
+    summary = summarise_log(read_log(args.log))
+    print(json.dumps(summary, indent=2) if args.json else format_stats(summary))
+    return EXIT_OK
 
 
 def configure_logging(level: str, secrets: list[str]) -> None:
@@ -128,12 +209,11 @@ def run_ask(delegator: Delegator, args: argparse.Namespace) -> int:
 
 def serve(delegator: Delegator) -> int:
     """Serve MCP over stdio until the client closes stdin or sends SIGTERM."""
-    from server import llm
     from server.app import build_server
 
     server = build_server(delegator)
     signal.signal(signal.SIGTERM, lambda *_: exit_now(EXIT_OK))
-    llm.warm_up_in_background()
+    threading.Thread(target=delegator.warm_up, name="warm-up", daemon=True).start()
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
     return EXIT_OK

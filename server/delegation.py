@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Mapping
+from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -10,19 +16,64 @@ from server import llm
 from server.budget import DailyBudget, default_data_dir
 from server.catalog import Catalog, Specialist
 from server.chain import ChainRunner, estimate_tokens, usable_models
-from server.clock import Deadline
+from server.classifier import Classifier
+from server.clock import Deadline, ms_since
 from server.cooldown import Cooldowns
-from server.errors import AllModelsFailedError, InvalidInputError
+from server.decision_log import DecisionLog, entry
+from server.errors import AllModelsFailedError, ConfigError, DelegateError, InvalidInputError
 from server.redact import secret_values
 from server.results import CallUsage, DelegateResult, Routing, Usage, total_cost
-from server.router import RouteOutcome, Router
+from server.router import RouteCache, RouteOutcome, Router
 from server.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 def specialist_messages(spec: Specialist, task: str, context: str) -> list[dict[str, str]]:
     """The specialist's conversation: its instructions, then the context (if any) and the task."""
     content = f"<context>\n{context}\n</context>\n\n{task}" if context else task
     return [{"role": "system", "content": spec.instructions}, {"role": "user", "content": content}]
+
+
+def classifier_text(task: str, context: str) -> str:
+    """What the classifier reads: the task only. The kind of work is asked for in the task; the context is
+    material (a log, a contract, code) whose vocabulary misleads a bag-of-words model."""
+    del context
+    return task
+
+
+def training_examples(catalog: Catalog, extra: Path | None) -> dict[str, list[str]]:
+    """Each specialist's description and examples, plus a user's labelled JSONL file when given."""
+    examples = {spec.name: [spec.description, *spec.examples] for spec in catalog}
+    if extra is not None:
+        for number, line in enumerate(_read_lines(extra), start=1):
+            try:
+                item = json.loads(line)
+                examples[item["expected"]].append(str(item["task"]))
+            except (ValueError, KeyError, TypeError):
+                raise ConfigError(
+                    f"{extra}:{number}: expected a JSON object with 'task' and 'expected' (one of "
+                    f"{', '.join(examples)}) (DELEGATE_CLASSIFIER_EXAMPLES)."
+                ) from None
+    return examples
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the classifier examples ({exc.__class__.__name__}).") from None
+
+
+def premium_cost(catalog: Catalog, environ: Mapping[str, str], usage: CallUsage) -> float | None:
+    """What the specialist call would have cost on the priciest specialist's first usable model."""
+    costs = []
+    for spec in catalog:
+        models = usable_models(spec, environ)
+        rates = llm.price(models[0].model) if models else None
+        if rates:
+            costs.append(usage.input_tokens * rates[0] + usage.output_tokens * rates[1])
+    return round(max(costs), 10) if costs else None
 
 
 def cap_output(text: str, limit: int) -> str:
@@ -52,6 +103,25 @@ class Delegator:
             self._budget = DailyBudget(settings.daily_budget_usd, data_dir)
         # Keys are read once at start-up, like every MCP server's environment.
         self._usable = [s for s in catalog if usable_models(s, self._environ)]
+        self._cache = RouteCache(settings.route_cache_size)
+        self._classifier: Classifier | None = None
+        self._classifier_lock = threading.Lock()
+        self._log = DecisionLog(settings.decision_log, settings.log_tasks) if settings.decision_log else None
+
+    @property
+    def classifier(self) -> Classifier | None:
+        """The embedded classifier, trained on first use (under a second), or by warm_up() in the background."""
+        if self.settings.classifier and self._classifier is None:
+            with self._classifier_lock:
+                if self._classifier is None:
+                    examples = training_examples(self.catalog, self.settings.classifier_examples)
+                    self._classifier = Classifier(examples, self.settings.classifier_threshold)
+        return self._classifier
+
+    def warm_up(self) -> None:
+        """Import litellm and train the classifier, so the first call pays for neither (run on a thread)."""
+        llm.warm_up_in_background().join()
+        _ = self.classifier
 
     def validate(self, task: str, context: str) -> None:
         """Reject an empty task or oversized input before any provider is called."""
@@ -81,29 +151,81 @@ class Delegator:
 
     async def delegate(self, task: str, context: str = "") -> DelegateResult:
         """Route the task to the best specialist and return its answer with the routing metadata."""
+        return await self._logged("delegate", task, self._delegate(task, context))
+
+    async def ask(self, name: str, task: str, context: str = "") -> DelegateResult:
+        """Send the task straight to one specialist, with no routing."""
+        spec = self.catalog.get(name)
+        return await self._logged(spec.tool_name, task, self._ask(spec, task, context))
+
+    async def _delegate(self, task: str, context: str) -> DelegateResult:
         deadline = await self._prepare(task, context)
+        outcome = await self.route(task, context, deadline)
+        return await self._answer(self.catalog.get(outcome.specialist), outcome, task, context, deadline)
+
+    async def _ask(self, spec: Specialist, task: str, context: str) -> DelegateResult:
+        deadline = await self._prepare(task, context)
+        direct = Routing(decided_by="direct", reason=f"called directly as {spec.tool_name}")
+        return await self._answer(spec, RouteOutcome(spec.name, direct, CallUsage()), task, context, deadline)
+
+    async def route_only(self, task: str, context: str = "") -> RouteOutcome:
+        """Only the routing decision, as delegate would make it (for evaluation); no specialist is called."""
+        deadline = await self._prepare(task, context)
+        return await self.route(task, context, deadline)
+
+    async def route(self, task: str, context: str, deadline: Deadline) -> RouteOutcome:
+        """Choose a specialist: the classifier when it is sure, else a cached or fresh router decision."""
         if not self._usable:  # nothing can answer: the default's error names the keys to set
-            outcome = RouteOutcome(
-                self.catalog.default.name, Routing(decided_by="default", reason="no usable specialist"), CallUsage()
-            )
-            return await self._answer(self.catalog.default, outcome, task, context, deadline)
+            nothing = Routing(decided_by="default", reason="no specialist has a usable model")
+            return RouteOutcome(self.catalog.default.name, nothing, CallUsage())
         tokens = max(estimate_tokens(specialist_messages(s, task, context)) for s in self._usable)
         candidates = [s for s in self._usable if self._chain.fits(s, tokens)]
         if not candidates:
             raise self._chain.too_large_error(self._usable, tokens)
         names = [s.name for s in candidates]
+        classifier = self.classifier
+        started = time.monotonic()
+        decision = classifier.decide(classifier_text(task, context)) if classifier else None
+        if decision is not None and decision.label in names:
+            reason = f"the embedded classifier is {decision.confidence:.0%} sure this is {decision.label} work"
+            routing = Routing(
+                decided_by="classifier",
+                reason=reason,
+                confidence=round(decision.confidence, 4),
+                latency_ms=ms_since(started),
+            )
+            return RouteOutcome(decision.label, routing, CallUsage())
+        key = RouteCache.key(task, context, self.settings.router_preview_chars, names)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
         fallback = self.catalog.default.name if self.catalog.default.name in names else names[0]
         outcome = await self._router.route(task, context, candidates, fallback, deadline)
-        return await self._answer(self.catalog.get(outcome.specialist), outcome, task, context, deadline)
+        self._cache.put(key, outcome)
+        return outcome
 
-    async def ask(self, name: str, task: str, context: str = "") -> DelegateResult:
-        """Send the task straight to one specialist, with no routing."""
-        spec = self.catalog.get(name)
-        deadline = await self._prepare(task, context)
-        outcome = RouteOutcome(
-            name, Routing(decided_by="direct", reason=f"called directly as {spec.tool_name}"), CallUsage()
-        )
-        return await self._answer(spec, outcome, task, context, deadline)
+    async def _logged(self, tool: str, task: str, call: Awaitable[DelegateResult]) -> DelegateResult:
+        """Run a call and, when the decision log is on, append its line (errors included)."""
+        if self._log is None:
+            return await call
+        try:
+            result = await call
+        except DelegateError as exc:
+            await self._write_log(
+                entry(tool, task, None, exc.__class__.__name__, None, include_task=self._log.include_task)
+            )
+            raise
+        premium = premium_cost(self.catalog, self._environ, result.usage.specialist)
+        await self._write_log(entry(tool, task, result, None, premium, include_task=self._log.include_task))
+        return result
+
+    async def _write_log(self, line: dict[str, Any]) -> None:
+        assert self._log is not None
+        with anyio.CancelScope(shield=True):
+            try:
+                await anyio.to_thread.run_sync(self._log.append, line)
+            except OSError as exc:  # a log that cannot be written must not fail the call
+                logger.warning("cannot write the decision log %s: %s", self._log.path, exc.__class__.__name__)
 
     async def _answer(
         self, spec: Specialist, outcome: RouteOutcome, task: str, context: str, deadline: Deadline

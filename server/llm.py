@@ -177,14 +177,27 @@ async def _close(stream: Any) -> None:
 
 
 @lru_cache(maxsize=512)
+def _model_info(model: str) -> dict[str, Any]:
+    try:
+        return dict(_load().get_model_info(model))
+    except Exception:
+        return {}  # a model litellm does not know: local, custom, or new
+
+
 def max_input_tokens(model: str) -> int | None:
     """The model's input window from litellm's model info, or None when litellm does not know the model."""
-    try:
-        info = _load().get_model_info(model)
-    except Exception:
-        return None
+    info = _model_info(model)
     window = info.get("max_input_tokens") or info.get("max_tokens")
     return int(window) if window else None
+
+
+def price(model: str) -> tuple[float, float] | None:
+    """USD per input token and per output token from litellm's price map, or None when it is not priced."""
+    info = _model_info(model)
+    per_input, per_output = info.get("input_cost_per_token"), info.get("output_cost_per_token")
+    if per_input is None or per_output is None:
+        return None
+    return float(per_input), float(per_output)
 
 
 def _to_completion(response: Any, litellm: ModuleType) -> Completion:

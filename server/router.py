@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -156,6 +158,8 @@ class Router:
         started = time.monotonic()
         if len(candidates) == 1:
             return _fallback(candidates[0].name, "only one specialist can answer", None, started, CallUsage())
+        if not self._settings.router_enabled:
+            return _fallback(default, "the router model is off (DELEGATE_ROUTER=off)", None, started, CallUsage())
         models = self.router_models()
         if not models:
             return _fallback(
@@ -245,3 +249,38 @@ def _fallback(name: str, why: str, model: str | None, started: float, usage: Cal
         latency_ms=ms_since(started),
     )
     return RouteOutcome(name, routing, usage)
+
+
+class RouteCache:
+    """A bounded LRU of router decisions for identical tasks, so repeats cost nothing."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[str, RouteOutcome] = OrderedDict()
+
+    @staticmethod
+    def key(task: str, context: str, preview_chars: int, candidates: Sequence[str]) -> str:
+        """What the router saw: the task, the context preview, the context size and the choices."""
+        digest = hashlib.sha256()
+        for part in (task, context[:preview_chars], str(len(context)), ",".join(candidates)):
+            digest.update(part.encode("utf-8", "surrogatepass"))
+            digest.update(b"\0")
+        return digest.hexdigest()
+
+    def get(self, key: str) -> RouteOutcome | None:
+        """A cached decision, marked as such, with no router cost."""
+        outcome = self._entries.get(key)
+        if outcome is None:
+            return None
+        self._entries.move_to_end(key)
+        routing = outcome.routing.model_copy(update={"reason": f"cached: {outcome.routing.reason}", "latency_ms": 0.0})
+        return RouteOutcome(outcome.specialist, routing, CallUsage())
+
+    def put(self, key: str, outcome: RouteOutcome) -> None:
+        """Remember a router decision (never a fallback to the default, which may be a passing failure)."""
+        if self._size <= 0 or outcome.routing.decided_by != "router":
+            return
+        self._entries[key] = outcome
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)

@@ -32,6 +32,13 @@ ENV_NAMES: dict[str, str] = {
     "max_output_chars": "DELEGATE_MAX_OUTPUT_CHARS",
     "daily_budget_usd": "DELEGATE_DAILY_BUDGET_USD",
     "data_dir": "DELEGATE_DATA_DIR",
+    "router_enabled": "DELEGATE_ROUTER",
+    "classifier": "DELEGATE_CLASSIFIER",
+    "classifier_threshold": "DELEGATE_CLASSIFIER_THRESHOLD",
+    "classifier_examples": "DELEGATE_CLASSIFIER_EXAMPLES",
+    "route_cache_size": "DELEGATE_ROUTE_CACHE_SIZE",
+    "decision_log": "DELEGATE_LOG",
+    "log_tasks": "DELEGATE_LOG_TASKS",
     "log_level": "DELEGATE_LOG_LEVEL",
 }
 
@@ -77,6 +84,20 @@ class Settings(BaseModel):
     """Optional spend limit per UTC day, across restarts and processes; unset means no limit."""
     data_dir: Path | None = None
     """Where the spend ledger lives; default the user's data directory."""
+    router_enabled: bool = True
+    """Ask the router model when the classifier abstains; off sends those tasks to the default specialist."""
+    classifier: bool = True
+    """Let the embedded classifier decide confident cases without calling the router model."""
+    classifier_threshold: float = Field(0.75, gt=0, le=1)
+    """Confidence the classifier needs to decide alone; below it the router model decides."""
+    classifier_examples: Path | None = None
+    """A JSONL file of {"task", "expected"} lines the classifier also learns from."""
+    route_cache_size: int = Field(1024, ge=0)
+    """Routing decisions remembered for identical tasks (0 turns the cache off)."""
+    decision_log: Path | None = None
+    """Append one JSON line per call to this file (opt-in)."""
+    log_tasks: bool = False
+    """Also write the task text into the decision log (by default only its hash)."""
     log_level: str = Field("WARNING", pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     """Level of the log written to stderr."""
 

@@ -94,6 +94,7 @@ def make_delegator(specialists_dir: Path, sim: ProviderSimulator) -> Callable[..
     def build(environ: dict[str, str] | None = None, **overrides: Any) -> Delegator:
         overrides.setdefault("retries", 0)  # one failure, one fallback: the fault suite tests retries explicitly
         overrides.setdefault("cooldown_s", 0)
+        overrides.setdefault("classifier", False)  # the router path is what these tests exercise
         env = {"ROUTER_MODEL": ROUTER, "ROUTER_API_BASE": sim.base_url, **(environ or {})}
         overrides.setdefault("specialists_dir", specialists_dir)
         settings = Settings.from_env(env, **overrides)

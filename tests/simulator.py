@@ -39,6 +39,7 @@ class Behaviour:
     headers: dict[str, str] | None = None
     usage: dict[str, int] | None = None
     stream_stall_after: int | None = None
+    responder: Callable[[dict[str, Any]], str] | None = None
 
 
 def _text(content: Any) -> str:
@@ -126,7 +127,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(beh.status, _error_body(beh.status, beh.error_text), beh.headers)
             return
         messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
-        reply = beh.reply
+        reply = beh.responder(body) if beh.responder else beh.reply
         if reply is None:
             users = [m for m in messages if m.get("role") == "user"]
             reply = f"[{model}] " + (_text(users[-1].get("content"))[:200] if users else "")

@@ -36,6 +36,7 @@ def server_env(sim: ProviderSimulator, specialists_dir: Path, **extra: str) -> d
         {
             "DELEGATE_SPECIALISTS_DIR": str(specialists_dir),
             "ROUTER_MODEL": ROUTER,
+            "DELEGATE_CLASSIFIER": "off",
             "ROUTER_API_BASE": sim.base_url,
             **extra,
         }

@@ -1,0 +1,289 @@
+"""`delegate-mcp eval`: routing accuracy, paths, latency and cost on a labelled JSONL file."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from server import llm
+from server.catalog import Catalog
+from server.chain import estimate_tokens, usable_models
+from server.delegation import Delegator, classifier_text, specialist_messages
+from server.errors import ConfigError, DelegateError
+
+PATHS = ("classifier", "router", "default")
+
+
+@dataclass(frozen=True)
+class EvalCase:
+    """One labelled task."""
+
+    line: int
+    task: str
+    expected: str
+    context: str = ""
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """How one task was routed (and, with --full, answered)."""
+
+    case: EvalCase
+    predicted: str | None
+    decided_by: str | None
+    routing_ms: float
+    router_cost_usd: float | None
+    specialist_cost_usd: float | None = None
+    error: str | None = None
+
+
+def read_cases(path: Path, names: list[str]) -> list[EvalCase]:
+    """Parse the JSONL file; any bad line stops with the file and line number."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the eval file ({exc.__class__.__name__}).") from None
+    cases = []
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            item = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}:{number}: not valid JSON ({exc.msg}).") from None
+        if not isinstance(item, dict) or not isinstance(item.get("task"), str) or not item["task"].strip():
+            raise ConfigError(f"{path}:{number}: expected an object with a non-empty string 'task'.")
+        if item.get("expected") not in names:
+            raise ConfigError(
+                f"{path}:{number}: 'expected' must be one of {', '.join(names)}; got {item.get('expected')!r}."
+            )
+        context = item.get("context", "")
+        if not isinstance(context, str):
+            raise ConfigError(f"{path}:{number}: 'context' must be a string.")
+        cases.append(EvalCase(number, item["task"], item["expected"], context))
+    if not cases:
+        raise ConfigError(f"{path}: no tasks in the eval file.")
+    return cases
+
+
+async def run_cases(
+    delegator: Delegator, cases: list[EvalCase], *, full: bool, concurrency: int, progress: Callable[[int, int], None]
+) -> list[CaseResult]:
+    """Route (or, with full, run) every case with bounded concurrency, in input order."""
+    results: list[CaseResult | None] = [None] * len(cases)
+    limiter = anyio.CapacityLimiter(concurrency)
+    done = 0
+
+    async def one(index: int, case: EvalCase) -> None:
+        nonlocal done
+        async with limiter:
+            results[index] = await _run_case(delegator, case, full)
+        done += 1
+        progress(done, len(cases))
+
+    async with anyio.create_task_group() as group:
+        for index, case in enumerate(cases):
+            group.start_soon(one, index, case)
+    return [r for r in results if r is not None]
+
+
+async def _run_case(delegator: Delegator, case: EvalCase, full: bool) -> CaseResult:
+    try:
+        if full:
+            result = await delegator.delegate(case.task, case.context)
+            routing, usage = result.routing, result.usage
+            return CaseResult(
+                case,
+                result.specialist,
+                routing.decided_by,
+                routing.latency_ms,
+                usage.router.cost_usd,
+                usage.specialist.cost_usd,
+            )
+        outcome = await delegator.route_only(case.task, case.context)
+        return CaseResult(
+            case, outcome.specialist, outcome.routing.decided_by, outcome.routing.latency_ms, outcome.usage.cost_usd
+        )
+    except DelegateError as exc:
+        return CaseResult(case, None, None, 0.0, None, error=str(exc))
+
+
+def percentile(values: list[float], share: float) -> float | None:
+    """The nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(share * len(ordered)))
+    return round(ordered[rank - 1], 3)
+
+
+def summarise(
+    results: list[CaseResult],
+    catalog: Catalog,
+    environ: Mapping[str, str],
+    output_tokens: int,
+    classifier_us: list[float],
+    threshold: float | None,
+) -> dict[str, Any]:
+    """Every figure of the report, as one JSON-ready dict."""
+    names = catalog.names
+    total = len(results)
+    correct = [r for r in results if r.predicted == r.case.expected]
+    specialists = {}
+    for name in names:
+        predicted = [r for r in results if r.predicted == name]
+        expected = [r for r in results if r.case.expected == name]
+        hits = sum(1 for r in predicted if r.case.expected == name)
+        specialists[name] = {
+            "precision": _ratio(hits, len(predicted)),
+            "recall": _ratio(hits, len(expected)),
+            "count": len(expected),
+            "predicted": len(predicted),
+        }
+    confusion = {
+        e: {p: sum(1 for r in results if r.case.expected == e and r.predicted == p) for p in names} for e in names
+    }
+    paths = {}
+    for path in PATHS:
+        taken = [r for r in results if r.decided_by == path]
+        paths[path] = {
+            "coverage": _ratio(len(taken), total) or 0.0,
+            "count": len(taken),
+            "accuracy": _ratio(sum(1 for r in taken if r.predicted == r.case.expected), len(taken)),
+        }
+    router_runs = [r for r in results if r.decided_by == "router" or (r.decided_by == "default" and r.router_cost_usd)]
+    router_costs = [r.router_cost_usd for r in results if r.router_cost_usd is not None]
+    router_cost = round(sum(router_costs), 8) if router_costs else None
+    return {
+        "tasks": total,
+        "accuracy": _ratio(len(correct), total),
+        "errors": sum(1 for r in results if r.error),
+        "specialists": specialists,
+        "confusion": confusion,
+        "paths": paths,
+        "router": {
+            "calls": len(router_runs),
+            "latency_ms": {
+                "p50": percentile([r.routing_ms for r in router_runs], 0.5),
+                "p95": percentile([r.routing_ms for r in router_runs], 0.95),
+            },
+            "cost_usd": router_cost,
+            "cost_per_1k_tasks_usd": round(router_cost / total * 1000, 6) if router_cost is not None else None,
+        },
+        "classifier": {
+            "threshold": threshold,
+            "decision_us": {"p50": percentile(classifier_us, 0.5), "p99": percentile(classifier_us, 0.99)},
+        },
+        "cost_estimate": estimate_costs(results, catalog, environ, output_tokens),
+    }
+
+
+def estimate_costs(
+    results: list[CaseResult], catalog: Catalog, environ: Mapping[str, str], output_tokens: int
+) -> dict[str, Any]:
+    """The workload's cost with routing against sending every task to the priciest specialist."""
+    routed = premium = 0.0
+    priced = 0
+    premium_names: set[str] = set()
+    for result in results:
+        costs = {}
+        for spec in catalog:
+            models = usable_models(spec, environ) or list(spec.chain)
+            rates = llm.price(models[0].model)
+            if rates:
+                tokens = estimate_tokens(specialist_messages(spec, result.case.task, result.case.context))
+                costs[spec.name] = tokens * rates[0] + output_tokens * rates[1]
+        if result.predicted not in costs:
+            continue
+        priced += 1
+        name = max(costs, key=lambda n: costs[n])
+        premium_names.add(name)
+        premium += costs[name]
+        routed += costs[result.predicted] + (result.router_cost_usd or 0.0)
+    saving = _ratio(premium - routed, premium) if premium else None
+    return {
+        "output_tokens_assumed": output_tokens,
+        "tasks_priced": priced,
+        "routed_usd": round(routed, 6),
+        "always_premium_usd": round(premium, 6),
+        "premium_specialist": sorted(premium_names),
+        "saving": saving,
+    }
+
+
+def classifier_timings(delegator: Delegator, cases: list[EvalCase]) -> list[float]:
+    """Microseconds per classifier decision over the cases (empty when the classifier is off)."""
+    classifier = delegator.classifier
+    if classifier is None:
+        return []
+    timings = []
+    for case in cases:
+        text = classifier_text(case.task, case.context)
+        started = time.perf_counter()
+        classifier.decide(text)
+        timings.append((time.perf_counter() - started) * 1e6)
+    return timings
+
+
+def _ratio(part: float, whole: float) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def format_report(summary: dict[str, Any]) -> str:
+    """The summary as a readable report."""
+    names = list(summary["specialists"])
+    lines = [
+        f"Tasks: {summary['tasks']}   Accuracy: {_pct(summary['accuracy'])}   Errors: {summary['errors']}",
+        "",
+        "Decision paths:          coverage   count   accuracy",
+    ]
+    for path, figures in summary["paths"].items():
+        lines.append(f"  {path:<22}{_pct(figures['coverage']):>8}{figures['count']:>8}{_pct(figures['accuracy']):>11}")
+    lines += ["", "Per specialist:          precision   recall   count"]
+    for name, figures in summary["specialists"].items():
+        lines.append(f"  {name:<22}{_pct(figures['precision']):>10}{_pct(figures['recall']):>9}{figures['count']:>8}")
+    width = max(len(n) for n in names) + 2
+    lines += [
+        "",
+        "Confusion (rows: expected, columns: chosen):",
+        " " * (width + 2) + "".join(f"{n:>{width}}" for n in names),
+    ]
+    for expected, row in summary["confusion"].items():
+        lines.append(f"  {expected:<{width}}" + "".join(f"{row[n]:>{width}}" for n in names))
+    router, classifier, cost = summary["router"], summary["classifier"], summary["cost_estimate"]
+    lines += [
+        "",
+        f"Router: {router['calls']} calls, latency p50 {_ms(router['latency_ms']['p50'])}, "
+        f"p95 {_ms(router['latency_ms']['p95'])}; cost {_usd(router['cost_usd'])} "
+        f"({_usd(router['cost_per_1k_tasks_usd'])} per 1k tasks)",
+    ]
+    if classifier["decision_us"]["p50"] is not None:
+        lines.append(
+            f"Classifier: threshold {classifier['threshold']}, decision p50 "
+            f"{classifier['decision_us']['p50']:.0f} µs, p99 {classifier['decision_us']['p99']:.0f} µs"
+        )
+    lines.append(
+        f"Estimated cost ({cost['tasks_priced']} priced tasks, {cost['output_tokens_assumed']} output tokens "
+        f"each): routed {_usd(cost['routed_usd'])} vs always {'/'.join(cost['premium_specialist']) or '?'} "
+        f"{_usd(cost['always_premium_usd'])} (saving {_pct(cost['saving'])})"
+    )
+    return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
+
+
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"${value:.4f}"

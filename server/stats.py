@@ -1,0 +1,89 @@
+"""`delegate-mcp stats`: a summary of the decision log."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from server.errors import ConfigError
+from server.evals import percentile
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The log's lines; a broken line stops with its number (a half-written last line is skipped)."""
+    try:
+        raw = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the decision log ({exc.__class__.__name__}).") from None
+    lines = []
+    for number, text in enumerate(raw, start=1):
+        if not text.strip():
+            continue
+        try:
+            item = json.loads(text)
+        except json.JSONDecodeError:
+            if number == len(raw):
+                continue  # a writer may be in the middle of its line
+            raise ConfigError(f"{path}:{number}: not a JSON line of the decision log.") from None
+        if isinstance(item, dict):
+            lines.append(item)
+    return lines
+
+
+def summarise_log(lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """Calls, errors, fallbacks, spend per specialist and the saving against always using the priciest one."""
+    ok = [line for line in lines if line.get("ok")]
+    spend: dict[str, float] = defaultdict(float)
+    calls: Counter[str] = Counter()
+    for line in ok:
+        calls[line.get("specialist", "?")] += 1
+        spend[line.get("specialist", "?")] += line.get("cost_usd") or 0.0
+    total_cost = sum(spend.values())
+    comparable = [line for line in ok if line.get("premium_cost_usd") is not None and line.get("cost_usd") is not None]
+    actual = sum(line["cost_usd"] for line in comparable)
+    premium = sum(line["premium_cost_usd"] for line in comparable)  # always-premium needs no router call
+    fallbacks = sum(1 for line in ok if len(line.get("models_tried") or []) > 1)
+    return {
+        "calls": len(lines),
+        "errors": len(lines) - len(ok),
+        "error_rate": round((len(lines) - len(ok)) / len(lines), 4) if lines else None,
+        "fallback_rate": round(fallbacks / len(ok), 4) if ok else None,
+        "decided_by": dict(Counter(line.get("decided_by", "error") for line in lines)),
+        "cost_usd": round(total_cost, 6),
+        "per_specialist": {name: {"calls": calls[name], "cost_usd": round(spend[name], 6)} for name in sorted(calls)},
+        "always_premium_usd": round(premium, 6),
+        "saving_usd": round(premium - actual, 6),
+        "saving": round((premium - actual) / premium, 4) if premium else None,
+        "latency_ms": {
+            "p50": percentile([line["latency_ms"] for line in ok if "latency_ms" in line], 0.5),
+            "p95": percentile([line["latency_ms"] for line in ok if "latency_ms" in line], 0.95),
+        },
+    }
+
+
+def format_stats(summary: dict[str, Any]) -> str:
+    """The summary for people."""
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value * 100:.1f}%"
+
+    lines = [
+        f"Calls: {summary['calls']}   errors: {summary['errors']} ({pct(summary['error_rate'])})   "
+        f"fallback rate: {pct(summary['fallback_rate'])}",
+        "Decided by: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["decided_by"].items())),
+        f"Spend: ${summary['cost_usd']:.4f}",
+    ]
+    lines += [
+        f"  {name:<16}{figures['calls']:>6} calls  ${figures['cost_usd']:.4f}"
+        for name, figures in summary["per_specialist"].items()
+    ]
+    lines.append(
+        f"Always the priciest specialist would have cost ${summary['always_premium_usd']:.4f}: saved "
+        f"${summary['saving_usd']:.4f} ({pct(summary['saving'])}) on the calls whose costs are known"
+    )
+    latency = summary["latency_ms"]
+    if latency["p50"] is not None:
+        lines.append(f"Latency: p50 {latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms")
+    return "\n".join(lines)
