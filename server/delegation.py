@@ -141,13 +141,16 @@ class Delegator:
             )
 
     async def _prepare(self, task: str, context: str) -> Deadline:
-        """Checks every call passes before any provider is called; starts the call's deadline."""
+        """Checks every call passes before any provider is called; then the call's deadline starts."""
         self.validate(task, context)
-        deadline = Deadline(self.settings.deadline_s)
         if self._budget is not None:
             await anyio.to_thread.run_sync(self._budget.check)
-        await llm.ready()  # a call that arrives before the background import finishes waits here, not in routing
-        return deadline
+        # One-off start-up work, normally done by warm_up() before the first call arrives; on worker threads
+        # so the event loop keeps serving. The call's clock starts after it.
+        await llm.ready()
+        if self.settings.classifier and self._classifier is None:
+            await anyio.to_thread.run_sync(lambda: self.classifier)
+        return Deadline(self.settings.deadline_s)
 
     async def delegate(self, task: str, context: str = "") -> DelegateResult:
         """Route the task to the best specialist and return its answer with the routing metadata."""
