@@ -229,3 +229,13 @@ async def test_task_text_is_logged_only_when_asked(builtins_on_sim: Callable[...
     log = tmp_path / "decisions.jsonl"
     await builtins_on_sim(decision_log=log, log_tasks=True).ask("writer", "Draft a toast")
     assert read_log(log)[0]["task"] == "Draft a toast"
+
+
+async def test_eval_full_runs_the_specialists_too(
+    builtins_on_sim: Callable[..., Delegator], sim: ProviderSimulator
+) -> None:
+    cases = read_cases(SHIPPED_EVAL, ["coder", "writer", "generalist"])[:6]
+    sim.set_default("sim-router", responder=router_oracle({c.task: c.expected for c in cases}))
+    results = await run_cases(builtins_on_sim(), cases, full=True, concurrency=3, progress=lambda done, total: None)
+    answered = sim.count("sim-coder") + sim.count("sim-writer") + sim.count("sim-general")
+    assert answered == 6 and all(r.error is None and r.predicted for r in results)
