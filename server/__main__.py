@@ -17,15 +17,13 @@ from typing import TextIO
 
 import anyio
 
-from server import __version__, evals
+from server import __version__
 from server.catalog import load_catalog
-from server.cli_output import catalog_report, format_catalog_report
 from server.delegation import Delegator
 from server.errors import ConfigError, DelegateError
 from server.redact import RedactingFormatter, secret_values
 from server.results import summary_line
 from server.settings import Settings
-from server.stats import format_stats, read_log, summarise_log
 
 EXIT_OK, EXIT_CALL_FAILED, EXIT_CONFIG = 0, 1, 2
 BUILTIN_EVAL = "routing-eval.jsonl"
@@ -117,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"delegate-mcp: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "specialists":
+        from server.cli_output import catalog_report, format_catalog_report
+
         report = catalog_report(catalog, settings, environ)
         print(json.dumps(report, indent=2) if args.json else format_catalog_report(report))
         return EXIT_OK
@@ -135,6 +135,8 @@ def exit_now(code: int) -> int:
 
 def run_eval(delegator: Delegator, args: argparse.Namespace, environ: dict[str, str]) -> int:
     """Route every task of the file, then print the report."""
+    from server import evals
+
     if args.file is None and delegator.settings.specialists_dir is not None:
         raise ConfigError("give the eval FILE: the shipped set only fits the built-in specialists.")
     path = args.file or Path(str(resources.files("specialists").joinpath(BUILTIN_EVAL)))
@@ -166,6 +168,8 @@ def progress_bar(stream: TextIO) -> Callable[[int, int], None]:
 
 def show_stats(args: argparse.Namespace) -> int:
     """Summarise a decision log."""
+    from server.stats import format_stats, read_log, summarise_log
+
     summary = summarise_log(read_log(args.log))
     print(json.dumps(summary, indent=2) if args.json else format_stats(summary))
     return EXIT_OK
@@ -211,9 +215,12 @@ def serve(delegator: Delegator) -> int:
     """Serve MCP over stdio until the client closes stdin or sends SIGTERM."""
     from server.app import build_server
 
-    server = build_server(delegator)
+    def warm_up() -> None:
+        threading.Thread(target=delegator.warm_up, name="warm-up", daemon=True).start()
+
+    delegator.wait_for_classifier = False  # early calls go to the router rather than wait for training
+    server = build_server(delegator, after_handshake=warm_up)
     signal.signal(signal.SIGTERM, lambda *_: exit_now(EXIT_OK))
-    threading.Thread(target=delegator.warm_up, name="warm-up", daemon=True).start()
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
     return EXIT_OK

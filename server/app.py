@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -108,7 +109,41 @@ def ask_tool(delegator: Delegator, spec: Specialist) -> Tool:
     return _strict(Tool.from_function(ask, name=spec.tool_name, description=description, annotations=_ANNOTATIONS))
 
 
-def build_server(delegator: Delegator, on_start: Callable[[], Any] | None = None) -> MCPServer:
+class AfterHandshake:
+    """Middleware that runs a callback once the handshake is over: after the first request that follows it has
+    been answered (usually tools/list), before a tools/call, or a moment after `initialized` if nothing follows.
+    Heavy background work started then (litellm's import) no longer competes with `initialize` for the GIL."""
+
+    def __init__(self, callback: Callable[[], Any], idle_s: float = 0.5) -> None:
+        self._callback = callback
+        self._idle_s = idle_s
+        self._done = threading.Event()
+
+    def fire(self) -> None:
+        """Run the callback, once."""
+        if not self._done.is_set():
+            self._done.set()
+            self._callback()
+
+    async def __call__(self, ctx: Any, call_next: Any) -> Any:
+        """Pass every message through; fire at the right moment."""
+        method = ctx.method
+        if method == "notifications/initialized":
+            timer = threading.Timer(self._idle_s, self.fire)
+            timer.daemon = True
+            timer.start()
+            return await call_next(ctx)
+        if method == "initialize":
+            return await call_next(ctx)
+        if method == "tools/call":
+            self.fire()
+        try:
+            return await call_next(ctx)
+        finally:
+            self.fire()
+
+
+def build_server(delegator: Delegator, after_handshake: Callable[[], Any] | None = None) -> MCPServer:
     """The MCP server exposing delegate and ask_<name>; tools are built once, here."""
     catalog = delegator.catalog
     tools = [delegate_tool(delegator)] + [ask_tool(delegator, spec) for spec in catalog]
@@ -118,4 +153,5 @@ def build_server(delegator: Delegator, on_start: Callable[[], Any] | None = None
         instructions=server_instructions(catalog),
         tools=tools,
         log_level=delegator.settings.log_level,  # type: ignore[arg-type]
+        middleware=[AfterHandshake(after_handshake)] if after_handshake else None,
     )

@@ -106,6 +106,8 @@ class Delegator:
         self._cache = RouteCache(settings.route_cache_size)
         self._classifier: Classifier | None = None
         self._classifier_lock = threading.Lock()
+        self.wait_for_classifier = True
+        """True for one-shot commands (ask, eval); the server sets False so early calls never wait for training."""
         self._log = DecisionLog(settings.decision_log, settings.log_tasks) if settings.decision_log else None
 
     @property
@@ -148,7 +150,7 @@ class Delegator:
         # One-off start-up work, normally done by warm_up() before the first call arrives; on worker threads
         # so the event loop keeps serving. The call's clock starts after it.
         await llm.ready()
-        if self.settings.classifier and self._classifier is None:
+        if self.wait_for_classifier and self.settings.classifier and self._classifier is None:
             await anyio.to_thread.run_sync(lambda: self.classifier)
         return Deadline(self.settings.deadline_s)
 
@@ -186,7 +188,8 @@ class Delegator:
         if not candidates:
             raise self._chain.too_large_error(self._usable, tokens)
         names = [s.name for s in candidates]
-        classifier = self.classifier
+        # A server answering its first calls does not wait for the classifier's training: the router decides.
+        classifier = self.classifier if self.wait_for_classifier else self._classifier
         started = time.monotonic()
         decision = classifier.decide(classifier_text(task, context)) if classifier else None
         if decision is not None and decision.label in names:

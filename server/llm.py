@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import logging
 import os
 import re
@@ -113,10 +112,9 @@ async def complete(request: CompletionRequest) -> Completion:
     kwargs.update({k: v for k, v in optional.items() if v is not None})
     try:
         with anyio.fail_after(request.timeout_s):
-            if request.first_token_timeout_s is None:
-                response = await litellm.acompletion(**kwargs)
-            else:
-                response = await _stream(litellm, kwargs, request)
+            if request.first_token_timeout_s is not None:
+                return await _stream(litellm, kwargs, request)
+            response = await litellm.acompletion(**kwargs)
     except TimeoutError:
         raise ProviderError("timeout", detail=f"no complete answer within {request.timeout_s:.1f} s") from None
     except ProviderError:
@@ -126,16 +124,17 @@ async def complete(request: CompletionRequest) -> Completion:
     return _to_completion(response, litellm)
 
 
-async def _stream(litellm: ModuleType, kwargs: dict[str, Any], request: CompletionRequest) -> Any:
-    """Stream the answer so a silent model is caught early; return the rebuilt full response."""
+async def _stream(litellm: ModuleType, kwargs: dict[str, Any], request: CompletionRequest) -> Completion:
+    """Stream the answer so a silent model is caught early."""
     assert request.first_token_timeout_s is not None and request.stall_timeout_s is not None
     first_by = anyio.current_time() + request.first_token_timeout_s
-    chunks: list[Any] = []
-    received = 0
     with anyio.move_on_after(request.first_token_timeout_s) as opening:
         stream = await litellm.acompletion(**kwargs, stream=True, stream_options={"include_usage": True})
     if opening.cancelled_caught:
         raise ProviderError("timeout", detail=f"no first token within {request.first_token_timeout_s:.3g} s")
+    pieces: list[str] = []
+    received = 0  # characters of answer or visible reasoning: a sign of life that switches to the stall limit
+    usage: Any = None
     try:
         iterator = stream.__aiter__()
         while True:
@@ -149,20 +148,37 @@ async def _stream(litellm: ModuleType, kwargs: dict[str, Any], request: Completi
                 if received:
                     raise ProviderError("timeout", detail=f"stream stalled for {limit:g} s after {received} characters")
                 raise ProviderError("timeout", detail=f"no first token within {request.first_token_timeout_s:.3g} s")
-            chunks.append(chunk)
-            received += _chunk_chars(chunk)
+            text, reasoning = _chunk_text(chunk)
+            pieces.append(text)
+            received += len(text) + reasoning
+            usage = getattr(chunk, "usage", None) or usage
     finally:
         await _close(stream)
-    return litellm.stream_chunk_builder(chunks, messages=request.messages)
+    # Joining the deltas ourselves is several times cheaper than litellm.stream_chunk_builder.
+    return _streamed_completion("".join(pieces), usage, request.model)
 
 
-def _chunk_chars(chunk: Any) -> int:
-    """Characters of answer (or visible reasoning) a stream chunk carries."""
+def _streamed_completion(text: str, usage: Any, model: str) -> Completion:
+    """A Completion from streamed text and the final usage chunk; litellm puts the call's cost on that usage."""
+    input_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+    output_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+    cost = getattr(usage, "cost", None)
+    if cost is None and usage is not None:
+        rates = price(model)
+        cost = input_tokens * rates[0] + output_tokens * rates[1] if rates else None
+    return Completion(
+        text=text,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost_usd=round(float(cost), 10) if cost is not None else None,
+    )
+
+
+def _chunk_text(chunk: Any) -> tuple[str, int]:
+    """The answer text a stream chunk carries, and how many characters of visible reasoning (not answer)."""
     choices = getattr(chunk, "choices", None) or []
-    if not choices:
-        return 0
-    delta = getattr(choices[0], "delta", None)
-    return len(getattr(delta, "content", None) or "") + len(getattr(delta, "reasoning_content", None) or "")
+    delta = getattr(choices[0], "delta", None) if choices else None
+    return getattr(delta, "content", None) or "", len(getattr(delta, "reasoning_content", None) or "")
 
 
 async def _close(stream: Any) -> None:
@@ -284,6 +300,8 @@ def _retry_after(exc: Exception) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         pass
+    import email.utils  # only for the rare Retry-After given as a date; keeps start-up lean
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
