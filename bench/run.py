@@ -1,6 +1,6 @@
 """Run every benchmark against the provider simulator; print a table and save it to bench/RESULTS.md.
 
-Usage: python bench/run.py [--quick]     (about 3 minutes; --quick uses fewer runs)
+Usage: python bench/run.py [--quick] [--only NAME]   (about 3 minutes; --quick: fewer runs, nothing saved)
 Absolute times are noisy on a shared 2-core machine: compare the ratios, each measured in the same run.
 """
 
@@ -302,18 +302,22 @@ async def main() -> None:
         ("memory", lambda sim: bench_memory(sim, 600 if QUICK else 2000)),
     ]
     with ProviderSimulator() as sim:
+        only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
         for label, step in steps:
+            if only and only not in label:
+                continue
             print(f"running {label}...", file=sys.stderr, flush=True)
             result = await step(sim)
             rows += result if isinstance(result, list) else [result]
-    rows.append(bench_classifier())
+    if not only or "classifier" in only:
+        rows.append(bench_classifier())
     report = (
         f"Machine: {machine()}\n\nRun: `python bench/run.py{' --quick' if QUICK else ''}`, "
         f"{time.monotonic() - started:.0f} s, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n"
         f"{table(rows)}\n"
     )
     print(report)
-    if not QUICK:
+    if not QUICK and not only:
         (ROOT / "bench" / "RESULTS.md").write_text("# Benchmark results\n\n" + report)
 
 

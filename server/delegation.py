@@ -106,6 +106,8 @@ class Delegator:
         self._cache = RouteCache(settings.route_cache_size)
         self._classifier: Classifier | None = None
         self._classifier_lock = threading.Lock()
+        self._calls_started = 0
+        self._in_flight = 0
         self.wait_for_classifier = True
         """True for one-shot commands (ask, eval); the server sets False so early calls never wait for training."""
         self._log = DecisionLog(settings.decision_log, settings.log_tasks) if settings.decision_log else None
@@ -121,8 +123,13 @@ class Delegator:
         return self._classifier
 
     def warm_up(self) -> None:
-        """Import litellm and train the classifier, so the first call pays for neither (run on a thread)."""
+        """Import and prime litellm, then train the classifier, so the first call pays for none of it (on a thread)."""
         llm.warm_up_in_background().join()
+        if not self._calls_started:  # a call already under way primes litellm itself; do not compete with it
+            llm.prime()
+        quiet_by = time.monotonic() + 30
+        while self._in_flight and time.monotonic() < quiet_by:  # training is CPU-bound: let early calls finish
+            time.sleep(0.05)
         _ = self.classifier
 
     def validate(self, task: str, context: str) -> None:
@@ -211,7 +218,16 @@ class Delegator:
         return outcome
 
     async def _logged(self, tool: str, task: str, call: Awaitable[DelegateResult]) -> DelegateResult:
-        """Run a call and, when the decision log is on, append its line (errors included)."""
+        """Run a call (counted, so background warm-up can stay out of its way) and log it when asked."""
+        self._calls_started += 1
+        self._in_flight += 1
+        try:
+            return await self._log_call(tool, task, call)
+        finally:
+            self._in_flight -= 1
+
+    async def _log_call(self, tool: str, task: str, call: Awaitable[DelegateResult]) -> DelegateResult:
+        """Await the call and, when the decision log is on, append its line (errors included)."""
         if self._log is None:
             return await call
         try:

@@ -70,6 +70,9 @@ def _load() -> ModuleType:
             # Both must be set before the import: no price-map fetch, no tokenizer download, no network at all.
             os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
             os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
+            # litellm's default DEV mode loads a .env file from the working directory into os.environ: a server
+            # must not pick up keys or settings from wherever a client happened to start it.
+            os.environ.setdefault("LITELLM_MODE", "PRODUCTION")
             import litellm
 
             litellm.suppress_debug_info = True  # otherwise provider errors print help text to stdout
@@ -85,6 +88,32 @@ def warm_up_in_background() -> threading.Thread:
     thread = threading.Thread(target=_load, name="litellm-import", daemon=True)
     thread.start()
     return thread
+
+
+def prime() -> None:
+    """Run one mocked streamed call and one mocked JSON call (no network), so the lazy imports litellm does on
+    its first real call (~300 ms here) happen now, in the background, and not inside a user's first call."""
+    litellm = _load()
+    messages = [{"role": "user", "content": "warm-up"}]
+    try:
+        stream = litellm.completion(
+            model="openai/warm-up",
+            messages=messages,
+            mock_response="ok",
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        for _ in stream:
+            pass
+        schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+        litellm.completion(
+            model="openai/warm-up",
+            messages=messages,
+            mock_response='{"a": "b"}',
+            response_format={"type": "json_schema", "json_schema": {"name": "w", "schema": schema}},
+        )
+    except Exception:
+        logging.getLogger(__name__).debug("litellm warm-up call failed; the first real call will be slower")
 
 
 async def ready() -> ModuleType:
