@@ -161,6 +161,7 @@ async def bench_per_call(sim: ProviderSimulator, calls: int) -> Row:
         await direct_pair(litellm, sim.base_url, i)
         base.append((time.perf_counter() - started) * 1000)
     await client.close()
+    floor = await mcp_floor(sim, calls)
     return row(
         "per-call: delegate round trip over stdio (router + specialist)",
         "ms",
@@ -168,7 +169,20 @@ async def bench_per_call(sim: ProviderSimulator, calls: int) -> Row:
         base,
         "the same 2 litellm.acompletion calls in-process",
         "≤ 1.2×",
-    )
+    ) | {"note": f"MCP stdio floor (echo tool, minimal server): {statistics.median(floor):.1f} ms"}
+
+
+async def mcp_floor(sim: ProviderSimulator, calls: int) -> list[float]:
+    """Round trips of a trivial tool on the minimal server: what MCP over stdio costs by itself."""
+    client, _ = await RawClient.spawn([PYTHON, str(ROOT / "bench" / "minimal_server.py")], server_env(sim.base_url))
+    await client.handshake()
+    timings = []
+    for i in range(calls):
+        started = time.perf_counter()
+        await client.call("echo", {"text": f"call {i}"})
+        timings.append((time.perf_counter() - started) * 1000)
+    await client.close()
+    return timings
 
 
 async def bench_concurrency(sim: ProviderSimulator, sizes: list[int], runs: int) -> list[Row]:

@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 
 _import_lock = threading.Lock()
+HTTP_CLIENT_TIMEOUT_S = 600.0
 _module: ModuleType | None = None
 
 
@@ -128,7 +129,9 @@ async def complete(request: CompletionRequest) -> Completion:
         "model": request.model,
         "messages": request.messages,
         "max_tokens": request.max_output_tokens,
-        "timeout": request.timeout_s,
+        # litellm caches its HTTP clients by their settings, timeout included: a per-call remaining time would
+        # build a new client (and connection pool) on every call. Our own fail_after enforces the real limit.
+        "timeout": HTTP_CLIENT_TIMEOUT_S,
         "num_retries": 0,
         "max_retries": 0,
     }
