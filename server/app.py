@@ -109,6 +109,47 @@ def ask_tool(delegator: Delegator, spec: Specialist) -> Tool:
     return _strict(Tool.from_function(ask, name=spec.tool_name, description=description, annotations=_ANNOTATIONS))
 
 
+ARGUMENTS = ("task", "context")
+
+
+def argument_problem(tool: str, arguments: Any) -> str | None:
+    """What is wrong with a call's arguments, in words a model can act on; None when they are fine."""
+    if not isinstance(arguments, dict):
+        return f"{tool} takes an object with 'task' (required) and 'context' (optional), both strings."
+    problems = []
+    unknown = sorted(set(arguments) - set(ARGUMENTS))
+    if unknown:
+        problems.append(
+            f"unknown argument{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+            f"({tool} takes only 'task' and 'context')"
+        )
+    if "task" not in arguments:
+        problems.append("'task' is required: the complete task for the specialist")
+    problems += [
+        f"'{name}' must be a string, not {type(arguments[name]).__name__}"
+        for name in ARGUMENTS
+        if name in arguments and not isinstance(arguments[name], str)
+    ]
+    return f"Invalid arguments for {tool}: " + "; ".join(problems) + "." if problems else None
+
+
+class ArgumentCheck:
+    """Middleware that answers malformed calls of our tools with a plain explanation (pydantic's own message,
+    with its URLs and input echoes, stays the backstop)."""
+
+    def __init__(self, tools: set[str]) -> None:
+        self._tools = tools
+
+    async def __call__(self, ctx: Any, call_next: Any) -> Any:
+        """Check tools/call arguments before validation; pass everything else through."""
+        params = ctx.params if ctx.method == "tools/call" else None
+        if isinstance(params, dict) and params.get("name") in self._tools:
+            problem = argument_problem(params["name"], params.get("arguments") or {})
+            if problem:
+                return CallToolResult(content=[TextContent(type="text", text=problem)], is_error=True)
+        return await call_next(ctx)
+
+
 class AfterHandshake:
     """Middleware that runs a callback once the handshake is over: after the first request that follows it has
     been answered (usually tools/list), before a tools/call, or a moment after `initialized` if nothing follows.
@@ -153,5 +194,8 @@ def build_server(delegator: Delegator, after_handshake: Callable[[], Any] | None
         instructions=server_instructions(catalog),
         tools=tools,
         log_level=delegator.settings.log_level,  # type: ignore[arg-type]
-        middleware=[AfterHandshake(after_handshake)] if after_handshake else None,
+        middleware=[
+            ArgumentCheck({t.name for t in tools}),
+            *([AfterHandshake(after_handshake)] if after_handshake else []),
+        ],
     )

@@ -208,9 +208,9 @@ async def test_injected_instructions_cannot_leave_the_catalogue(
         ({"task": "   \n"}, "task is empty"),
         ({"task": "x" * 101}, "task is 101 characters; the limit is 100 (DELEGATE_MAX_TASK_CHARS)"),
         ({"task": "x", "context": "y" * 51}, "context is 51 characters; the limit is 50 (DELEGATE_MAX_CONTEXT_CHARS)"),
-        ({"task": "x", "contxt": "typo"}, "contxt"),
-        ({"context": "no task"}, "task"),
-        ({"task": 42}, "task"),
+        ({"task": "x", "contxt": "typo"}, "unknown argument 'contxt' ("),
+        ({"context": "no task"}, "'task' is required"),
+        ({"task": 42}, "'task' must be a string, not int"),
     ],
 )
 async def test_bad_arguments_are_rejected_before_any_provider_call(
