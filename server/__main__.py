@@ -44,6 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="stderr log level (env DELEGATE_LOG_LEVEL, default WARNING)",
     )
     common.add_argument(
+        "--tools", metavar="NAMES", help="comma-separated tools to expose, e.g. delegate (env DELEGATE_TOOLS)"
+    )
+    common.add_argument(
         "--decision-log", type=Path, metavar="FILE", help="append one JSON line per call to FILE (env DELEGATE_LOG)"
     )
     parser = argparse.ArgumentParser(
@@ -85,6 +88,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--output-tokens", type=int, default=500, help="expected answer length for the cost estimate (default 500)"
     )
     evaluate.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    doctor = commands.add_parser(
+        "doctor",
+        parents=[common],
+        help="check specialist files and keys; --ping sends a one-token request to each model",
+    )
+    doctor.add_argument("--ping", action="store_true", help="send a one-token request to every usable model")
+    doctor.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
     stats = commands.add_parser("stats", parents=[common], help="summarise a decision log")
     stats.add_argument("log", type=Path, help="the decision log file (DELEGATE_LOG)")
     stats.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -99,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         "specialists_dir": getattr(args, "specialists", None),
         "log_level": getattr(args, "log_level", None),
         "decision_log": getattr(args, "decision_log", None),
+        "tools": getattr(args, "tools", None),
     }
     if args.command == "eval" and args.mode != "hybrid":
         overrides.update(classifier=args.mode == "classifier", router_enabled=args.mode == "router")
@@ -109,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "stats":
             return show_stats(args)
         delegator = Delegator(settings, catalog, environ)
+        if args.command in (None, "serve"):
+            from server.app import chosen_tools
+
+            chosen_tools(["delegate", *(spec.tool_name for spec in catalog)], settings.tools)
         if args.command == "eval":
             return exit_now(run_eval(delegator, args, environ))
     except ConfigError as exc:
@@ -122,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     if args.command == "ask":
         return exit_now(run_ask(delegator, args))
+    if args.command == "doctor":
+        return exit_now(run_doctor(delegator, args))
     return exit_now(serve(delegator))
 
 
@@ -164,6 +181,17 @@ def progress_bar(stream: TextIO) -> Callable[[int, int], None]:
         stream.flush()
 
     return draw
+
+
+def run_doctor(delegator: Delegator, args: argparse.Namespace) -> int:
+    """Print the diagnosis; exit 1 when a usable model failed its ping or no specialist can answer."""
+    from server.doctor import diagnose, format_rows
+
+    rows = anyio.run(diagnose, delegator.catalog, delegator.settings, delegator.environ, args.ping)
+    print(json.dumps(rows, indent=2) if args.json else format_rows(rows, delegator.catalog.source))
+    failed = any(row["ping"] and not row["ping"]["ok"] for row in rows)
+    answerable = any(row["usable"] and set(row["used_by"]) - {"router"} for row in rows)
+    return EXIT_CALL_FAILED if failed or not answerable else EXIT_OK
 
 
 def show_stats(args: argparse.Namespace) -> int:

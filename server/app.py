@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -15,8 +16,9 @@ from pydantic import ConfigDict, Field
 
 from server import __version__
 from server.catalog import Catalog, Specialist
+from server.cli_output import catalog_report
 from server.delegation import Delegator
-from server.errors import DelegateError
+from server.errors import ConfigError, DelegateError
 from server.results import DelegateResult, summary_line
 
 logger = logging.getLogger(__name__)
@@ -184,18 +186,56 @@ class AfterHandshake:
             self.fire()
 
 
+def chosen_tools(all_names: list[str], wanted: str | None) -> list[str]:
+    """The tool names to expose: all, or those listed in DELEGATE_TOOLS (unknown names are a config error)."""
+    if not wanted:
+        return all_names
+    names = [name.strip() for name in wanted.split(",") if name.strip()]
+    unknown = [name for name in names if name not in all_names]
+    if unknown:
+        raise ConfigError(
+            f"DELEGATE_TOOLS / --tools: unknown tool {', '.join(map(repr, unknown))}. "
+            f"Known tools: {', '.join(all_names)}."
+        )
+    return [name for name in all_names if name in names]
+
+
 def build_server(delegator: Delegator, after_handshake: Callable[[], Any] | None = None) -> MCPServer:
-    """The MCP server exposing delegate and ask_<name>; tools are built once, here."""
+    """The MCP server exposing delegate, ask_<name> and two resources; tools are built once, here."""
     catalog = delegator.catalog
     tools = [delegate_tool(delegator)] + [ask_tool(delegator, spec) for spec in catalog]
-    return MCPServer(
+    keep = set(chosen_tools([t.name for t in tools], delegator.settings.tools))
+    tools = [t for t in tools if t.name in keep]
+    middleware: list[Any] = [ArgumentCheck({t.name for t in tools})]
+    if after_handshake:
+        middleware.append(AfterHandshake(after_handshake))
+    server = MCPServer(
         name="delegate-mcp",
         version=__version__,
         instructions=server_instructions(catalog),
         tools=tools,
         log_level=delegator.settings.log_level,  # type: ignore[arg-type]
-        middleware=[
-            ArgumentCheck({t.name for t in tools}),
-            *([AfterHandshake(after_handshake)] if after_handshake else []),
-        ],
+        middleware=middleware,
     )
+
+    @server.resource(
+        "delegate://specialists",
+        name="specialists",
+        mime_type="application/json",
+        description="The specialists: descriptions, model chains, and which models are usable now "
+        "and why (or which env var would enable them).",
+    )
+    def specialists() -> str:
+        return json.dumps(catalog_report(catalog, delegator.settings, delegator.environ), indent=2)
+
+    @server.resource(
+        "delegate://usage",
+        name="usage",
+        mime_type="application/json",
+        description="This server's usage since it started: calls, tokens and cost per specialist and "
+        "in total, and the estimated saving against sending everything to the priciest specialist.",
+    )
+    def usage() -> str:
+        return json.dumps(delegator.usage.snapshot(), indent=2)
+
+    return server

@@ -25,6 +25,7 @@ from server.redact import secret_values
 from server.results import CallUsage, DelegateResult, Routing, Usage, total_cost
 from server.router import RouteCache, RouteOutcome, Router
 from server.settings import Settings
+from server.usage import UsageTally
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,12 @@ class Delegator:
         self.wait_for_classifier = True
         """True for one-shot commands (ask, eval); the server sets False so early calls never wait for training."""
         self._log = DecisionLog(settings.decision_log, settings.log_tasks) if settings.decision_log else None
+        self.usage = UsageTally()
+
+    @property
+    def environ(self) -> Mapping[str, str]:
+        """The environment snapshot taken at start-up (keys are read once)."""
+        return self._environ
 
     @property
     def classifier(self) -> Classifier | None:
@@ -227,18 +234,20 @@ class Delegator:
             self._in_flight -= 1
 
     async def _log_call(self, tool: str, task: str, call: Awaitable[DelegateResult]) -> DelegateResult:
-        """Await the call and, when the decision log is on, append its line (errors included)."""
-        if self._log is None:
-            return await call
+        """Await the call; count it for delegate://usage and, when the decision log is on, append its line."""
         try:
             result = await call
         except DelegateError as exc:
-            await self._write_log(
-                entry(tool, task, None, exc.__class__.__name__, None, include_task=self._log.include_task)
-            )
+            self.usage.record(None, None)
+            if self._log is not None:
+                await self._write_log(
+                    entry(tool, task, None, exc.__class__.__name__, None, include_task=self._log.include_task)
+                )
             raise
         premium = premium_cost(self.catalog, self._environ, result.usage.specialist)
-        await self._write_log(entry(tool, task, result, None, premium, include_task=self._log.include_task))
+        self.usage.record(result, premium)
+        if self._log is not None:
+            await self._write_log(entry(tool, task, result, None, premium, include_task=self._log.include_task))
         return result
 
     async def _write_log(self, line: dict[str, Any]) -> None:

@@ -39,6 +39,7 @@ ENV_NAMES: dict[str, str] = {
     "route_cache_size": "DELEGATE_ROUTE_CACHE_SIZE",
     "decision_log": "DELEGATE_LOG",
     "log_tasks": "DELEGATE_LOG_TASKS",
+    "tools": "DELEGATE_TOOLS",
     "log_level": "DELEGATE_LOG_LEVEL",
 }
 
@@ -98,6 +99,8 @@ class Settings(BaseModel):
     """Append one JSON line per call to this file (opt-in)."""
     log_tasks: bool = False
     """Also write the task text into the decision log (by default only its hash)."""
+    tools: str | None = Field(None, pattern=r"^[a-z_][a-z0-9_]*(\s*,\s*[a-z_][a-z0-9_]*)*$")
+    """Comma-separated tool names to expose (e.g. "delegate"); unset exposes all. Each schema costs context."""
     log_level: str = Field("WARNING", pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     """Level of the log written to stderr."""
 
