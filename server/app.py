@@ -8,7 +8,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
@@ -19,6 +19,7 @@ from server.catalog import Catalog, Specialist
 from server.cli_output import catalog_report
 from server.delegation import Delegator
 from server.errors import ConfigError, DelegateError
+from server.progress import NO_PROGRESS, Progress
 from server.results import DelegateResult, summary_line
 
 logger = logging.getLogger(__name__)
@@ -64,10 +65,19 @@ def to_tool_result(result: DelegateResult) -> CallToolResult:
     )
 
 
-async def _run(call: Awaitable[DelegateResult]) -> CallToolResult:
+def progress_for(ctx: Context | None) -> Progress:
+    """Progress notifications for this call (sent only when the client asked for them)."""
+    if ctx is None:
+        return NO_PROGRESS
+    return Progress(lambda value, message: ctx.report_progress(value, None, message))
+
+
+async def _run(call: Awaitable[DelegateResult], progress: Progress) -> CallToolResult:
     """Await a delegation; turn our errors into clean isError results and hide anything unexpected."""
     try:
-        return to_tool_result(await call)
+        result = await call
+        await progress.milestone(f"done: {result.specialist} answered with {result.model}")
+        return to_tool_result(result)
     except DelegateError as exc:
         raise ToolError(str(exc)) from None
     except Exception:
@@ -87,8 +97,9 @@ def _strict(tool: Tool) -> Tool:
 def delegate_tool(delegator: Delegator) -> Tool:
     """The routed tool."""
 
-    async def delegate(task: TaskArg, context: ContextArg = "") -> ToolResult:
-        return await _run(delegator.delegate(task, context))
+    async def delegate(task: TaskArg, context: ContextArg = "", ctx: Context | None = None) -> ToolResult:
+        progress = progress_for(ctx)
+        return await _run(delegator.delegate(task, context, progress), progress)
 
     names = ", ".join(delegator.catalog.names)
     description = (
@@ -102,8 +113,9 @@ def delegate_tool(delegator: Delegator) -> Tool:
 def ask_tool(delegator: Delegator, spec: Specialist) -> Tool:
     """A tool that calls one specialist directly."""
 
-    async def ask(task: TaskArg, context: ContextArg = "") -> ToolResult:
-        return await _run(delegator.ask(spec.name, task, context))
+    async def ask(task: TaskArg, context: ContextArg = "", ctx: Context | None = None) -> ToolResult:
+        progress = progress_for(ctx)
+        return await _run(delegator.ask(spec.name, task, context, progress), progress)
 
     ask.__name__ = spec.tool_name  # names the input schema ask_<name>Arguments
 

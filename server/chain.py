@@ -14,6 +14,7 @@ from server.catalog import ModelRef, Specialist
 from server.clock import Deadline, ms_since
 from server.cooldown import Cooldowns
 from server.errors import AllModelsFailedError, InputTooLargeError, NoUsableModelError
+from server.progress import NO_PROGRESS, Progress
 from server.providers import PROVIDER_KEYS, availability, needs_placeholder_key, provider_of
 from server.redact import redact
 from server.results import Attempt
@@ -138,7 +139,9 @@ class ChainRunner:
             "context, or add a specialist or fallback with a larger window."
         )
 
-    async def run(self, spec: Specialist, messages: list[dict[str, str]], deadline: Deadline) -> ChainAnswer:
+    async def run(
+        self, spec: Specialist, messages: list[dict[str, str]], deadline: Deadline, progress: Progress = NO_PROGRESS
+    ) -> ChainAnswer:
         """Try the chain until a model answers; raise when none is usable, none fits, or all fail."""
         if not usable_models(spec, self._environ):
             raise NoUsableModelError(
@@ -163,7 +166,8 @@ class ChainRunner:
             if skip:
                 attempts.append(Attempt(model=ref.model, ok=False, error=f"skipped: {skip}"))
                 continue
-            completion, error = await self._try_model(spec, ref, messages, deadline, attempts)
+            await progress.milestone(f"{spec.name}: asking {ref.model}")
+            completion, error = await self._try_model(spec, ref, messages, deadline, attempts, progress)
             if completion is not None:
                 return ChainAnswer(completion, ref.model, attempts)
             if error is not None and error.kind == "context_window":
@@ -200,6 +204,7 @@ class ChainRunner:
         messages: list[dict[str, str]],
         deadline: Deadline,
         attempts: list[Attempt],
+        progress: Progress,
     ) -> tuple[llm.Completion | None, llm.ProviderError | None]:
         """One model, retried on rate limits, server and connection errors while the deadline allows."""
         error: llm.ProviderError | None = None
@@ -208,7 +213,7 @@ class ChainRunner:
                 return None, error
             started = time.monotonic()
             try:
-                completion = await self._call(spec, ref, messages, deadline)
+                completion = await self._call(spec, ref, messages, deadline, progress)
             except llm.ProviderError as failure:
                 error = failure
                 attempts.append(
@@ -233,7 +238,7 @@ class ChainRunner:
         return None, error
 
     async def _call(
-        self, spec: Specialist, ref: ModelRef, messages: list[dict[str, str]], deadline: Deadline
+        self, spec: Specialist, ref: ModelRef, messages: list[dict[str, str]], deadline: Deadline, progress: Progress
     ) -> llm.Completion:
         """Wait for a provider slot (within the deadline), then make one streamed call."""
         settings = self._settings
@@ -254,7 +259,7 @@ class ChainRunner:
                 first_token_timeout_s=min(settings.first_token_timeout_s, remaining),
                 stall_timeout_s=settings.stall_timeout_s,
             )
-            completion = await llm.complete(request)
+            completion = await llm.complete(request, on_text=progress.streamed)
         finally:
             self._limiter.release()
         if not completion.text.strip():

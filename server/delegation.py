@@ -21,6 +21,7 @@ from server.clock import Deadline, ms_since
 from server.cooldown import Cooldowns
 from server.decision_log import DecisionLog, entry
 from server.errors import AllModelsFailedError, ConfigError, DelegateError, InvalidInputError
+from server.progress import NO_PROGRESS, Progress
 from server.redact import secret_values
 from server.results import CallUsage, DelegateResult, Routing, Usage, total_cost
 from server.router import RouteCache, RouteOutcome, Router
@@ -168,24 +169,27 @@ class Delegator:
             await anyio.to_thread.run_sync(lambda: self.classifier)
         return Deadline(self.settings.deadline_s)
 
-    async def delegate(self, task: str, context: str = "") -> DelegateResult:
+    async def delegate(self, task: str, context: str = "", progress: Progress = NO_PROGRESS) -> DelegateResult:
         """Route the task to the best specialist and return its answer with the routing metadata."""
-        return await self._logged("delegate", task, self._delegate(task, context))
+        return await self._logged("delegate", task, self._delegate(task, context, progress))
 
-    async def ask(self, name: str, task: str, context: str = "") -> DelegateResult:
+    async def ask(self, name: str, task: str, context: str = "", progress: Progress = NO_PROGRESS) -> DelegateResult:
         """Send the task straight to one specialist, with no routing."""
         spec = self.catalog.get(name)
-        return await self._logged(spec.tool_name, task, self._ask(spec, task, context))
+        return await self._logged(spec.tool_name, task, self._ask(spec, task, context, progress))
 
-    async def _delegate(self, task: str, context: str) -> DelegateResult:
+    async def _delegate(self, task: str, context: str, progress: Progress) -> DelegateResult:
         deadline = await self._prepare(task, context)
         outcome = await self.route(task, context, deadline)
-        return await self._answer(self.catalog.get(outcome.specialist), outcome, task, context, deadline)
+        await progress.milestone(f"routed to {outcome.specialist} ({outcome.routing.decided_by})")
+        spec = self.catalog.get(outcome.specialist)
+        return await self._answer(spec, outcome, task, context, deadline, progress)
 
-    async def _ask(self, spec: Specialist, task: str, context: str) -> DelegateResult:
+    async def _ask(self, spec: Specialist, task: str, context: str, progress: Progress) -> DelegateResult:
         deadline = await self._prepare(task, context)
         direct = Routing(decided_by="direct", reason=f"called directly as {spec.tool_name}")
-        return await self._answer(spec, RouteOutcome(spec.name, direct, CallUsage()), task, context, deadline)
+        outcome = RouteOutcome(spec.name, direct, CallUsage())
+        return await self._answer(spec, outcome, task, context, deadline, progress)
 
     async def route_only(self, task: str, context: str = "") -> RouteOutcome:
         """Only the routing decision, as delegate would make it (for evaluation); no specialist is called."""
@@ -259,10 +263,16 @@ class Delegator:
                 logger.warning("cannot write the decision log %s: %s", self._log.path, exc.__class__.__name__)
 
     async def _answer(
-        self, spec: Specialist, outcome: RouteOutcome, task: str, context: str, deadline: Deadline
+        self,
+        spec: Specialist,
+        outcome: RouteOutcome,
+        task: str,
+        context: str,
+        deadline: Deadline,
+        progress: Progress = NO_PROGRESS,
     ) -> DelegateResult:
         try:
-            answer = await self._chain.run(spec, specialist_messages(spec, task, context), deadline)
+            answer = await self._chain.run(spec, specialist_messages(spec, task, context), deadline, progress)
         except AllModelsFailedError:
             await self._spend(outcome.usage.cost_usd)  # the router was still paid for
             raise

@@ -8,6 +8,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import ModuleType
@@ -16,6 +17,7 @@ from typing import Any
 import anyio
 
 _import_lock = threading.Lock()
+OnText = Callable[[int], Awaitable[None]]  # called with the answer's length so far, while it streams
 HTTP_CLIENT_TIMEOUT_S = 600.0
 _module: ModuleType | None = None
 
@@ -122,8 +124,8 @@ async def ready() -> ModuleType:
     return _module if _module is not None else await anyio.to_thread.run_sync(_load)
 
 
-async def complete(request: CompletionRequest) -> Completion:
-    """Make one non-streaming completion; raise ProviderError for any failure."""
+async def complete(request: CompletionRequest, on_text: OnText | None = None) -> Completion:
+    """Make one completion (streamed when first_token_timeout_s is set); raise ProviderError for any failure."""
     litellm = await ready()
     kwargs: dict[str, Any] = {
         "model": request.model,
@@ -145,7 +147,7 @@ async def complete(request: CompletionRequest) -> Completion:
     try:
         with anyio.fail_after(request.timeout_s):
             if request.first_token_timeout_s is not None:
-                return await _stream(litellm, kwargs, request)
+                return await _stream(litellm, kwargs, request, on_text)
             response = await litellm.acompletion(**kwargs)
     except TimeoutError:
         raise ProviderError("timeout", detail=f"no complete answer within {request.timeout_s:.1f} s") from None
@@ -156,7 +158,9 @@ async def complete(request: CompletionRequest) -> Completion:
     return _to_completion(response, litellm)
 
 
-async def _stream(litellm: ModuleType, kwargs: dict[str, Any], request: CompletionRequest) -> Completion:
+async def _stream(
+    litellm: ModuleType, kwargs: dict[str, Any], request: CompletionRequest, on_text: OnText | None
+) -> Completion:
     """Stream the answer so a silent model is caught early."""
     assert request.first_token_timeout_s is not None and request.stall_timeout_s is not None
     first_by = anyio.current_time() + request.first_token_timeout_s
@@ -166,6 +170,7 @@ async def _stream(litellm: ModuleType, kwargs: dict[str, Any], request: Completi
         raise ProviderError("timeout", detail=f"no first token within {request.first_token_timeout_s:.3g} s")
     pieces: list[str] = []
     received = 0  # characters of answer or visible reasoning: a sign of life that switches to the stall limit
+    answer_chars = 0
     usage: Any = None
     try:
         iterator = stream.__aiter__()
@@ -183,6 +188,9 @@ async def _stream(litellm: ModuleType, kwargs: dict[str, Any], request: Completi
             text, reasoning = _chunk_text(chunk)
             pieces.append(text)
             received += len(text) + reasoning
+            answer_chars += len(text)
+            if on_text is not None and text:
+                await on_text(answer_chars)
             usage = getattr(chunk, "usage", None) or usage
     finally:
         await _close(stream)

@@ -40,6 +40,7 @@ class Behaviour:
     usage: dict[str, int] | None = None
     stream_stall_after: int | None = None
     responder: Callable[[dict[str, Any]], str] | None = None
+    chunk_delay: float = 0.0
 
 
 def _text(content: Any) -> str:
@@ -162,6 +163,8 @@ class _Handler(BaseHTTPRequestHandler):
             if beh.stream_stall_after is not None and sent >= beh.stream_stall_after:
                 self.server.simulator._wait(None, self)
                 return
+            if sent and beh.chunk_delay and not self.server.simulator._wait(beh.chunk_delay, self):
+                return
             delta = {"role": "assistant", "content": piece} if sent == 0 else {"content": piece}
             self._event(json.dumps({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}))
         self._event(json.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
@@ -274,9 +277,21 @@ class ProviderSimulator:
         headers: dict[str, str] | None = None,
         usage: dict[str, int] | None = None,
         stream_stall_after: int | None = None,
+        chunk_delay: float = 0.0,
     ) -> None:
         """Script the next answer for a model; answers are consumed in FIFO order."""
-        beh = Behaviour(reply, status, delay, hang, malformed, error_text, headers, usage, stream_stall_after)
+        beh = Behaviour(
+            reply,
+            status,
+            delay,
+            hang,
+            malformed,
+            error_text,
+            headers,
+            usage,
+            stream_stall_after,
+            chunk_delay=chunk_delay,
+        )
         with self._lock:
             self._queues.setdefault(model, deque()).append(beh)
 

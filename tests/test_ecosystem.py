@@ -91,3 +91,35 @@ def test_doctor_without_ping_checks_keys_only(sim: ProviderSimulator, tmp_path: 
     assert completed.returncode == 1, "no specialist can answer: a failure"
     assert "missing: ANTHROPIC_API_KEY not set" in completed.stdout
     assert sim.history == []
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_progress_goes_routed_then_streaming_then_done(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, mode: str
+) -> None:
+    sim.enqueue("sim-router", route_to("coder"))
+    sim.enqueue("sim-coder", "".join(f"line {i:03d}\n" for i in range(40)), chunk_delay=0.02)  # 40 chunks, ~0.8 s
+    events: list[tuple[float, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        events.append((progress, message))
+
+    async with Client(build_server(make_delegator()), mode=mode) as session:
+        result = await session.call_tool("delegate", {"task": "Write it"}, progress_callback=on_progress)
+    assert not result.is_error
+    values = [value for value, _ in events]
+    assert values == sorted(set(values)), "progress strictly increases"
+    messages = [message or "" for _, message in events]
+    assert messages[0] == "routed to coder (router)" and messages[1] == "coder: asking openai/sim-coder"
+    streaming = [m for m in messages if m.startswith("answering: ")]
+    assert 1 <= len(streaming) <= 5, "streaming updates are rate-limited to 4 a second"
+    assert messages[-1] == "done: coder answered with openai/sim-coder"
+
+
+async def test_no_progress_is_sent_when_the_client_did_not_ask(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator
+) -> None:
+    sim.enqueue("sim-router", route_to("coder"))
+    async with Client(build_server(make_delegator()), mode="legacy") as session:
+        result = await session.call_tool("delegate", {"task": "x"})
+    assert not result.is_error and result.structured_content["specialist"] == "coder"
