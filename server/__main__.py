@@ -58,7 +58,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--version", action="version", version=f"delegate-mcp {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("serve", parents=[common], help="serve MCP over stdio (the default)")
+    serve = commands.add_parser("serve", parents=[common], help="serve MCP over stdio (the default) or HTTP")
+    for target in (parser, serve):
+        target.add_argument(
+            "--transport",
+            choices=["stdio", "http"],
+            default=argparse.SUPPRESS,
+            help="stdio (default) or streamable HTTP (env DELEGATE_TRANSPORT)",
+        )
+        target.add_argument("--host", default=argparse.SUPPRESS, help="HTTP address (default 127.0.0.1)")
+        target.add_argument("--port", type=int, default=argparse.SUPPRESS, help="HTTP port (default 8765)")
     ask = commands.add_parser("ask", parents=[common], help="run one task from the terminal, as the delegate tool")
     ask.add_argument("task", help="the task; '-' reads it from stdin")
     ask.add_argument("--context-file", type=Path, metavar="FILE", help="file whose text is passed as context")
@@ -110,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         "log_level": getattr(args, "log_level", None),
         "decision_log": getattr(args, "decision_log", None),
         "tools": getattr(args, "tools", None),
+        "transport": getattr(args, "transport", None),
+        "http_host": getattr(args, "host", None),
+        "http_port": getattr(args, "port", None),
     }
     if args.command == "eval" and args.mode != "hybrid":
         overrides.update(classifier=args.mode == "classifier", router_enabled=args.mode == "router")
@@ -240,15 +252,22 @@ def run_ask(delegator: Delegator, args: argparse.Namespace) -> int:
 
 
 def serve(delegator: Delegator) -> int:
-    """Serve MCP over stdio until the client closes stdin or sends SIGTERM."""
+    """Serve MCP over stdio (until the client closes stdin) or HTTP, until SIGTERM or Ctrl-C."""
     from server.app import build_server
 
     def warm_up() -> None:
         threading.Thread(target=delegator.warm_up, name="warm-up", daemon=True).start()
 
     delegator.wait_for_classifier = False  # early calls go to the router rather than wait for training
-    server = build_server(delegator, after_handshake=warm_up)
     signal.signal(signal.SIGTERM, lambda *_: exit_now(EXIT_OK))
+    if delegator.settings.transport == "http":
+        from server.http import run_http
+
+        warm_up()  # no stdio handshake to wait for: HTTP clients connect whenever they like
+        with contextlib.suppress(KeyboardInterrupt):
+            run_http(build_server(delegator), delegator.settings)
+        return EXIT_OK
+    server = build_server(delegator, after_handshake=warm_up)
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
     return EXIT_OK

@@ -40,6 +40,12 @@ ENV_NAMES: dict[str, str] = {
     "decision_log": "DELEGATE_LOG",
     "log_tasks": "DELEGATE_LOG_TASKS",
     "tools": "DELEGATE_TOOLS",
+    "transport": "DELEGATE_TRANSPORT",
+    "http_host": "DELEGATE_HTTP_HOST",
+    "http_port": "DELEGATE_HTTP_PORT",
+    "http_token": "DELEGATE_HTTP_TOKEN",
+    "http_allowed_hosts": "DELEGATE_HTTP_ALLOWED_HOSTS",
+    "http_allowed_origins": "DELEGATE_HTTP_ALLOWED_ORIGINS",
     "log_level": "DELEGATE_LOG_LEVEL",
 }
 
@@ -101,6 +107,18 @@ class Settings(BaseModel):
     """Also write the task text into the decision log (by default only its hash)."""
     tools: str | None = Field(None, pattern=r"^[a-z_][a-z0-9_]*(\s*,\s*[a-z_][a-z0-9_]*)*$")
     """Comma-separated tool names to expose (e.g. "delegate"); unset exposes all. Each schema costs context."""
+    transport: str = Field("stdio", pattern="^(stdio|http)$")
+    """stdio for clients that spawn the server; http for streamable HTTP (stateless)."""
+    http_host: str = "127.0.0.1"
+    """Address the HTTP transport listens on."""
+    http_port: int = Field(8765, gt=0, lt=65536)
+    """Port the HTTP transport listens on."""
+    http_token: str | None = Field(None, min_length=16)
+    """When set, every HTTP request needs `Authorization: Bearer <token>`."""
+    http_allowed_hosts: str | None = None
+    """Comma-separated Host headers accepted (DNS-rebinding protection); default: loopback names."""
+    http_allowed_origins: str | None = None
+    """Comma-separated Origin headers accepted; default: loopback origins."""
     log_level: str = Field("WARNING", pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     """Level of the log written to stderr."""
 
