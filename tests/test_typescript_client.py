@@ -1,0 +1,137 @@
+"""The installed delegate-mcp driven by Node clients: the official TypeScript SDK (v1) and the MCP Inspector CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import route_to
+from tests.simulator import ProviderSimulator
+from tests.test_console_script import script, server_env
+
+pytestmark = pytest.mark.subprocess
+
+CLIENT_SCRIPT = Path(__file__).parent / "ts" / "client.mjs"
+SDK = "@modelcontextprotocol/sdk@1"
+# The last Inspector line whose engines accept Node 20; 0.16 and later need Node >= 22.7.5 (2.x: >= 22.19).
+INSPECTOR = "@modelcontextprotocol/inspector@0.15"
+TOOLS = ["ask_coder", "ask_generalist", "ask_writer", "delegate"]
+
+
+def npm_install(prefix: Path, *packages: str) -> None:
+    """Install `packages` into `prefix` with npm; fail the test with npm's output if that does not work."""
+    npm = shutil.which("npm")
+    assert npm
+    # --loglevel=error is as quiet as --silent when the install works, but keeps npm's reason when it does not.
+    command = [npm, "install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix", str(prefix), *packages]
+    try:
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired as error:
+        pytest.fail(f"{' '.join(command)} timed out after 300 s:\n{error.stdout!r}\n{error.stderr!r}")
+    if completed.returncode != 0:
+        pytest.fail(f"{' '.join(command)} exited {completed.returncode}:\n{completed.stdout}\n{completed.stderr}")
+
+
+@pytest.fixture(scope="session")
+def node_prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An npm prefix holding the TypeScript SDK and a copy of tests/ts/client.mjs, installed once per session."""
+    missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"{' and '.join(missing)} not on PATH: the TypeScript client tests need Node.js with npm")
+    prefix = tmp_path_factory.mktemp("node-clients")
+    npm_install(prefix, SDK)
+    # ESM resolves bare imports from the script's own folder, so the client runs from inside the prefix.
+    shutil.copy(CLIENT_SCRIPT, prefix / "client.mjs")
+    return prefix
+
+
+@pytest.fixture(scope="session")
+def inspector(node_prefix: Path) -> Path:
+    """The MCP Inspector's launcher, installed into the same prefix once per session."""
+    npm_install(node_prefix, INSPECTOR)
+    launcher = node_prefix / "node_modules" / "@modelcontextprotocol" / "inspector" / "cli" / "build" / "cli.js"
+    assert launcher.is_file(), f"{INSPECTOR} installed without {launcher}"
+    return launcher
+
+
+def run_node(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run node with `args`; stdout and stderr are captured as text."""
+    node = shutil.which("node")
+    assert node
+    return subprocess.run([node, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def ts_client(prefix: Path, env: dict[str, str], calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """Connect the TypeScript SDK client to delegate-mcp, list tools, make `calls`, and return its JSON report."""
+    spec = {"command": script(), "args": [], "calls": calls}
+    completed = run_node([str(prefix / "client.mjs"), json.dumps(spec)], env)
+    assert completed.returncode == 0, f"client.mjs exited {completed.returncode}:\n{completed.stderr}"
+    report: dict[str, Any] = json.loads(completed.stdout)
+    return report
+
+
+def test_the_typescript_sdk_client_lists_tools_and_calls_them_over_stdio(
+    sim: ProviderSimulator, specialists_dir: Path, node_prefix: Path
+) -> None:
+    sim.enqueue("sim-router", route_to("coder", 0.88, "code task"))
+    sim.enqueue("sim-coder", "fn main() {}")
+    sim.enqueue("sim-writer", "Roses are red.")
+    calls = [
+        {"name": "delegate", "arguments": {"task": "Write a Rust hello world"}},
+        {"name": "ask_writer", "arguments": {"task": "A two-line poem", "context": "about roses"}},
+        {"name": "delegate", "arguments": {"task": "x", "bogus": 1}},
+    ]
+    report = ts_client(node_prefix, server_env(sim, specialists_dir), calls)
+
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", report["protocolVersion"] or ""), report["protocolVersion"]
+    assert report["server"]["name"] == "delegate-mcp"
+    assert sorted(tool["name"] for tool in report["tools"]) == TOOLS
+    assert all(tool["hasOutputSchema"] for tool in report["tools"]), report["tools"]
+    coded, written, bogus = report["calls"]
+    # A result is only reported (not "error") if the SDK accepted its structuredContent against the outputSchema.
+    assert "error" not in coded and not coded["isError"], coded
+    assert coded["structuredContent"]["output"] == "fn main() {}"
+    assert coded["structuredContent"]["specialist"] == "coder"
+    assert coded["structuredContent"]["model"] == "openai/sim-coder"
+    assert coded["structuredContent"]["routing"]["decided_by"] == "router"
+    assert coded["text"].startswith("fn main() {}")
+    assert "error" not in written and not written["isError"], written
+    assert written["structuredContent"]["output"] == "Roses are red."
+    assert written["structuredContent"]["specialist"] == "writer"
+    assert written["structuredContent"]["routing"]["decided_by"] == "direct"
+    assert bogus.get("isError") is True, bogus
+    assert "bogus" in bogus["text"]
+    assert (sim.count("sim-router"), sim.count("sim-coder"), sim.count("sim-writer")) == (1, 1, 1)
+
+
+def test_the_mcp_inspector_cli_lists_tools_and_delegates(
+    sim: ProviderSimulator, specialists_dir: Path, inspector: Path
+) -> None:
+    sim.enqueue("sim-router", route_to("coder", 0.8, "code task"))
+    sim.enqueue("sim-coder", "print('hi')")
+    env = server_env(sim, specialists_dir)
+    # The server's settings go in as -e KEY=VALUE, as a user would pass them; the rest of the environment is inherited.
+    settings = [("-e", f"{k}={env.pop(k)}") for k in ("DELEGATE_SPECIALISTS_DIR", "ROUTER_MODEL", "ROUTER_API_BASE")]
+    base = [str(inspector), "--cli", *(part for pair in settings for part in pair), script()]
+
+    listed = run_node([*base, "--method", "tools/list"], env)
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    tools = json.loads(listed.stdout)["tools"]
+    assert sorted(tool["name"] for tool in tools) == TOOLS
+    assert all("outputSchema" in tool for tool in tools)
+
+    called = run_node([*base, "--method", "tools/call", "--tool-name", "delegate", "--tool-arg", "task=Say hi"], env)
+    assert called.returncode == 0, called.stdout + called.stderr
+    result = json.loads(called.stdout)
+    assert not result.get("isError"), result
+    assert result["structuredContent"]["output"] == "print('hi')"
+    assert result["structuredContent"]["specialist"] == "coder"
+    assert result["structuredContent"]["routing"]["decided_by"] == "router"
+    assert result["content"][0]["text"].startswith("print('hi')")
+    assert (sim.count("sim-router"), sim.count("sim-coder")) == (1, 1)

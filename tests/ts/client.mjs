@@ -1,0 +1,49 @@
+// Drive an MCP server over stdio with the official TypeScript SDK (v1) client and print one JSON report.
+//
+// Usage: node client.mjs '<spec>'   (or the spec as JSON on stdin)
+//   spec = {"command": "/path/to/server", "args": [], "calls": [{"name": "delegate", "arguments": {...}}]}
+// The server inherits this process's environment. Bare imports resolve from this file's folder, so run a
+// copy placed next to a node_modules that holds @modelcontextprotocol/sdk (npm install --prefix <dir>).
+import { readFileSync } from "node:fs";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+
+const spec = JSON.parse(process.argv[2] ?? readFileSync(0, "utf8"));
+const transport = new StdioClientTransport({
+  command: spec.command,
+  args: spec.args ?? [],
+  env: Object.fromEntries(Object.entries(process.env).filter(([, value]) => value !== undefined)),
+  stderr: "inherit",
+});
+let protocolVersion = null;
+transport.setProtocolVersion = (version) => {
+  protocolVersion = version;
+};
+const client = new Client({ name: "delegate-mcp-ts-test", version: "1.0.0" });
+
+const report = { protocolVersion: null, server: null, tools: [], calls: [] };
+try {
+  await client.connect(transport);
+  report.protocolVersion = protocolVersion;
+  report.server = client.getServerVersion() ?? null;
+  const { tools } = await client.listTools();
+  report.tools = tools.map((tool) => ({ name: tool.name, hasOutputSchema: Boolean(tool.outputSchema) }));
+  for (const call of spec.calls ?? []) {
+    try {
+      // callTool validates structuredContent against the tool's outputSchema and throws when it does not match.
+      const result = await client.callTool({ name: call.name, arguments: call.arguments ?? {} });
+      const text = (result.content ?? []).find((block) => block.type === "text");
+      report.calls.push({
+        name: call.name,
+        isError: Boolean(result.isError),
+        structuredContent: result.structuredContent ?? null,
+        text: text ? text.text : null,
+      });
+    } catch (error) {
+      report.calls.push({ name: call.name, error: String(error?.message ?? error) });
+    }
+  }
+} finally {
+  await client.close();
+}
+process.stdout.write(JSON.stringify(report) + "\n");
