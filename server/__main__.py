@@ -112,6 +112,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the delegate-mcp console script."""
+    try:
+        return run(argv)
+    except BrokenPipeError:  # `delegate-mcp specialists | head`: the reader left, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def run(argv: list[str] | None) -> int:
+    """Parse the command line and run the command."""
     args = parse_args(argv)
     environ = dict(os.environ)
     overrides = {
@@ -248,6 +257,12 @@ def run_ask(delegator: Delegator, args: argparse.Namespace) -> int:
     else:
         print(result.output)
         print(f"\n[{summary_line(result)}]", file=sys.stderr)
+        if result.model.startswith("embedded/"):
+            print(
+                "[answered by the small embedded model, which runs on this machine. For better answers set "
+                "OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY.]",
+                file=sys.stderr,
+            )
     return EXIT_OK
 
 

