@@ -103,6 +103,17 @@ def make_delegator(specialists_dir: Path, sim: ProviderSimulator) -> Callable[..
     return build
 
 
+def cloud_only_builtins(folder: Path) -> Path:
+    """The built-in specialist files without the embedded model, for tests of what happens with no usable model."""
+    from importlib import resources
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for source in resources.files("specialists").iterdir():
+        if source.name.endswith(".md"):
+            (folder / source.name).write_text(source.read_text().replace(", embedded/smollm2]", "]"))
+    return folder
+
+
 def route_to(name: str, confidence: float = 0.9, reason: str = "fits the task") -> str:
     """A router reply choosing `name`."""
     return f'{{"specialist": "{name}", "reason": "{reason}", "confidence": {confidence}}}'

@@ -50,7 +50,7 @@ def test_builtins_load_with_generalist_as_default() -> None:
     assert catalog.default.name == "generalist"
     assert all(len(spec.chain) >= 3 for spec in catalog), "each built-in needs fallbacks on other providers"
     providers = {ref.model.split("/")[0] for spec in catalog for ref in spec.chain}
-    assert providers == {"openai", "anthropic", "gemini"}
+    assert providers == {"openai", "anthropic", "gemini", "embedded"}, "cloud fallbacks, then the offline model"
 
 
 def test_builtins_honour_the_documented_env_vars() -> None:

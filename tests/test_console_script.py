@@ -190,7 +190,8 @@ def test_specialists_command_shows_chains_and_what_to_set(sim: ProviderSimulator
     assert "3 of 3 specialists usable now." in completed.stdout
     report = json.loads(run_cli("specialists", "--json", env=env).stdout)
     coder = next(s for s in report["specialists"] if s["name"] == "coder")
-    assert [m["usable"] for m in coder["models"]] == [False, True, False]
+    assert [m["usable"] for m in coder["models"]][:3] == [False, True, False]
+    assert coder["models"][3]["model"] == "embedded/smollm2", "the offline model is the last fallback"
     assert "sk-test-0000000000" not in completed.stdout
 
 

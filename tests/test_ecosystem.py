@@ -11,7 +11,7 @@ from mcp import Client
 
 from server.app import build_server
 from server.delegation import Delegator
-from tests.conftest import route_to
+from tests.conftest import cloud_only_builtins, route_to
 from tests.simulator import ProviderSimulator
 from tests.test_console_script import run_cli, server_env
 
@@ -84,8 +84,8 @@ def test_doctor_pings_every_usable_model(sim: ProviderSimulator, specialists_dir
 
 @pytest.mark.subprocess
 def test_doctor_without_ping_checks_keys_only(sim: ProviderSimulator, tmp_path: Path) -> None:
-    env = server_env(sim, tmp_path)
-    for name in ("DELEGATE_SPECIALISTS_DIR", "ROUTER_MODEL", "ROUTER_API_BASE"):
+    env = server_env(sim, cloud_only_builtins(tmp_path / "cloud"))
+    for name in ("ROUTER_MODEL", "ROUTER_API_BASE"):
         env.pop(name)
     completed = run_cli("doctor", env=env)
     assert completed.returncode == 1, "no specialist can answer: a failure"

@@ -303,24 +303,25 @@ async def test_fifty_concurrent_delegate_calls_return_their_own_answers_and_ping
     sim.set_default("sim-router", route_to("coder"), delay=0.2)
     sim.set_default("sim-coder", delay=0.2)
     results: dict[int, Any] = {}
-    ping_ms: list[float] = []
+    finished: list[float] = []
+    ping_done: list[float] = []
     async with Client(build_server(faulty(make_delegator)), mode="legacy") as session:
 
         async def one(i: int) -> None:
             results[i] = await session.call_tool("delegate", {"task": f"task number {i}"})
+            finished.append(time.monotonic())
 
         async with anyio.create_task_group() as group:
             for i in range(50):
                 group.start_soon(one, i)
             await anyio.sleep(0.1)
-            started = time.monotonic()
             await session.send_ping()
-            ping_ms.append((time.monotonic() - started) * 1000)
+            ping_done.append(time.monotonic())
     assert len(results) == 50
     for i, result in results.items():
         assert not result.is_error
         assert result.structured_content["output"] == f"[sim-coder] task number {i}"
-    assert ping_ms[0] < 2_000, "ping waits behind litellm's CPU work on 2 cores, but it is answered"
+    assert ping_done[0] < max(finished), "ping is answered while the calls are still running"
 
 
 async def test_the_concurrency_limit_queues_excess_calls(

@@ -271,11 +271,12 @@ async def test_legacy_handshake_clients_get_the_same_result(
     assert result.structured_content["specialist"] == "coder"
 
 
-async def test_with_no_keys_at_all_the_server_starts_and_says_which_keys_to_set() -> None:
+async def test_with_no_keys_at_all_the_server_starts_and_says_which_keys_to_set(tmp_path: Any) -> None:
     from server.catalog import load_catalog
     from server.settings import Settings
+    from tests.conftest import cloud_only_builtins
 
-    delegator = Delegator(Settings.from_env({}), load_catalog({}), {})
+    delegator = Delegator(Settings.from_env({}), load_catalog({}, cloud_only_builtins(tmp_path / "cloud")), {})
     async with Client(build_server(delegator)) as session:
         assert len((await session.list_tools()).tools) == 4
         result = await session.call_tool("delegate", {"task": "What is 2 + 2?"})
