@@ -15,7 +15,7 @@ from server.clock import Deadline, ms_since
 from server.cooldown import Cooldowns
 from server.errors import AllModelsFailedError, InputTooLargeError, NoUsableModelError
 from server.progress import NO_PROGRESS, Progress
-from server.providers import PROVIDER_KEYS, availability, needs_placeholder_key, provider_of
+from server.providers import PROVIDER_KEYS, Availability, availability, needs_placeholder_key, provider_of
 from server.redact import redact
 from server.results import Attempt
 from server.settings import Settings
@@ -117,10 +117,20 @@ class ChainRunner:
         self._secrets = secrets
         self._cooldowns = cooldowns
         self._limiter = limiter
+        self._available: dict[ModelRef, Availability] = {}
+
+    def _availability(self, ref: ModelRef) -> Availability:
+        """Availability of a model, computed once: keys are read at start-up and do not change."""
+        if ref not in self._available:
+            self._available[ref] = availability(ref.model, self._environ, ref.api_base, ref.api_key_env)
+        return self._available[ref]
+
+    def _usable_models(self, spec: Specialist) -> list[ModelRef]:
+        return [ref for ref in spec.chain if self._availability(ref).usable]
 
     def fits(self, spec: Specialist, tokens: int) -> bool:
         """Whether some usable model of the specialist has a window that may hold `tokens` (unknown windows may)."""
-        return any(self._window_allows(ref, tokens) for ref in usable_models(spec, self._environ))
+        return any(self._window_allows(ref, tokens) for ref in self._usable_models(spec))
 
     @staticmethod
     def _window_allows(ref: ModelRef, tokens: int) -> bool:
@@ -129,9 +139,7 @@ class ChainRunner:
 
     def too_large_error(self, specs: list[Specialist], tokens: int) -> InputTooLargeError:
         """Explain that the input fits no usable model, naming the largest window."""
-        windows = [
-            (llm.max_input_tokens(r.model) or 0, r.model) for s in specs for r in usable_models(s, self._environ)
-        ]
+        windows = [(llm.max_input_tokens(r.model) or 0, r.model) for s in specs for r in self._usable_models(s)]
         largest, model = max(windows, default=(0, "none"))
         return InputTooLargeError(
             f"The input is about {tokens:,} tokens, more than any usable model takes (the "
@@ -143,7 +151,7 @@ class ChainRunner:
         self, spec: Specialist, messages: list[dict[str, str]], deadline: Deadline, progress: Progress = NO_PROGRESS
     ) -> ChainAnswer:
         """Try the chain until a model answers; raise when none is usable, none fits, or all fail."""
-        if not usable_models(spec, self._environ):
+        if not self._usable_models(spec):
             raise NoUsableModelError(
                 f"Specialist '{spec.name}' has no usable model. Set "
                 f"{enable_hint(spec, self._environ)}, or point it at a local server with "
@@ -184,12 +192,12 @@ class ChainRunner:
 
     def _last_resort(self, spec: Specialist, tokens: int) -> str | None:
         """When every candidate model is cooling down, the one that recovers first is tried anyway."""
-        candidates = [r for r in usable_models(spec, self._environ) if self._window_allows(r, tokens)]
+        candidates = [r for r in self._usable_models(spec) if self._window_allows(r, tokens)]
         waits = [(self._cooldowns.remaining(r.model), r.model) for r in candidates]
         return min(waits)[1] if waits and all(wait > 0 for wait, _ in waits) else None
 
     def _skip_reason(self, ref: ModelRef, tokens: int, exceeded_window: int | None, last_resort: str | None) -> str:
-        found = availability(ref.model, self._environ, ref.api_base, ref.api_key_env)
+        found = self._availability(ref)
         if not found.usable:
             return found.reason
         window = llm.max_input_tokens(ref.model)

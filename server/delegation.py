@@ -67,14 +67,20 @@ def _read_lines(path: Path) -> list[str]:
         raise ConfigError(f"{path}: cannot read the classifier examples ({exc.__class__.__name__}).") from None
 
 
-def premium_cost(catalog: Catalog, environ: Mapping[str, str], usage: CallUsage) -> float | None:
-    """What the specialist call would have cost on the priciest specialist's first usable model."""
-    costs = []
+def premium_rates(catalog: Catalog, environ: Mapping[str, str]) -> list[tuple[float, float]]:
+    """Per-token prices of each specialist's first usable model (those litellm can price)."""
+    rates = []
     for spec in catalog:
         models = usable_models(spec, environ)
-        rates = llm.price(models[0].model) if models else None
-        if rates:
-            costs.append(usage.input_tokens * rates[0] + usage.output_tokens * rates[1])
+        found = llm.price(models[0].model) if models else None
+        if found:
+            rates.append(found)
+    return rates
+
+
+def premium_cost(rates: list[tuple[float, float]], usage: CallUsage) -> float | None:
+    """What the specialist call would have cost on the priciest of those models."""
+    costs = [usage.input_tokens * per_in + usage.output_tokens * per_out for per_in, per_out in rates]
     return round(max(costs), 10) if costs else None
 
 
@@ -114,6 +120,7 @@ class Delegator:
         """True for one-shot commands (ask, eval); the server sets False so early calls never wait for training."""
         self._log = DecisionLog(settings.decision_log, settings.log_tasks) if settings.decision_log else None
         self.usage = UsageTally()
+        self._premium_rates: list[tuple[float, float]] | None = None
 
     @property
     def environ(self) -> Mapping[str, str]:
@@ -248,7 +255,9 @@ class Delegator:
                     entry(tool, task, None, exc.__class__.__name__, None, include_task=self._log.include_task)
                 )
             raise
-        premium = premium_cost(self.catalog, self._environ, result.usage.specialist)
+        if self._premium_rates is None:  # litellm is loaded by now; keys and prices do not change while we run
+            self._premium_rates = premium_rates(self.catalog, self._environ)
+        premium = premium_cost(self._premium_rates, result.usage.specialist)
         self.usage.record(result, premium)
         if self._log is not None:
             await self._write_log(entry(tool, task, result, None, premium, include_task=self._log.include_task))
