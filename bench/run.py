@@ -273,6 +273,23 @@ def bench_classifier() -> Row:
     return result
 
 
+def misses(rows: list[Row]) -> str:
+    """One line per ratio goal that this run missed, and by how much."""
+    lines = []
+    for r in rows:
+        try:
+            limit = float(r["goal"].replace("≤", "").replace("×", "").strip())
+        except ValueError:
+            continue
+        if r["ratio"] and r["ratio"] > limit:
+            lines.append(
+                f"- {r['name']}: {r['ratio']:.2f}× against ≤ {limit}×, a miss by {(r['ratio'] / limit - 1) * 100:.0f}%"
+            )
+    if not lines:
+        return "Every ratio goal was met in this run.\n"
+    return "Missed in this run (why: see the README's Performance section):\n" + "\n".join(lines) + "\n"
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     with contextlib.suppress(OSError, StopIteration):
@@ -328,7 +345,7 @@ async def main() -> None:
     report = (
         f"Machine: {machine()}\n\nRun: `python bench/run.py{' --quick' if QUICK else ''}`, "
         f"{time.monotonic() - started:.0f} s, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n"
-        f"{table(rows)}\n"
+        f"{table(rows)}\n\n{misses(rows)}"
     )
     print(report)
     if not QUICK and not only:
