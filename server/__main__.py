@@ -140,6 +140,10 @@ def run(argv: list[str] | None) -> int:
         catalog = load_catalog(environ, settings.specialists_dir)
         if args.command == "stats":
             return show_stats(args)
+        if settings.classifier and settings.classifier_examples:
+            from server.delegation import training_examples
+
+            training_examples(catalog, settings.classifier_examples)  # a bad file stops start-up, not a later call
         delegator = Delegator(settings, catalog, environ)
         if args.command in (None, "serve"):
             from server.app import chosen_tools

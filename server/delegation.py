@@ -139,13 +139,16 @@ class Delegator:
 
     def warm_up(self) -> None:
         """Import and prime litellm, then train the classifier, so the first call pays for none of it (on a thread)."""
-        llm.warm_up_in_background().join()
-        if not self._calls_started:  # a call already under way primes litellm itself; do not compete with it
-            llm.prime()
-        quiet_by = time.monotonic() + 30
-        while self._in_flight and time.monotonic() < quiet_by:  # training is CPU-bound: let early calls finish
-            time.sleep(0.05)
-        _ = self.classifier
+        try:
+            llm.warm_up_in_background().join()
+            if not self._calls_started:  # a call already under way primes litellm itself; do not compete with it
+                llm.prime()
+            quiet_by = time.monotonic() + 30
+            while self._in_flight and time.monotonic() < quiet_by:  # training is CPU-bound: let calls finish
+                time.sleep(0.05)
+            _ = self.classifier
+        except Exception:  # warm-up only saves time; a call that needs the failing part reports it properly
+            logger.warning("background warm-up failed; the first call will do the work", exc_info=True)
 
     def validate(self, task: str, context: str) -> None:
         """Reject an empty task or oversized input before any provider is called."""

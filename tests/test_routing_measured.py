@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from collections.abc import Callable
@@ -237,3 +238,19 @@ async def test_eval_full_runs_the_specialists_too(
     results = await run_cases(builtins_on_sim(), cases, full=True, concurrency=3, progress=lambda done, total: None)
     answered = sim.count("sim-coder") + sim.count("sim-writer") + sim.count("sim-general")
     assert answered == 6 and all(r.error is None and r.predicted for r in results)
+
+
+@pytest.mark.subprocess
+def test_a_bad_classifier_examples_file_stops_start_up(tmp_path: Path) -> None:
+    bad = tmp_path / "examples.jsonl"
+    bad.write_text('{"task": "x", "expected": "poet"}\n')
+    completed = subprocess.run(
+        [_script()],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DELEGATE_CLASSIFIER_EXAMPLES": str(bad)},
+    )
+    assert completed.returncode == 2 and completed.stdout == ""
+    assert f"{bad}:1: expected a JSON object" in completed.stderr
