@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -91,11 +91,9 @@ class Catalog:
         """Specialist names in load order."""
         return list(self._by_name)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Specialist]:
+        """The specialists, in load order."""
         return iter(self._by_name.values())
-
-    def __len__(self) -> int:
-        return len(self._by_name)
 
     def get(self, name: str) -> Specialist:
         """The specialist called `name`; the error lists the known names."""
