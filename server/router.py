@@ -180,22 +180,17 @@ class Router:
             if budget.remaining() < 0.5:
                 why = "the router ran out of time"
                 break
-            key = "not-needed" if needs_placeholder_key(model, self._environ, base) else None
-            request = llm.CompletionRequest(
-                model=model,
-                messages=messages,
-                max_output_tokens=ROUTER_MAX_OUTPUT_TOKENS,
-                timeout_s=budget.remaining(),
-                temperature=0.0,
-                api_base=base,
-                api_key=key,
-                response_format=fmt,
-            )
+            wait = self._cooldowns.remaining(model)
+            if wait > 0:  # a dead router costs one timeout, then the default answers at once until it recovers
+                why = f"the router model {model} is cooling down after failures ({wait:.0f} s left)"
+                continue
             try:
-                completion = await llm.complete(request)
+                completion = await self._ask(model, base, messages, fmt, budget)
             except llm.ProviderError as error:
+                self._cooldowns.failed(model, error.kind, error.retry_after_s)
                 why = f"the router model {model} failed: {error}"
                 continue
+            self._cooldowns.succeeded(model)
             usage = CallUsage(
                 input_tokens=completion.input_tokens,
                 output_tokens=completion.output_tokens,

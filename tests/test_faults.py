@@ -409,3 +409,31 @@ async def test_keys_in_provider_errors_never_reach_the_result(
     assert result.is_error
     for secret in [*SECRETS, env_secret, sim.base_url]:
         assert secret.split()[-1].split("=")[-1] not in text
+
+
+async def test_a_dead_router_costs_one_timeout_and_calls_share_the_limit(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator
+) -> None:
+    sim.set_default("sim-router", hang=True)
+    delegator = faulty(make_delegator, router_timeout_s=1.0, cooldown_s=30)
+    first = (await call(delegator, "delegate", {"task": "a"})).structured_content
+    assert "timeout" in first["routing"]["reason"]
+    started = time.monotonic()
+    second = (await call(delegator, "delegate", {"task": "b"})).structured_content
+    assert second["routing"]["decided_by"] == "default" and "cooling down" in second["routing"]["reason"]
+    assert time.monotonic() - started < 0.5 and sim.count("sim-router") == 1
+
+
+async def test_router_calls_wait_for_a_slot_under_the_concurrency_limit(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator
+) -> None:
+    sim.set_default("sim-router", route_to("coder"), delay=0.4)
+    sim.set_default("sim-coder", delay=0.4)
+    started = time.monotonic()
+    async with (
+        Client(build_server(faulty(make_delegator, max_concurrency=1))) as session,
+        anyio.create_task_group() as g,
+    ):
+        for i in range(2):
+            g.start_soon(session.call_tool, "delegate", {"task": f"t{i}"})
+    assert time.monotonic() - started >= 1.6, "4 model calls of 0.4 s through 1 slot run one after another"
