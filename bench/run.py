@@ -112,7 +112,7 @@ async def bench_first_call(sim: ProviderSimulator, runs: int) -> Row:
 
 async def direct_pair(litellm: Any, base_url: str, index: int) -> None:
     """The same two calls delegate makes: a JSON router call, then a streamed specialist call."""
-    from server.router import response_format
+    from server.routing.router import response_format
 
     common = {
         "api_base": base_url,
@@ -255,8 +255,8 @@ def bench_classifier() -> Row:
     import json
 
     from server.catalog import load_catalog
-    from server.classifier import Classifier
     from server.delegation import training_examples
+    from server.routing.classifier import Classifier
 
     classifier = Classifier(training_examples(load_catalog({}), None), 0.75)
     tasks = [

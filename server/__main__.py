@@ -155,7 +155,7 @@ def run(argv: list[str] | None) -> int:
         print(f"delegate-mcp: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "specialists":
-        from server.cli_output import catalog_report, format_catalog_report
+        from server.commands.cli_output import catalog_report, format_catalog_report
 
         report = catalog_report(catalog, settings, environ)
         print(json.dumps(report, indent=2) if args.json else format_catalog_report(report))
@@ -177,7 +177,7 @@ def exit_now(code: int) -> int:
 
 def run_eval(delegator: Delegator, args: argparse.Namespace, environ: dict[str, str]) -> int:
     """Route every task of the file, then print the report."""
-    from server import evals
+    from server.commands import evals
 
     if args.file is None and delegator.settings.specialists_dir is not None:
         raise ConfigError("give the eval FILE: the shipped set only fits the built-in specialists.")
@@ -210,7 +210,7 @@ def progress_bar(stream: TextIO) -> Callable[[int, int], None]:
 
 def run_doctor(delegator: Delegator, args: argparse.Namespace) -> int:
     """Print the diagnosis; exit 1 when a usable model failed its ping or no specialist can answer."""
-    from server.doctor import diagnose, format_rows
+    from server.commands.doctor import diagnose, format_rows
 
     rows = anyio.run(diagnose, delegator.catalog, delegator.settings, delegator.environ, args.ping)
     print(json.dumps(rows, indent=2) if args.json else format_rows(rows, delegator.catalog.source))
@@ -221,7 +221,7 @@ def run_doctor(delegator: Delegator, args: argparse.Namespace) -> int:
 
 def show_stats(args: argparse.Namespace) -> int:
     """Summarise a decision log."""
-    from server.stats import format_stats, read_log, summarise_log
+    from server.commands.stats import format_stats, read_log, summarise_log
 
     summary = summarise_log(read_log(args.log))
     print(json.dumps(summary, indent=2) if args.json else format_stats(summary))

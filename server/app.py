@@ -16,7 +16,7 @@ from pydantic import ConfigDict, Field
 
 from server import __version__
 from server.catalog import Catalog, Specialist
-from server.cli_output import catalog_report
+from server.commands.cli_output import catalog_report
 from server.delegation import Delegator
 from server.errors import ConfigError, DelegateError
 from server.progress import NO_PROGRESS, Progress

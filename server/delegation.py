@@ -12,21 +12,21 @@ from typing import Any
 
 import anyio
 
-from server import llm
-from server.budget import DailyBudget, default_data_dir
+from server.calling import llm
+from server.calling.chain import ChainRunner, estimate_tokens, usable_models
+from server.calling.cooldown import Cooldowns
 from server.catalog import Catalog, Specialist
-from server.chain import ChainRunner, estimate_tokens, usable_models
-from server.classifier import Classifier
 from server.clock import Deadline, ms_since
-from server.cooldown import Cooldowns
-from server.decision_log import DecisionLog, entry
 from server.errors import AllModelsFailedError, ConfigError, DelegateError, InvalidInputError
 from server.progress import NO_PROGRESS, Progress
 from server.redact import secret_values
 from server.results import CallUsage, DelegateResult, Routing, Usage, total_cost
-from server.router import RouteCache, RouteOutcome, Router
+from server.routing.classifier import Classifier
+from server.routing.router import RouteCache, RouteOutcome, Router
 from server.settings import Settings
-from server.usage import UsageTally
+from server.store.budget import DailyBudget, default_data_dir
+from server.store.decision_log import DecisionLog, entry
+from server.store.usage import UsageTally
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from server import llm
+from server.calling import llm
 from server.catalog import load_catalog
 from server.delegation import Delegator
 from server.settings import Settings

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from server import embedded
+from server.calling import embedded
 from server.catalog import load_catalog
 from server.delegation import Delegator
 from server.settings import Settings

@@ -18,8 +18,8 @@ import pytest
 from mcp import Client
 
 from server.app import build_server
-from server.budget import DailyBudget, today
 from server.delegation import Delegator
+from server.store.budget import DailyBudget, today
 from tests.conftest import route_to, specialist_file
 from tests.simulator import ProviderSimulator
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from server.calling.providers import availability, needs_placeholder_key, provider_of
 from server.errors import ConfigError
-from server.providers import availability, needs_placeholder_key, provider_of
 from server.redact import redact, secret_values
 from server.settings import Settings
 

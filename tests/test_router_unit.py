@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from server.catalog import load_catalog
-from server.router import TASK_HEAD_CHARS, TASK_TAIL_CHARS, parse_decision, response_format, system_prompt, user_prompt
+from server.routing.router import (
+    TASK_HEAD_CHARS,
+    TASK_TAIL_CHARS,
+    parse_decision,
+    response_format,
+    system_prompt,
+    user_prompt,
+)
 
 NAMES = ["coder", "writer", "generalist"]
 

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from server.catalog import load_catalog
-from server.classifier import Classifier
+from server.commands.evals import read_cases, run_cases, summarise
+from server.commands.stats import read_log, summarise_log
 from server.delegation import Delegator, training_examples
-from server.evals import read_cases, run_cases, summarise
+from server.routing.classifier import Classifier
 from server.settings import Settings
-from server.stats import read_log, summarise_log
 from tests.conftest import route_to
 from tests.simulator import ProviderSimulator
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -36,6 +37,23 @@ def test_code_is_ruff_clean() -> None:
     assert completed.returncode == 0, completed.stdout
 
 
-def test_only_llm_py_imports_litellm() -> None:
-    importers = [p.name for p in (ROOT / "server").glob("*.py") if "import litellm" in p.read_text()]
-    assert importers == ["llm.py"]
+def _modules_importing(pattern: str) -> list[str]:
+    regex = re.compile(rf"^\s*(from|import)\s+{pattern}\b", re.MULTILINE)
+    server = ROOT / "server"
+    return sorted(p.relative_to(server).as_posix() for p in server.rglob("*.py") if regex.search(p.read_text()))
+
+
+def test_only_calling_llm_imports_litellm() -> None:
+    assert _modules_importing("litellm") == ["calling/llm.py"]
+
+
+def test_only_the_mcp_surface_imports_the_mcp_sdk() -> None:
+    assert set(_modules_importing("(mcp|mcp_types)")) <= {"__main__.py", "app.py", "http.py"}
+
+
+def test_only_the_store_imports_sqlite_or_redis() -> None:
+    assert all(path.startswith("store/") for path in _modules_importing("(sqlite3|redis)"))
+
+
+def test_nothing_imports_the_cli_module() -> None:
+    assert _modules_importing(r"server\.__main__") == []

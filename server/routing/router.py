@@ -14,11 +14,11 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, ValidationError
 
-from server import llm
+from server.calling import llm
+from server.calling.cooldown import Cooldowns
+from server.calling.providers import availability, needs_placeholder_key
 from server.catalog import Specialist
 from server.clock import Deadline, ms_since
-from server.cooldown import Cooldowns
-from server.providers import availability, needs_placeholder_key
 from server.results import CallUsage, Routing
 from server.settings import Settings
 

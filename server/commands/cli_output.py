@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from server.calling.providers import availability
 from server.catalog import Catalog
-from server.providers import availability
 from server.settings import Settings
 
 

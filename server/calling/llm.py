@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from server import embedded
+from server.calling import embedded
 
 _import_lock = threading.Lock()
 OnText = Callable[[int], Awaitable[None]]  # called with the answer's length so far, while it streams

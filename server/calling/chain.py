@@ -9,13 +9,13 @@ from dataclasses import dataclass
 
 import anyio
 
-from server import embedded, llm
+from server.calling import embedded, llm
+from server.calling.cooldown import Cooldowns
+from server.calling.providers import PROVIDER_KEYS, Availability, availability, needs_placeholder_key, provider_of
 from server.catalog import ModelRef, Specialist
 from server.clock import Deadline, ms_since
-from server.cooldown import Cooldowns
 from server.errors import AllModelsFailedError, InputTooLargeError, NoUsableModelError
 from server.progress import NO_PROGRESS, Progress
-from server.providers import PROVIDER_KEYS, Availability, availability, needs_placeholder_key, provider_of
 from server.redact import redact
 from server.results import Attempt
 from server.settings import Settings

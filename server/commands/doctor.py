@@ -8,11 +8,11 @@ from typing import Any
 
 import anyio
 
-from server import llm
+from server.calling import llm
+from server.calling.chain import api_key_for, describe_failure
+from server.calling.providers import availability
 from server.catalog import Catalog, ModelRef
-from server.chain import api_key_for, describe_failure
 from server.clock import ms_since
-from server.providers import availability
 from server.redact import secret_values
 from server.settings import Settings
 

@@ -7,8 +7,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from server.commands.evals import percentile
 from server.errors import ConfigError
-from server.evals import percentile
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:

@@ -12,9 +12,9 @@ from typing import Any
 
 import anyio
 
-from server import llm
+from server.calling import llm
+from server.calling.chain import estimate_tokens, usable_models
 from server.catalog import Catalog
-from server.chain import estimate_tokens, usable_models
 from server.delegation import Delegator, classifier_text, specialist_messages
 from server.errors import ConfigError, DelegateError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from server import embedded
+from server.calling import embedded
 
 # Provider -> env vars, any one of which is enough (litellm reads them itself).
 PROVIDER_KEYS: dict[str, tuple[str, ...]] = {

@@ -1,0 +1,1 @@
+"""Calling models: the litellm boundary, model chains, providers, cooldowns, the embedded model."""

@@ -1,0 +1,1 @@
+"""Commands for people: eval, stats, doctor and output formatting."""

@@ -1,0 +1,1 @@
+"""Routing: the router model and the embedded classifier."""

@@ -1,0 +1,1 @@
+"""State: budget ledger, usage totals, decision log."""
