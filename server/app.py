@@ -123,26 +123,41 @@ def ask_tool(delegator: Delegator, spec: Specialist) -> Tool:
     return _strict(Tool.from_function(ask, name=spec.tool_name, description=description, annotations=_ANNOTATIONS))
 
 
-ARGUMENTS = ("task", "context")
+# Each argument our tools take, the JSON type it needs, and that type in words. Tools that take more add them here.
+ARGUMENTS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "task": (str, "a string"),
+    "context": (str, "a string"),
+}
+
+
+def _type_name(value: Any) -> str:
+    names = {"dict": "object", "list": "array", "bool": "boolean", "NoneType": "null"}
+    return names.get(type(value).__name__, type(value).__name__)
+
+
+def _has_type(value: Any, kind: type | tuple[type, ...]) -> bool:
+    """isinstance, except that true/false is not a number (bool subclasses int in Python, not in JSON)."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
 
 
 def argument_problem(tool: str, arguments: Any) -> str | None:
     """What is wrong with a call's arguments, in words a model can act on; None when they are fine."""
     if not isinstance(arguments, dict):
-        return f"{tool} takes an object with 'task' (required) and 'context' (optional), both strings."
+        return f"{tool} takes an object: 'task' (required, a string) and optionally {', '.join(ARGUMENTS)}."
     problems = []
     unknown = sorted(set(arguments) - set(ARGUMENTS))
     if unknown:
         problems.append(
             f"unknown argument{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
-            f"({tool} takes only 'task' and 'context')"
+            f"({tool} takes only {', '.join(map(repr, ARGUMENTS))})"
         )
     if "task" not in arguments:
         problems.append("'task' is required: the complete task for the specialist")
     problems += [
-        f"'{name}' must be a string, not {type(arguments[name]).__name__}"
-        for name in ARGUMENTS
-        if name in arguments and not isinstance(arguments[name], str)
+        f"'{name}' must be {words}, not {_type_name(arguments[name])}"
+        for name, (kind, words) in ARGUMENTS.items()
+        if name in arguments and not _has_type(arguments[name], kind)
     ]
     return f"Invalid arguments for {tool}: " + "; ".join(problems) + "." if problems else None
 

@@ -43,3 +43,7 @@ class BudgetExceededError(DelegateError):
 
 class InputTooLargeError(DelegateError):
     """The input does not fit any usable model's context window; no provider was called."""
+
+
+class StoreError(DelegateError):
+    """The state store cannot be opened, read or written; the message names its location."""

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 DecidedBy = Literal["router", "classifier", "default", "direct"]
+Status = Literal["done", "running"]
 
 
 class Routing(BaseModel):
@@ -47,6 +48,13 @@ class Usage(BaseModel):
     total_cost_usd: float | None = Field(None, description="Sum of the known costs; null when neither is known.")
 
 
+class FileRead(BaseModel):
+    """One file the server read and gave to the specialist."""
+
+    path: str
+    chars: int
+
+
 class DelegateResult(BaseModel):
     """The answer and everything about how it was produced."""
 
@@ -56,7 +64,14 @@ class DelegateResult(BaseModel):
     routing: Routing
     attempts: list[Attempt] = Field(description="Every model tried for the answer, in order.")
     usage: Usage
-    latency_ms: float = Field(description="Wall time of the whole call, in milliseconds.")
+    latency_ms: float = Field(description="Wall time of the whole call as the client saw it, in milliseconds.")
+    thread_id: str | None = Field(None, description="The conversation this call belongs to; pass it to follow up.")
+    thread_trimmed: bool = Field(False, description="Older thread material was left out to fit the model's window.")
+    files: list[FileRead] = Field(default_factory=list, description="Files the server read for this call.")
+    truncated: bool = Field(False, description="The answer was cut: by the provider's output cap, or the deadline.")
+    status: Status = Field("done", description="done: the answer is complete; running: a job is still answering.")
+    job_id: str | None = Field(None, description="Pass to delegate_result to get the rest of a running answer.")
+    warnings: list[str] = Field(default_factory=list, description="Problems that did not stop the answer.")
 
 
 def total_cost(*costs: float | None) -> float | None:

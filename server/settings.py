@@ -32,6 +32,7 @@ ENV_NAMES: dict[str, str] = {
     "max_output_chars": "DELEGATE_MAX_OUTPUT_CHARS",
     "daily_budget_usd": "DELEGATE_DAILY_BUDGET_USD",
     "data_dir": "DELEGATE_DATA_DIR",
+    "store": "DELEGATE_STORE",
     "router_enabled": "DELEGATE_ROUTER",
     "classifier": "DELEGATE_CLASSIFIER",
     "classifier_threshold": "DELEGATE_CLASSIFIER_THRESHOLD",
@@ -91,6 +92,9 @@ class Settings(BaseModel):
     """Optional spend limit per UTC day, across restarts and processes; unset means no limit."""
     data_dir: Path | None = None
     """Where the spend ledger lives; default the user's data directory."""
+    store: str | None = None
+    """Where state lives: a SQLite file path, or redis://host:port/N for a fleet; default a SQLite file in the
+    data directory."""
     router_enabled: bool = True
     """Ask the router model when the classifier abstains; off sends those tasks to the default specialist."""
     classifier: bool = True
