@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 
@@ -34,6 +34,29 @@ class ChainAnswer:
     completion: llm.Completion
     model: str
     attempts: list[Attempt]
+
+
+@dataclass
+class Partial:
+    """The answer as it streams, readable at any moment: jobs hand it back when a call's deadline comes."""
+
+    model: str | None = None
+    """The model answering now (None before the first try)."""
+    pieces: list[str] = field(default_factory=list)
+    """The streamed pieces of the current try; a fallback starts a fresh list."""
+    attempts: list[Attempt] = field(default_factory=list)
+    """Every try so far, failed ones included."""
+
+    def begin(self, model: str) -> list[str]:
+        """A new try of `model` starts: forget the text of the one before; the list to stream into."""
+        self.model = model
+        self.pieces = []
+        return self.pieces
+
+    @property
+    def text(self) -> str:
+        """The answer so far."""
+        return "".join(self.pieces)
 
 
 def estimate_tokens(messages: list[dict[str, str]]) -> int:
@@ -148,9 +171,17 @@ class ChainRunner:
         )
 
     async def run(
-        self, spec: Specialist, messages: list[dict[str, str]], deadline: Deadline, progress: Progress = NO_PROGRESS
+        self,
+        spec: Specialist,
+        messages: list[dict[str, str]],
+        deadline: Deadline,
+        progress: Progress = NO_PROGRESS,
+        partial: Partial | None = None,
     ) -> ChainAnswer:
-        """Try the chain until a model answers; raise when none is usable, none fits, or all fail."""
+        """Try the chain until a model answers; raise when none is usable, none fits, or all fail.
+
+        With `partial`, the answer so far is readable while it streams, and one try may use all of the deadline
+        (a job's): the first-token and stall limits still catch a dead model early."""
         if not self._usable_models(spec):
             raise NoUsableModelError(
                 f"Specialist '{spec.name}' has no usable model. Set "
@@ -165,7 +196,7 @@ class ChainRunner:
         tokens = estimate_tokens(messages)
         if not self.fits(spec, tokens):
             raise self.too_large_error([spec], tokens)
-        attempts: list[Attempt] = []
+        attempts: list[Attempt] = partial.attempts if partial is not None else []
         last_resort = self._last_resort(spec, tokens)
         exceeded_window: int | None = None
         rejected_keys: set[tuple[str, str | None, str | None]] = set()
@@ -180,7 +211,7 @@ class ChainRunner:
                 attempts.append(Attempt(model=ref.model, ok=False, error=f"skipped: {skip}"))
                 continue
             await progress.milestone(f"{spec.name}: asking {ref.model}")
-            completion, error = await self._try_model(spec, ref, messages, deadline, attempts, progress)
+            completion, error = await self._try_model(spec, ref, messages, deadline, attempts, progress, partial)
             if completion is not None:
                 return ChainAnswer(completion, ref.model, attempts)
             if error is not None and error.kind == "context_window":
@@ -218,6 +249,7 @@ class ChainRunner:
         deadline: Deadline,
         attempts: list[Attempt],
         progress: Progress,
+        partial: Partial | None = None,
     ) -> tuple[llm.Completion | None, llm.ProviderError | None]:
         """One model, retried on rate limits, server and connection errors while the deadline allows."""
         error: llm.ProviderError | None = None
@@ -226,7 +258,7 @@ class ChainRunner:
                 return None, error
             started = time.monotonic()
             try:
-                completion = await self._call(spec, ref, messages, deadline, progress)
+                completion = await self._call(spec, ref, messages, deadline, progress, partial)
             except llm.ProviderError as failure:
                 error = failure
                 attempts.append(
@@ -251,7 +283,13 @@ class ChainRunner:
         return None, error
 
     async def _call(
-        self, spec: Specialist, ref: ModelRef, messages: list[dict[str, str]], deadline: Deadline, progress: Progress
+        self,
+        spec: Specialist,
+        ref: ModelRef,
+        messages: list[dict[str, str]],
+        deadline: Deadline,
+        progress: Progress,
+        partial: Partial | None = None,
     ) -> llm.Completion:
         """Wait for a provider slot (within the deadline), then make one streamed call."""
         settings = self._settings
@@ -265,14 +303,15 @@ class ChainRunner:
                 model=ref.model,
                 messages=messages,
                 max_output_tokens=min(spec.max_output_tokens, settings.max_output_tokens),
-                timeout_s=min(settings.attempt_timeout_s, remaining),
+                timeout_s=remaining if partial is not None else min(settings.attempt_timeout_s, remaining),
                 temperature=spec.temperature,
                 api_base=ref.api_base,
                 api_key=api_key_for(ref, self._environ),
                 first_token_timeout_s=min(settings.first_token_timeout_s, remaining),
                 stall_timeout_s=settings.stall_timeout_s,
             )
-            completion = await llm.complete(request, on_text=progress.streamed)
+            sink = partial.begin(ref.model) if partial is not None else None
+            completion = await llm.complete(request, on_text=progress.streamed, sink=sink)
         finally:
             self._limiter.release()
         if not completion.text.strip():

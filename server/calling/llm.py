@@ -130,8 +130,12 @@ async def ready() -> ModuleType:
     return _module if _module is not None else await anyio.to_thread.run_sync(_load)
 
 
-async def complete(request: CompletionRequest, on_text: OnText | None = None) -> Completion:
-    """Make one completion (streamed when first_token_timeout_s is set); raise ProviderError for any failure."""
+async def complete(
+    request: CompletionRequest, on_text: OnText | None = None, sink: list[str] | None = None
+) -> Completion:
+    """Make one completion (streamed when first_token_timeout_s is set); raise ProviderError for any failure.
+
+    A streamed answer's pieces are appended to `sink` as they arrive, so a caller can read the text so far."""
     litellm = await ready()
     kwargs: dict[str, Any] = {
         "model": request.model,
@@ -153,7 +157,7 @@ async def complete(request: CompletionRequest, on_text: OnText | None = None) ->
     try:
         with anyio.fail_after(request.timeout_s):
             if request.first_token_timeout_s is not None:
-                return await _stream(litellm, kwargs, request, on_text)
+                return await _stream(litellm, kwargs, request, on_text, sink)
             response = await litellm.acompletion(**kwargs)
     except TimeoutError:
         raise ProviderError("timeout", detail=f"no complete answer within {request.timeout_s:.1f} s") from None
@@ -165,7 +169,11 @@ async def complete(request: CompletionRequest, on_text: OnText | None = None) ->
 
 
 async def _stream(
-    litellm: ModuleType, kwargs: dict[str, Any], request: CompletionRequest, on_text: OnText | None
+    litellm: ModuleType,
+    kwargs: dict[str, Any],
+    request: CompletionRequest,
+    on_text: OnText | None,
+    sink: list[str] | None = None,
 ) -> Completion:
     """Stream the answer so a silent model is caught early."""
     assert request.first_token_timeout_s is not None and request.stall_timeout_s is not None
@@ -174,7 +182,7 @@ async def _stream(
         stream = await litellm.acompletion(**kwargs, stream=True, stream_options={"include_usage": True})
     if opening.cancelled_caught:
         raise ProviderError("timeout", detail=f"no first token within {request.first_token_timeout_s:.3g} s")
-    pieces: list[str] = []
+    pieces: list[str] = sink if sink is not None else []  # the caller's list: readable while the answer streams
     received = 0  # characters of answer or visible reasoning: a sign of life that switches to the stall limit
     answer_chars = 0
     usage: Any = None
