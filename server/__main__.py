@@ -149,6 +149,12 @@ def run(argv: list[str] | None) -> int:
             from server.app import chosen_tools
 
             chosen_tools(["delegate", *(spec.tool_name for spec in catalog)], settings.tools)
+            if settings.transport == "http":
+                from server.http import exposure_problem
+
+                problem = exposure_problem(settings)
+                if problem:
+                    raise ConfigError(problem)
         if args.command == "eval":
             return exit_now(run_eval(delegator, args, environ))
     except ConfigError as exc:

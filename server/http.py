@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import logging
 from typing import Any
@@ -14,10 +15,39 @@ from server.settings import Settings
 
 logger = logging.getLogger(__name__)
 ASGIApp = Any  # starlette's (scope, receive, send) callable
+BYTES_PER_CHAR = 6  # a client that escapes every character as \uXXXX sends 6 bytes for each
+BODY_OVERHEAD_BYTES = 64 * 1024  # the JSON-RPC envelope, argument names, and room for small arguments
 
 
 def _split(value: str | None) -> list[str]:
     return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a host name or address (IPv6 possibly in brackets) means this machine only."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_problem(settings: Settings) -> str | None:
+    """Why serving HTTP with these settings would be unsafe, in one sentence; None when it is fine."""
+    if settings.http_token or settings.http_allow_no_token or is_loopback(settings.http_host):
+        return None
+    return (
+        f"refusing to serve HTTP on {settings.http_host} without DELEGATE_HTTP_TOKEN, because anyone who can reach "
+        "that address could spend your provider keys: set DELEGATE_HTTP_TOKEN (16 characters or more), serve on "
+        "127.0.0.1, or set DELEGATE_HTTP_ALLOW_NO_TOKEN=1 if a proxy in front of it checks who calls."
+    )
+
+
+def max_body_bytes(settings: Settings) -> int:
+    """The largest request body accepted: a task and a context at their character limits, fully escaped."""
+    return (settings.max_task_chars + settings.max_context_chars) * BYTES_PER_CHAR + BODY_OVERHEAD_BYTES
 
 
 def security(settings: Settings) -> TransportSecuritySettings:
@@ -32,36 +62,95 @@ def security(settings: Settings) -> TransportSecuritySettings:
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
 
 
+async def _send_json(send: Any, status: int, payload: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
+    await send(
+        {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), *headers]}
+    )
+    await send({"type": "http.response.body", "body": json.dumps(payload).encode()})
+
+
 class BearerToken:
-    """ASGI middleware: every HTTP request must carry `Authorization: Bearer <token>`."""
+    """ASGI middleware: every HTTP request must carry `Authorization: Bearer <token>` (scheme in any case)."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self._app = app
-        self._expected = f"Bearer {token}".encode()
+        self._expected = token.encode()
+
+    def _authorised(self, header: bytes) -> bool:
+        scheme, _, given = header.strip().partition(b" ")
+        # constant time: no timing oracle on the token
+        return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self._expected)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Pass authorised requests (and lifespan events) through; answer the rest with 401."""
+        given = dict(scope.get("headers") or []).get(b"authorization", b"")
+        if scope["type"] == "http" and not self._authorised(given):
+            error = {"error": "unauthorized: send the DELEGATE_HTTP_TOKEN value as a bearer token"}
+            await _send_json(send, 401, error, [(b"www-authenticate", b"Bearer")])
+            return
+        await self._app(scope, receive, send)
+
+
+class LoopbackHostGuard:
+    """ASGI middleware: a Host header naming this machine (localhost, 127.x, ::1) must come from this machine.
+    A remote caller that claims a loopback Host is forging it to pass the Host allow-list."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Refuse forged loopback Host headers with 421, as the SDK refuses foreign ones."""
         if scope["type"] == "http":
-            given = dict(scope.get("headers") or []).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self._expected):  # constant time: no timing oracle on the token
-                body = json.dumps({"error": "unauthorized: send the DELEGATE_HTTP_TOKEN value as a bearer token"})
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body.encode()})
+            host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            peer = (scope.get("client") or ("",))[0]
+            if is_loopback(name) and not is_loopback(str(peer)):
+                await _send_json(send, 421, {"error": "Invalid Host header"}, [])
                 return
         await self._app(scope, receive, send)
 
 
+class BodyLimitMessage:
+    """ASGI middleware: the SDK's bare 413 becomes a JSON-RPC error that names the limit and what sets it."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self._app = app
+        self._limit = limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Pass everything through, replacing only a 413 response."""
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        replaced = False
+
+        async def relay(message: dict[str, Any]) -> None:
+            nonlocal replaced
+            if message["type"] == "http.response.start" and message["status"] == 413:
+                replaced = True
+                error = {
+                    "code": -32600,
+                    "message": f"request body too large: the limit is {self._limit:,} bytes, sized from "
+                    "DELEGATE_MAX_TASK_CHARS and DELEGATE_MAX_CONTEXT_CHARS (6 bytes per character, the worst case "
+                    "of JSON escaping). Send less context.",
+                }
+                await _send_json(send, 413, {"jsonrpc": "2.0", "id": None, "error": error}, [])
+            elif not replaced:
+                await send(message)
+
+        await self._app(scope, receive, relay)
+
+
 def http_app(server: MCPServer, settings: Settings) -> ASGIApp:
     """The ASGI app: stateless streamable HTTP at /mcp, so any number of instances can sit behind a balancer."""
+    limit = max_body_bytes(settings)
     app = server.streamable_http_app(
-        stateless_http=True, transport_security=security(settings), host=settings.http_host
+        stateless_http=True,
+        transport_security=security(settings),
+        host=settings.http_host,
+        max_request_body_size=limit,
     )
+    app = LoopbackHostGuard(BodyLimitMessage(app, limit))
     return BearerToken(app, settings.http_token) if settings.http_token else app
 
 
@@ -69,9 +158,11 @@ def run_http(server: MCPServer, settings: Settings) -> None:
     """Serve until interrupted; logs go to stderr through our logging, no access log."""
     import uvicorn
 
-    if not settings.http_token and settings.http_host not in ("127.0.0.1", "localhost", "::1"):
+    if not settings.http_token and not is_loopback(settings.http_host):
         logger.warning(
-            "serving on %s without DELEGATE_HTTP_TOKEN: anyone who can reach it can spend your keys", settings.http_host
+            "serving on %s without DELEGATE_HTTP_TOKEN (DELEGATE_HTTP_ALLOW_NO_TOKEN=1): whoever reaches it can "
+            "spend your keys unless a proxy in front checks callers",
+            settings.http_host,
         )
     uvicorn.run(
         http_app(server, settings),

@@ -45,10 +45,13 @@ ENV_NAMES: dict[str, str] = {
     "http_host": "DELEGATE_HTTP_HOST",
     "http_port": "DELEGATE_HTTP_PORT",
     "http_token": "DELEGATE_HTTP_TOKEN",
+    "http_allow_no_token": "DELEGATE_HTTP_ALLOW_NO_TOKEN",
     "http_allowed_hosts": "DELEGATE_HTTP_ALLOWED_HOSTS",
     "http_allowed_origins": "DELEGATE_HTTP_ALLOWED_ORIGINS",
     "log_level": "DELEGATE_LOG_LEVEL",
 }
+# Settings whose values are secrets: an error about them never shows the value.
+SECRET_FIELDS = frozenset({"http_token"})
 
 
 class Settings(BaseModel):
@@ -119,6 +122,8 @@ class Settings(BaseModel):
     """Port the HTTP transport listens on."""
     http_token: str | None = Field(None, min_length=16)
     """When set, every HTTP request needs `Authorization: Bearer <token>`."""
+    http_allow_no_token: bool = False
+    """Serve HTTP on a non-loopback address without a token (only behind a proxy that checks callers)."""
     http_allowed_hosts: str | None = None
     """Comma-separated Host headers accepted (DNS-rebinding protection); default: loopback names."""
     http_allowed_origins: str | None = None
@@ -148,5 +153,6 @@ class Settings(BaseModel):
             for err in exc.errors():
                 field = str(err["loc"][0]) if err["loc"] else "?"
                 source = ENV_NAMES.get(field, field) if field not in overrides else f"--{field.replace('_', '-')}"
-                problems.append(f"{source}: {err['msg']} (got {err.get('input')!r})")
+                got = "" if field in SECRET_FIELDS else f" (got {err.get('input')!r})"  # never echo a secret
+                problems.append(f"{source}: {err['msg']}{got}")
             raise ConfigError("Invalid setting. " + "; ".join(problems)) from None
