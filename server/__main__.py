@@ -20,7 +20,7 @@ import anyio
 from server import __version__
 from server.catalog import load_catalog
 from server.delegation import Delegator
-from server.errors import ConfigError, DelegateError
+from server.errors import ConfigError, DelegateError, StoreError
 from server.redact import RedactingFormatter, secret_values
 from server.results import summary_line
 from server.settings import Settings
@@ -159,6 +159,9 @@ def run(argv: list[str] | None) -> int:
             return exit_now(run_eval(delegator, args, environ))
     except ConfigError as exc:
         print(f"delegate-mcp: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StoreError as exc:  # damaged or unreachable state is never silently replaced by an empty one
+        print(f"delegate-mcp: state store error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "specialists":
         from server.commands.cli_output import catalog_report, format_catalog_report

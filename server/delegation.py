@@ -24,8 +24,10 @@ from server.results import CallUsage, DelegateResult, Routing, Usage, total_cost
 from server.routing.classifier import Classifier
 from server.routing.router import RouteCache, RouteOutcome, Router
 from server.settings import Settings
+from server.store.base import Store
 from server.store.budget import DailyBudget, default_data_dir
 from server.store.decision_log import DecisionLog, entry
+from server.store.factory import open_store
 from server.store.usage import UsageTally
 
 logger = logging.getLogger(__name__)
@@ -97,10 +99,14 @@ def cap_output(text: str, limit: int) -> str:
 class Delegator:
     """Runs delegate and ask calls; shared by the MCP tools and the command line."""
 
-    def __init__(self, settings: Settings, catalog: Catalog, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self, settings: Settings, catalog: Catalog, environ: Mapping[str, str], store: Store | None = None
+    ) -> None:
         self.settings = settings
         self.catalog = catalog
         self._environ = dict(environ)
+        self.store: Store = store if store is not None else open_store(settings, environ)
+        """The one state store (threads, jobs, budget, usage); opened and checked at start-up."""
         cooldowns = Cooldowns(settings.cooldown_s)
         limiter = anyio.CapacityLimiter(settings.max_concurrency)
         self._chain = ChainRunner(settings, self._environ, secret_values(environ), cooldowns, limiter)
@@ -121,6 +127,10 @@ class Delegator:
         self._log = DecisionLog(settings.decision_log, settings.log_tasks) if settings.decision_log else None
         self.usage = UsageTally()
         self._premium_rates: list[tuple[float, float]] | None = None
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        self.store.close()
 
     @property
     def environ(self) -> Mapping[str, str]:

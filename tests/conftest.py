@@ -29,7 +29,7 @@ def _litellm_imported() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _no_real_providers(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_real_providers(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Any connection outside 127.0.0.1 fails the test: tests never reach a real provider."""
     real_connect = socket.socket.connect
 
@@ -40,6 +40,8 @@ def _no_real_providers(monkeypatch: pytest.MonkeyPatch) -> None:
         return real_connect(self, address)
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
+    # Console scripts started by tests inherit this: they never touch the real user's data directory.
+    monkeypatch.setenv("DELEGATE_DATA_DIR", str(tmp_path_factory.mktemp("data")))
     for name in (
         "OPENAI_API_KEY",
         "ANTHROPIC_API_KEY",
@@ -97,6 +99,7 @@ def make_delegator(specialists_dir: Path, sim: ProviderSimulator) -> Callable[..
         overrides.setdefault("classifier", False)  # the router path is what these tests exercise
         env = {"ROUTER_MODEL": ROUTER, "ROUTER_API_BASE": sim.base_url, **(environ or {})}
         overrides.setdefault("specialists_dir", specialists_dir)
+        overrides.setdefault("data_dir", specialists_dir.parent / "data")  # never the real user's data dir
         settings = Settings.from_env(env, **overrides)
         return Delegator(settings, load_catalog(env, settings.specialists_dir), env)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -28,8 +29,8 @@ def test_the_model_file_is_found_without_importing_its_package() -> None:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_with_no_keys_the_builtins_answer_with_the_embedded_model(anyio_backend: str) -> None:
-    delegator = Delegator(Settings.from_env({}), load_catalog({}), {})
+async def test_with_no_keys_the_builtins_answer_with_the_embedded_model(anyio_backend: str, tmp_path: Path) -> None:
+    delegator = Delegator(Settings.from_env({}, data_dir=tmp_path), load_catalog({}), {})
     result = await delegator.delegate("What is the capital of France?")
     assert result.model == embedded.MODEL_ID and result.output.strip()
     assert "paris" in result.output.lower()

@@ -276,7 +276,8 @@ async def test_with_no_keys_at_all_the_server_starts_and_says_which_keys_to_set(
     from server.settings import Settings
     from tests.conftest import cloud_only_builtins
 
-    delegator = Delegator(Settings.from_env({}), load_catalog({}, cloud_only_builtins(tmp_path / "cloud")), {})
+    catalog = load_catalog({}, cloud_only_builtins(tmp_path / "cloud"))
+    delegator = Delegator(Settings.from_env({}, data_dir=tmp_path), catalog, {})
     async with Client(build_server(delegator)) as session:
         assert len((await session.list_tools()).tools) == 4
         result = await session.call_tool("delegate", {"task": "What is 2 + 2?"})

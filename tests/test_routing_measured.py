@@ -47,6 +47,7 @@ def builtins_on_sim(sim: ProviderSimulator, monkeypatch: pytest.MonkeyPatch) -> 
             **(models or {}),
         }
         overrides.setdefault("cooldown_s", 0)
+        overrides.setdefault("data_dir", os.environ["DELEGATE_DATA_DIR"])  # the per-test dir from conftest
         return Delegator(Settings.from_env(env, **overrides), load_catalog(env), env)
 
     return build

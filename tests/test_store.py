@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from server.errors import StoreError
 from server.store.sqlite import SQLiteStore
+from tests.test_console_script import run_cli
 
 
 class FakeClock:
@@ -73,3 +77,18 @@ def test_a_damaged_file_is_reported_with_its_path_not_reset(tmp_path: Path) -> N
     with pytest.raises(StoreError, match=str(path)):
         SQLiteStore(path)
     assert path.read_bytes().startswith(b"this is not a database")
+
+
+def test_the_delegator_owns_one_store_in_its_data_dir(make_delegator: Callable[..., Any], tmp_path: Path) -> None:
+    delegator = make_delegator(data_dir=tmp_path / "mine")
+    delegator.store.put("note", "k", {"v": 1})
+    assert delegator.store.location == str(tmp_path / "mine" / "state.sqlite3")
+    assert SQLiteStore(tmp_path / "mine" / "state.sqlite3").get("note", "k") == {"v": 1}
+
+
+def test_the_server_refuses_to_start_on_a_damaged_store(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    path.write_bytes(b"garbage" * 1000)
+    completed = run_cli("specialists", env={**os.environ, "DELEGATE_DATA_DIR": str(tmp_path)})
+    assert completed.returncode == 2
+    assert f"{path}: " in completed.stderr and "Traceback" not in completed.stderr
