@@ -138,6 +138,7 @@ def run(argv: list[str] | None) -> int:
         settings = Settings.from_env(environ, **overrides)
         configure_logging(settings.log_level, secret_values(environ))
         catalog = load_catalog(environ, settings.specialists_dir)
+        configure_logging(settings.log_level, secret_values(environ, catalog.key_env_names))
         if args.command == "stats":
             return show_stats(args)
         if settings.classifier and settings.classifier_examples:

@@ -95,6 +95,11 @@ class Catalog:
         """The specialists, in load order."""
         return iter(self._by_name.values())
 
+    @property
+    def key_env_names(self) -> set[str]:
+        """The env vars the specialists name as api_key_env: their values are keys, whatever they are called."""
+        return {ref.api_key_env for spec in self for ref in spec.chain if ref.api_key_env}
+
     def get(self, name: str) -> Specialist:
         """The specialist called `name`; the error lists the known names."""
         try:

@@ -109,7 +109,9 @@ class Delegator:
         """The one state store (threads, jobs, budget, usage); opened and checked at start-up."""
         cooldowns = Cooldowns(settings.cooldown_s)
         limiter = anyio.CapacityLimiter(settings.max_concurrency)
-        self._chain = ChainRunner(settings, self._environ, secret_values(environ), cooldowns, limiter)
+        self._chain = ChainRunner(
+            settings, self._environ, secret_values(environ, catalog.key_env_names), cooldowns, limiter
+        )
         self._router = Router(settings, self._environ, cooldowns, limiter)
         self._budget = None
         if settings.daily_budget_usd is not None:

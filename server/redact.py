@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 _SECRET_PATTERNS = [
     re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}"),
@@ -19,9 +19,15 @@ _SECRET_ENV_SUFFIXES = ("_KEY", "_TOKEN", "_SECRET", "_PASSWORD", "_CREDENTIALS"
 _MIN_SECRET_LEN = 8
 
 
-def secret_values(environ: Mapping[str, str]) -> list[str]:
-    """The values of env vars whose names mark them as secrets, longest first."""
-    values = {v for k, v in environ.items() if k.upper().endswith(_SECRET_ENV_SUFFIXES) and len(v) >= _MIN_SECRET_LEN}
+def secret_values(environ: Mapping[str, str], key_names: Iterable[str] = ()) -> list[str]:
+    """The values of env vars whose names mark them as secrets, or that are named as keys (a specialist's
+    api_key_env may be called anything), longest first."""
+    named = set(key_names)
+    values = {
+        v
+        for k, v in environ.items()
+        if (k in named or k.upper().endswith(_SECRET_ENV_SUFFIXES)) and len(v) >= _MIN_SECRET_LEN
+    }
     return sorted(values, key=len, reverse=True)
 
 

@@ -51,7 +51,7 @@ async def ping(ref: ModelRef, environ: Mapping[str, str], secrets: list[str]) ->
 
 async def diagnose(catalog: Catalog, settings: Settings, environ: Mapping[str, str], send_ping: bool) -> list[dict]:
     """One row per model: who uses it, whether its key is there, and (with ping) whether it answers."""
-    secrets = secret_values(environ)
+    secrets = secret_values(environ, catalog.key_env_names)
     rows: list[dict[str, Any]] = []
     for ref, used_by in model_refs(catalog, settings).items():
         found = availability(ref.model, environ, ref.api_base, ref.api_key_env)
