@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -14,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from server.errors import ConfigError, UnknownSpecialistError
 
+MAX_FILE_BYTES = 1_000_000  # a specialist file is a page of instructions; more is a mistake or a trap
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*(?:\r?\n|\Z)(.*)\Z", re.DOTALL | re.MULTILINE)
@@ -180,8 +183,20 @@ def load_catalog(environ: Mapping[str, str], directory: Path | None = None) -> C
 
 
 def _read(path: Path) -> str:
+    """A specialist file's text; only regular files up to MAX_FILE_BYTES (a FIFO would hang start-up, a link to
+    /dev/zero would fill memory)."""
     try:
-        return path.read_text(encoding="utf-8")
+        info = os.stat(path)  # follows symlinks: what matters is what would be read
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(
+                f"{path}: not a regular file (a FIFO, device, folder or a link to one); a specialist must be a "
+                "plain Markdown file."
+            )
+        with open(path, "rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)  # bounded even if the file grows after the check
+        if len(data) > MAX_FILE_BYTES:
+            raise ConfigError(f"{path}: the file is over {MAX_FILE_BYTES:,} bytes, the limit for a specialist file.")
+        return data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the file ({exc.__class__.__name__}).") from None
 

@@ -128,3 +128,9 @@ def test_a_new_file_is_a_new_specialist(tmp_path: Path) -> None:
     catalog = load_catalog({}, tmp_path)
     assert catalog.names == ["coder", "sql_expert"]
     assert catalog.get("sql_expert").tool_name == "ask_sql_expert"
+
+
+def test_a_file_over_the_size_limit_is_refused_naming_it(tmp_path: Path) -> None:
+    write(tmp_path, "coder.md", GOOD + "x" * 1_000_001)
+    with pytest.raises(ConfigError, match=r"coder\.md: the file is over 1,000,000 bytes"):
+        load_catalog({}, tmp_path)
