@@ -287,7 +287,7 @@ def misses(rows: list[Row]) -> str:
             )
     if not lines:
         return "Every ratio goal was met in this run.\n"
-    return "Missed in this run (why: see the README's Performance section):\n" + "\n".join(lines) + "\n"
+    return "Missed in this run (why: see docs/performance.md):\n" + "\n".join(lines) + "\n"
 
 
 def machine() -> str:
