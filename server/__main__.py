@@ -231,9 +231,9 @@ def run_doctor(delegator: Delegator, args: argparse.Namespace) -> int:
 
 def show_stats(args: argparse.Namespace) -> int:
     """Summarise a decision log."""
-    from server.commands.stats import format_stats, read_log, summarise_log
+    from server.commands.stats import format_stats, read_log_counted, summarise_log
 
-    summary = summarise_log(read_log(args.log))
+    summary = summarise_log(*read_log_counted(args.log))
     print(json.dumps(summary, indent=2) if args.json else format_stats(summary))
     return EXIT_OK
 

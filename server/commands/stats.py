@@ -10,29 +10,52 @@ from typing import Any
 from server.commands.evals import percentile
 from server.errors import ConfigError
 
+_NUMBERS = ("cost_usd", "premium_cost_usd", "latency_ms", "router_cost_usd", "input_tokens", "output_tokens")
+_TEXTS = ("specialist", "decided_by", "model", "tool")
 
-def read_log(path: Path) -> list[dict[str, Any]]:
-    """The log's lines; a broken line stops with its number (a half-written last line is skipped)."""
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def well_formed(item: Any) -> bool:
+    """Whether a parsed line has the shape the summary reads (fields may be missing, never of the wrong type)."""
+    if not isinstance(item, dict) or not isinstance(item.get("ok"), bool):
+        return False
+    if any(item.get(name) is not None and not _is_number(item[name]) for name in _NUMBERS):
+        return False
+    if any(name in item and not isinstance(item[name], str) for name in _TEXTS):
+        return False
+    return not ("models_tried" in item and not isinstance(item["models_tried"], list))
+
+
+def read_log_counted(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The log's well-formed lines, and how many lines were skipped as malformed (or half-written)."""
     try:
-        raw = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
+        raw = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    except OSError as exc:
         raise ConfigError(f"{path}: cannot read the decision log ({exc.__class__.__name__}).") from None
-    lines = []
-    for number, text in enumerate(raw, start=1):
+    lines, skipped = [], 0
+    for text in raw:
         if not text.strip():
             continue
         try:
             item = json.loads(text)
-        except json.JSONDecodeError:
-            if number == len(raw):
-                continue  # a writer may be in the middle of its line
-            raise ConfigError(f"{path}:{number}: not a JSON line of the decision log.") from None
-        if isinstance(item, dict):
+        except ValueError:
+            item = None
+        if well_formed(item):
             lines.append(item)
-    return lines
+        else:
+            skipped += 1
+    return lines, skipped
 
 
-def summarise_log(lines: list[dict[str, Any]]) -> dict[str, Any]:
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The log's well-formed lines."""
+    return read_log_counted(path)[0]
+
+
+def summarise_log(lines: list[dict[str, Any]], skipped: int = 0) -> dict[str, Any]:
     """Calls, errors, fallbacks, spend per specialist and the saving against always using the priciest one."""
     ok = [line for line in lines if line.get("ok")]
     spend: dict[str, float] = defaultdict(float)
@@ -47,6 +70,7 @@ def summarise_log(lines: list[dict[str, Any]]) -> dict[str, Any]:
     fallbacks = sum(1 for line in ok if len(line.get("models_tried") or []) > 1)
     return {
         "calls": len(lines),
+        "skipped_lines": skipped,
         "errors": len(lines) - len(ok),
         "error_rate": round((len(lines) - len(ok)) / len(lines), 4) if lines else None,
         "fallback_rate": round(fallbacks / len(ok), 4) if ok else None,
@@ -57,8 +81,8 @@ def summarise_log(lines: list[dict[str, Any]]) -> dict[str, Any]:
         "saving_usd": round(premium - actual, 6),
         "saving": round((premium - actual) / premium, 4) if premium else None,
         "latency_ms": {
-            "p50": percentile([line["latency_ms"] for line in ok if "latency_ms" in line], 0.5),
-            "p95": percentile([line["latency_ms"] for line in ok if "latency_ms" in line], 0.95),
+            "p50": percentile([line["latency_ms"] for line in ok if line.get("latency_ms") is not None], 0.5),
+            "p95": percentile([line["latency_ms"] for line in ok if line.get("latency_ms") is not None], 0.95),
         },
     }
 
@@ -86,4 +110,6 @@ def format_stats(summary: dict[str, Any]) -> str:
     latency = summary["latency_ms"]
     if latency["p50"] is not None:
         lines.append(f"Latency: p50 {latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms")
+    if summary.get("skipped_lines"):
+        lines.append(f"Skipped {summary['skipped_lines']} malformed line(s) of the log.")
     return "\n".join(lines)
