@@ -17,7 +17,7 @@ from pydantic import ConfigDict, Field
 from server import __version__
 from server.catalog import Catalog, Specialist
 from server.commands.cli_output import catalog_report
-from server.delegation import Delegator
+from server.delegation import EMPTY_TASK, Delegator, is_blank
 from server.errors import ConfigError, DelegateError
 from server.progress import NO_PROGRESS, Progress
 from server.results import DelegateResult, summary_line
@@ -154,6 +154,8 @@ def argument_problem(tool: str, arguments: Any) -> str | None:
         )
     if "task" not in arguments:
         problems.append("'task' is required: the complete task for the specialist")
+    elif isinstance(arguments["task"], str) and is_blank(arguments["task"]):
+        problems.append(EMPTY_TASK)
     problems += [
         f"'{name}' must be {words}, not {_type_name(arguments[name])}"
         for name, (kind, words) in ARGUMENTS.items()

@@ -33,6 +33,18 @@ from server.store.usage import UsageTally
 logger = logging.getLogger(__name__)
 
 
+# Characters that show nothing: a task made only of them (and whitespace) is empty.
+_INVISIBLE = "\x00\u200b\u200c\u200d\u2060\ufeff"
+
+
+def is_blank(text: str) -> bool:
+    """Whether a text is empty once whitespace, NULs and zero-width characters are removed."""
+    return not text.translate({ord(c): None for c in _INVISIBLE}).strip()
+
+
+EMPTY_TASK = "'task' is empty: pass the complete task for the specialist (and any material as 'context')"
+
+
 def specialist_messages(spec: Specialist, task: str, context: str) -> list[dict[str, str]]:
     """The specialist's conversation: its instructions, then the context (if any) and the task."""
     content = f"<context>\n{context}\n</context>\n\n{task}" if context else task
@@ -164,8 +176,8 @@ class Delegator:
 
     def validate(self, task: str, context: str) -> None:
         """Reject an empty task or oversized input before any provider is called."""
-        if not task.strip():
-            raise InvalidInputError("task is empty: pass the work to do as 'task' (and any material as 'context').")
+        if is_blank(task):
+            raise InvalidInputError(f"Invalid arguments: {EMPTY_TASK}.")
         limit = self.settings.max_task_chars
         if len(task) > limit:
             raise InvalidInputError(

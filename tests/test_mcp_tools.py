@@ -10,6 +10,7 @@ from mcp import Client
 
 from server.app import build_server
 from server.delegation import Delegator
+from server.errors import InvalidInputError
 from tests.conftest import route_to
 from tests.simulator import ProviderSimulator
 
@@ -204,8 +205,9 @@ async def test_injected_instructions_cannot_leave_the_catalogue(
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ({"task": ""}, "task is empty"),
-        ({"task": "   \n"}, "task is empty"),
+        ({"task": ""}, "Invalid arguments for {tool}: 'task' is empty: pass the complete task"),
+        ({"task": "   \n"}, "Invalid arguments for {tool}: 'task' is empty"),
+        ({"task": "\x00\u200b\u200c\u200d\u2060\ufeff \t"}, "Invalid arguments for {tool}: 'task' is empty"),
         ({"task": "x" * 101}, "task is 101 characters; the limit is 100 (DELEGATE_MAX_TASK_CHARS)"),
         ({"task": "x", "context": "y" * 51}, "context is 51 characters; the limit is 50 (DELEGATE_MAX_CONTEXT_CHARS)"),
         ({"task": "x", "contxt": "typo"}, "unknown argument 'contxt' ("),
@@ -219,7 +221,7 @@ async def test_bad_arguments_are_rejected_before_any_provider_call(
     delegator = make_delegator(max_task_chars=100, max_context_chars=50)
     for tool in ("delegate", "ask_coder"):
         result = await call(delegator, tool, arguments)
-        assert result.is_error and message in result.content[0].text
+        assert result.is_error and message.format(tool=tool) in result.content[0].text
     assert sim.history == []
 
 
@@ -284,3 +286,13 @@ async def test_with_no_keys_at_all_the_server_starts_and_says_which_keys_to_set(
     assert result.is_error
     assert "Specialist 'generalist' has no usable model" in result.content[0].text
     assert "OPENAI_API_KEY (for openai/gpt-5-mini)" in result.content[0].text
+
+
+@pytest.mark.parametrize("task", ["\x00", "\u200b\u200b", "\ufeff\n\u2060", "\x00 \u200d\t"])
+async def test_a_task_of_invisible_characters_is_empty_without_any_provider_call(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, task: str
+) -> None:
+    delegator = make_delegator()
+    with pytest.raises(InvalidInputError, match="'task' is empty"):
+        await delegator.delegate(task)
+    assert sim.history == []

@@ -207,7 +207,7 @@ async def test_the_decision_log_records_each_call_and_stats_summarise_it(
     sim.enqueue("sim-coder", status=500)
     await delegator.delegate("Fix the flaky test in CI")
     await delegator.ask("writer", "Draft a toast")
-    with pytest.raises(Exception, match="task is empty"):
+    with pytest.raises(Exception, match="'task' is empty"):
         await delegator.ask("generalist", "  ")
     lines = read_log(log)
     assert [line["ok"] for line in lines] == [True, True, False]
