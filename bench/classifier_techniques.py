@@ -47,7 +47,7 @@ def naive_bayes(examples: dict[str, list[str]], smoothing: float = 0.3, temperat
 
 def softmax_regression(examples: dict[str, list[str]]) -> Scorer:
     """The shipped technique (server/classifier.py)."""
-    model = SoftmaxRegression(examples)
+    model = SoftmaxRegression.train(examples)
 
     def score(text: str) -> tuple[str, float, int]:
         prediction = model.predict(text)

@@ -3,7 +3,14 @@
 Softmax (multinomial logistic) regression over TF-IDF-weighted word unigrams, word bigrams and character
 3-5-grams, trained from each specialist's description and examples. It abstains (returns None) unless its
 probability reaches the threshold and the task shares enough vocabulary with what it learned.
-bench/classifier_techniques.py compares it with naive Bayes and nearest-centroid on the shipped eval set.
+
+A specialist with fewer than MIN_EXAMPLES training texts is under-trained: a handful of examples cannot show
+a bag-of-words model where its work ends, and the specialists with a hundred examples own its vocabulary.
+The classifier never decides for it, and abstains on any task that could be its work: when, with every
+specialist given the same prior (logit adjustment for the unequal example counts), it would get at least
+GUARD_SHARE of the probability; when the task uses a word of its description that the other specialists'
+texts (almost) never use; or when one of its texts is among the task's GUARD_NEIGHBOURS nearest. The router
+model, which reads every description, then decides. bench/classifier_guard.py measures each guard.
 """
 
 from __future__ import annotations
@@ -12,15 +19,21 @@ import itertools
 import math
 import random
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 _WORD = re.compile(r"[a-z0-9_#+]+(?:['.][a-z0-9_]+)*|[{}()\[\];=<>:!$`|\\/*&^%@~-]{1,3}")
 MIN_KNOWN_WORDS = 3  # a task with fewer words the classifier has seen is too short or too foreign to judge
+MIN_EXAMPLES = 20  # training texts (description, examples, corrections) a specialist needs to be decided alone
+GUARD_SHARE = 0.2  # prior-corrected probability of an under-trained specialist that makes the classifier abstain
+GUARD_NEIGHBOURS = 8  # nearest training texts searched for an under-trained specialist's
+GUARD_TERMS = 0.01  # a description word found in at most this share of other specialists' texts is distinctive
 EPOCHS = 10
 LEARNING_RATE = 2.0
 L2 = 1e-4
+FORMAT = 2  # bump when features or training change: cached weights of another format are retrained
 
 
 def features(text: str) -> list[str]:
@@ -42,15 +55,36 @@ class Prediction:
     label: str
     confidence: float
     known_words: int
+    runner_up: str | None = None
+    runner_up_confidence: float = 0.0
+    top_features: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The classifier's best guess for a task and, when it will not decide alone, why."""
+
+    prediction: Prediction | None
+    abstained: str | None = None
+
+    @property
+    def decision(self) -> Prediction | None:
+        """The prediction when the classifier decides alone, else None."""
+        return None if self.abstained else self.prediction
 
 
 class TfIdf:
     """Sublinear TF-IDF vectors, L2-normalised, over the training vocabulary."""
 
-    def __init__(self, documents: list[list[str]]) -> None:
+    def __init__(self, idf: dict[str, float]) -> None:
+        self.idf = idf
+
+    @classmethod
+    def fit(cls, documents: list[list[str]]) -> TfIdf:
+        """Inverse document frequencies of the training documents' features."""
         frequency = Counter(f for doc in documents for f in set(doc))
         total = len(documents)
-        self.idf = {f: math.log((1 + total) / (1 + n)) + 1 for f, n in frequency.items()}
+        return cls({f: math.log((1 + total) / (1 + n)) + 1 for f, n in frequency.items()})
 
     def vector(self, found: list[str]) -> dict[str, float]:
         """The normalised vector of a document's features (unknown features are dropped)."""
@@ -63,55 +97,184 @@ class TfIdf:
 class SoftmaxRegression:
     """Multinomial logistic regression trained by a few epochs of SGD (deterministic: fixed seed)."""
 
-    def __init__(self, examples: Mapping[str, Iterable[str]]) -> None:
-        self.labels = sorted(examples)
+    def __init__(self, labels: list[str], tfidf: TfIdf, weights: dict[str, dict[str, float]]) -> None:
+        self.labels = labels
+        self.tfidf = tfidf
+        self._weights = weights
+
+    @classmethod
+    def train(cls, examples: Mapping[str, Iterable[str]]) -> SoftmaxRegression:
+        """Fit the model to labelled texts."""
         documents = [(features(text), label) for label, texts in examples.items() for text in texts]
-        self._tfidf = TfIdf([found for found, _ in documents])
-        data = [(self._tfidf.vector(found), label) for found, label in documents]
-        self._weights: dict[str, dict[str, float]] = {label: {} for label in self.labels}
+        tfidf = TfIdf.fit([found for found, _ in documents])
+        model = cls(sorted(examples), tfidf, {label: {} for label in sorted(examples)})
+        data = [(tfidf.vector(found), label) for found, label in documents]
         rng = random.Random(0)
         for epoch in range(EPOCHS):
             rng.shuffle(data)
             rate = LEARNING_RATE / (1 + 0.1 * epoch)
             for vector, label in data:
-                probabilities = self._probabilities(vector)
-                for name, weights in self._weights.items():
+                probabilities = model.probabilities(vector)
+                for name, weights in model._weights.items():
                     gradient = probabilities[name] - (1.0 if name == label else 0.0)
                     for feature, value in vector.items():
                         old = weights.get(feature, 0.0)
                         weights[feature] = old - rate * (gradient * value + L2 * old)
+        return model
 
-    def _probabilities(self, vector: dict[str, float]) -> dict[str, float]:
-        logits = {name: sum(w.get(f, 0.0) * v for f, v in vector.items()) for name, w in self._weights.items()}
+    def logits(self, vector: dict[str, float]) -> dict[str, float]:
+        """Each label's score for a vector."""
+        return {name: sum(w.get(f, 0.0) * v for f, v in vector.items()) for name, w in self._weights.items()}
+
+    def probabilities(self, vector: dict[str, float], shift: Mapping[str, float] | None = None) -> dict[str, float]:
+        """Softmax of the logits, each first moved by `shift` (a log-prior correction) when given."""
+        logits = self.logits(vector)
+        if shift:
+            logits = {name: z + shift.get(name, 0.0) for name, z in logits.items()}
         top = max(logits.values())
         exps = {name: math.exp(z - top) for name, z in logits.items()}
         total = sum(exps.values())
         return {name: e / total for name, e in exps.items()}
 
+    def weight(self, label: str, feature: str) -> float:
+        """A feature's learned weight for a label."""
+        return self._weights[label].get(feature, 0.0)
+
     def predict(self, text: str) -> Prediction | None:
         """The most probable label, or None when the text has no known feature."""
-        vector = self._tfidf.vector(features(text))
+        vector = self.tfidf.vector(features(text))
         if not vector or not self.labels:
             return None
-        probabilities = self._probabilities(vector)
-        best = max(probabilities, key=lambda name: probabilities[name])
-        return Prediction(best, probabilities[best], sum(1 for f in vector if f.startswith("w:")))
+        probabilities = self.probabilities(vector)
+        ranked = sorted(probabilities, key=lambda name: -probabilities[name])
+        best = ranked[0]
+        second = ranked[1] if len(ranked) > 1 else None
+        # What weighed most: the features whose contribution favours the winner over the runner-up the most.
+        pull = {f: v * (self.weight(best, f) - (self.weight(second, f) if second else 0.0)) for f, v in vector.items()}
+        top = tuple(f for f in sorted(pull, key=lambda f: -pull[f])[:5] if pull[f] > 0)
+        return Prediction(
+            best,
+            probabilities[best],
+            sum(1 for f in vector if f.startswith("w:")),
+            second,
+            probabilities[second] if second else 0.0,
+            top,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The trained state as plain JSON data (small weights dropped)."""
+        weights = {
+            label: {f: round(w, 6) for f, w in table.items() if abs(w) >= 1e-6}
+            for label, table in self._weights.items()
+        }
+        return {"format": FORMAT, "labels": self.labels, "idf": self.tfidf.idf, "weights": weights}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SoftmaxRegression:
+        """Rebuild a model from to_json() data; ValueError when it is not such data."""
+        try:
+            if data["format"] != FORMAT:
+                raise ValueError("another format")
+            labels = [str(label) for label in data["labels"]]
+            idf = {str(f): float(v) for f, v in data["idf"].items()}
+            weights = {str(label): {str(f): float(w) for f, w in data["weights"][label].items()} for label in labels}
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a classifier state ({exc.__class__.__name__})") from None
+        return cls(labels, TfIdf(idf), weights)
+
+
+def stems(text: str) -> set[str]:
+    """The words of a text cut to five letters ("leases" and "lease" meet), ignoring short words."""
+    return {word[:5] for word in re.findall(r"[a-z]{4,}", text.lower())}
+
+
+def distinctive_terms(description: str, others: Iterable[str], share: float) -> set[str]:
+    """Stems of a description that at most `share` of the other specialists' texts contain."""
+    texts = [stems(text) for text in others]
+    limit = share * len(texts)
+    return {stem for stem in stems(description) if sum(stem in found for found in texts) <= limit}
+
+
+@dataclass
+class _Neighbours:
+    """An inverted index of the training texts' vectors, for nearest-text searches."""
+
+    labels: list[str] = field(default_factory=list)
+    postings: dict[str, list[tuple[int, float]]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, label: str, vector: dict[str, float]) -> None:
+        for feature, value in vector.items():
+            self.postings[feature].append((len(self.labels), value))
+        self.labels.append(label)
+
+    def nearest(self, vector: dict[str, float], k: int) -> list[str]:
+        """Labels of the k training texts most cosine-similar to the vector."""
+        scores: dict[int, float] = defaultdict(float)
+        for feature, value in vector.items():
+            for doc, weight in self.postings.get(feature, ()):
+                scores[doc] += value * weight
+        return [self.labels[doc] for doc in sorted(scores, key=lambda d: -scores[d])[:k]]
 
 
 class Classifier:
     """Decides alone when confident; otherwise abstains so the router model decides."""
 
-    def __init__(self, examples: Mapping[str, Iterable[str]], threshold: float) -> None:
+    def __init__(
+        self, examples: Mapping[str, Iterable[str]], threshold: float, model: SoftmaxRegression | None = None
+    ) -> None:
+        texts = {label: list(found) for label, found in examples.items()}
         self.threshold = threshold
-        self._model = SoftmaxRegression(examples)
+        self.model = model or SoftmaxRegression.train(texts)
+        counts = {label: len(found) for label, found in texts.items()}
+        total = sum(counts.values()) or 1
+        self.under_trained = sorted(label for label, n in counts.items() if n < MIN_EXAMPLES)
+        # Logit adjustment: remove each specialist's share of the training texts from its score.
+        self._balance = {label: -math.log(max(n, 1) / total) for label, n in counts.items()}
+        self._neighbours = _Neighbours()
+        self._terms: dict[str, set[str]] = {}
+        if self.under_trained:
+            for label, found in texts.items():
+                for text in found:
+                    self._neighbours.add(label, self.model.tfidf.vector(features(text)))
+            for label in self.under_trained:  # the first text is the description (see training_examples)
+                others = [text for name, found in texts.items() if name != label for text in found]
+                self._terms[label] = distinctive_terms(texts[label][0], others, GUARD_TERMS) if texts[label] else set()
+
+    def assess(self, text: str) -> Assessment:
+        """The best guess and, when the classifier abstains, the reason."""
+        prediction = self.model.predict(text)
+        if prediction is None:
+            return Assessment(None, "no word of the task was in the training examples")
+        if prediction.known_words < MIN_KNOWN_WORDS:
+            return Assessment(prediction, f"fewer than {MIN_KNOWN_WORDS} of the task's words were in the examples")
+        if prediction.confidence < self.threshold:
+            return Assessment(prediction, f"{prediction.confidence:.0%} sure, below the threshold {self.threshold:.0%}")
+        if prediction.label in self.under_trained:
+            return Assessment(prediction, self._few(prediction.label))
+        if self.under_trained:
+            vector = self.model.tfidf.vector(features(text))
+            balanced = self.model.probabilities(vector, self._balance)
+            for label in self.under_trained:
+                if balanced[label] >= GUARD_SHARE:
+                    return Assessment(prediction, f"the task may be {label} work; {self._few(label)}")
+            words = stems(text)
+            for label in self.under_trained:
+                shared = sorted(words & self._terms[label])
+                if shared:
+                    return Assessment(prediction, f"the task names {label}'s work ({shared[0]}…); {self._few(label)}")
+            near = self._neighbours.nearest(vector, GUARD_NEIGHBOURS)
+            for label in self.under_trained:
+                if label in near:
+                    return Assessment(prediction, f"the task resembles {label}'s examples; {self._few(label)}")
+        return Assessment(prediction)
+
+    def _few(self, label: str) -> str:
+        return f"{label} has fewer than {MIN_EXAMPLES} examples, so the router decides its tasks"
 
     def decide(self, text: str) -> Prediction | None:
         """A confident prediction, or None to abstain."""
-        prediction = self._model.predict(text)
-        if prediction is None or prediction.known_words < MIN_KNOWN_WORDS:
-            return None
-        return prediction if prediction.confidence >= self.threshold else None
+        return self.assess(text).decision
 
     def predict(self, text: str) -> Prediction | None:
         """The best guess whatever its confidence (for evaluation)."""
-        return self._model.predict(text)
+        return self.model.predict(text)
