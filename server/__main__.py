@@ -292,9 +292,16 @@ def serve(delegator: Delegator) -> int:
     if delegator.settings.transport == "http":
         from server.http import run_http
 
-        warm_up()  # no stdio handshake to wait for: HTTP clients connect whenever they like
-        with contextlib.suppress(KeyboardInterrupt):
-            run_http(build_server(delegator), delegator.settings)
+        def announce(line: str) -> None:
+            print(line, file=sys.stderr, flush=True)  # not through the log: its redactor hides every URL
+            warm_up()  # no stdio handshake to wait for: HTTP clients connect whenever they like
+
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                run_http(build_server(delegator), delegator.settings, announce)
+        except ConfigError as exc:
+            print(f"delegate-mcp: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
         return EXIT_OK
     server = build_server(delegator, after_handshake=warm_up)
     with contextlib.suppress(KeyboardInterrupt):

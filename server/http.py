@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import hmac
 import ipaddress
 import json
 import logging
+import socket
+from collections.abc import Callable
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
+from server.errors import ConfigError
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -154,8 +158,40 @@ def http_app(server: MCPServer, settings: Settings) -> ASGIApp:
     return BearerToken(app, settings.http_token) if settings.http_token else app
 
 
-def run_http(server: MCPServer, settings: Settings) -> None:
-    """Serve until interrupted; logs go to stderr through our logging, no access log."""
+def listening_socket(host: str, port: int) -> socket.socket:
+    """Bind and listen on host:port now, so a port in use is a clear error before anything is served."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.create_server((host, port), family=family, backlog=2048)
+    except socket.gaierror:
+        raise ConfigError(
+            f"cannot serve HTTP on {host!r}: no such address; check --host or DELEGATE_HTTP_HOST."
+        ) from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} on {host} is already in use, probably by another server (another delegate-mcp?). "
+                "Stop it, or choose another port with --port or DELEGATE_HTTP_PORT."
+            ) from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}. Check --host and --port.") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def start_line(settings: Settings, sock: socket.socket) -> str:
+    """The one line printed when serving: where, and whether callers need the token."""
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    access = (
+        "bearer token required (DELEGATE_HTTP_TOKEN)"
+        if settings.http_token
+        else "no token required: anyone who can reach this address can use it (set DELEGATE_HTTP_TOKEN to require one)"
+    )
+    return f"delegate-mcp: serving MCP over HTTP at http://{shown}:{port}/mcp; {access}. Ctrl-C stops it."
+
+
+def run_http(server: MCPServer, settings: Settings, announce: Callable[[str], None]) -> None:
+    """Serve until interrupted; `announce` gets the start line once the port is ours; no access log."""
     import uvicorn
 
     if not settings.http_token and not is_loopback(settings.http_host):
@@ -164,11 +200,7 @@ def run_http(server: MCPServer, settings: Settings) -> None:
             "spend your keys unless a proxy in front checks callers",
             settings.http_host,
         )
-    uvicorn.run(
-        http_app(server, settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-    )
+    sock = listening_socket(settings.http_host, settings.http_port)
+    config = uvicorn.Config(http_app(server, settings), log_config=None, access_log=False, lifespan="on")
+    announce(start_line(settings, sock))
+    uvicorn.Server(config).run(sockets=[sock])

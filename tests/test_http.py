@@ -114,3 +114,44 @@ def test_models_behind_a_litellm_proxy_get_the_proxy_key(sim: ProviderSimulator,
     assert sim.history[-1]["model"] == "team-model"
     assert sim.history[-1]["headers"]["authorization"] == "Bearer sk-proxy-virtual-key-123456"
     assert "sk-proxy-virtual-key" not in completed.stdout + completed.stderr
+
+
+@pytest.mark.parametrize("token", [TOKEN, None], ids=["token", "no-token"])
+def test_serving_prints_one_line_with_the_url_and_whether_a_token_is_required(
+    sim: ProviderSimulator, specialists_dir: Path, token: str | None
+) -> None:
+    port = free_port()
+    env = server_env(sim, specialists_dir, **({"DELEGATE_HTTP_TOKEN": token} if token else {}))
+    process = subprocess.Popen(
+        [script(), "--transport", "http", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline().decode()
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) == 0  # printed once the port is really listening
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert f"http://127.0.0.1:{port}/mcp" in line  # the server's own address is not redacted away
+    assert ("bearer token required" in line) == bool(token)
+    assert ("no token required" in line) != bool(token)
+    assert token is None or token not in line
+
+
+def test_a_port_in_use_exits_2_with_a_sentence(sim: ProviderSimulator, specialists_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [script(), "--transport", "http", "--port", str(port)],
+            env=server_env(sim, specialists_dir),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2
+    assert f"port {port} on 127.0.0.1 is already in use" in done.stderr
+    assert "DELEGATE_HTTP_PORT" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
