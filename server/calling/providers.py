@@ -69,7 +69,7 @@ def availability(
     if provider == embedded.PROVIDER:
         if embedded.available():
             return Availability(True, "embedded model (SmolLM2-135M, runs here: small and weak, but no key needed)")
-        return Availability(False, f"embedded model not installed ({embedded.INSTALL_HINT})")
+        return Availability(False, f"embedded model not installed ({embedded.install_hint()})")
     if provider in LOCAL_PROVIDERS:
         return Availability(True, f"local provider {provider}")
     if provider == "openai" and any(environ.get(name) for name in OPENAI_BASE_ENVS):

@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 
-from server.calling import llm
+from server.calling import embedded, llm
 from server.calling.chain import api_key_for, describe_failure
 from server.calling.providers import availability
 from server.catalog import Catalog, ModelRef
@@ -70,16 +70,55 @@ async def diagnose(catalog: Catalog, settings: Settings, environ: Mapping[str, s
     return rows
 
 
-def format_rows(rows: list[dict[str, Any]], source: str) -> str:
-    """The diagnosis as a table for people."""
-    lines = [f"Specialist files: {source}: OK", "", f"{'model':<34} {'used by':<26} {'key':<52} ping"]
-    for row in rows:
-        ping_result = row["ping"]
-        status = (
-            "-"
-            if ping_result is None
-            else (f"OK {ping_result['latency_ms']:.0f} ms" if ping_result["ok"] else f"FAILED: {ping_result['reason']}")
+def _status(ping_result: dict[str, Any] | None) -> str:
+    if ping_result is None:
+        return "-"
+    return f"OK {ping_result['latency_ms']:.0f} ms" if ping_result["ok"] else f"FAILED: {ping_result['reason']}"
+
+
+def verdict(rows: list[dict[str, Any]], pinged: bool) -> str:
+    """One line: can delegate-mcp answer, and what to do next."""
+    answering = [r for r in rows if r["usable"] and set(r["used_by"]) - {"router"}]
+    failed = [r["model"] for r in rows if r["ping"] and not r["ping"]["ok"]]
+    keys = "set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY"
+    if not answering:
+        return (
+            f"Verdict: no model can answer, so every call will fail. Next: {keys} (then restart your MCP client), "
+            f"or install the offline model: {embedded.install_hint()}"
         )
-        key = row["key"] if row["usable"] else f"missing: {row['key']}"
-        lines.append(f"{row['model']:<34} {', '.join(row['used_by']):<26} {key[:52]:<52} {status}")
-    return "\n".join(lines)
+    if failed:
+        return (
+            f"Verdict: {len(failed)} model(s) failed their ping ({', '.join(failed)}); calls fall back to the next "
+            "model of each chain. Next: fix the reason in the ping column, then run `delegate-mcp doctor --ping` again."
+        )
+    if all(r["model"] == embedded.MODEL_ID for r in answering):
+        return f"Verdict: only the small offline model can answer: it works, but weakly. Next: {keys} for real answers."
+    routed = any(r["usable"] and "router" in r["used_by"] for r in rows)
+    router = "" if routed else " No router model is usable: the classifier and the default specialist route."
+    if not pinged:
+        return (
+            f"Verdict: ready ({len(answering)} models can answer).{router} Next: `delegate-mcp doctor --ping` checks "
+            "that they really answer."
+        )
+    return f"Verdict: ready; every usable model answered.{router} Next: connect a client (README, 'Connect a client')."
+
+
+def format_rows(rows: list[dict[str, Any]], source: str) -> str:
+    """The diagnosis as a table for people, nothing cut, then the verdict."""
+    table = [("model", "used by", "key", "ping")] + [
+        (
+            row["model"],
+            ", ".join(row["used_by"]),
+            row["key"] if row["usable"] else f"missing: {row['key']}",
+            _status(row["ping"]),
+        )
+        for row in rows
+    ]
+    widths = [max(len(cells[i]) for cells in table) for i in range(3)]
+    lines = [f"Specialist files: {source}: OK", ""]
+    lines += [
+        "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=False)) + "  " + cells[3]
+        for cells in table
+    ]
+    pinged = any(row["ping"] is not None for row in rows)
+    return "\n".join([*lines, "", verdict(rows, pinged)])

