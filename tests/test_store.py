@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import stat
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from server.errors import StoreError
+from server.store.base import Store
+from server.store.redis_store import RedisStore, safe_location
 from server.store.sqlite import SQLiteStore
 from tests.test_console_script import run_cli
 
@@ -26,7 +29,19 @@ class FakeClock:
         return self.now
 
 
-def test_documents_round_trip_and_expire(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Each shared behaviour is checked on both stores: a real SQLite file and a real redis-server."""
+    opened: Store = (
+        SQLiteStore(tmp_path / "state.sqlite3")
+        if request.param == "sqlite"
+        else RedisStore(request.getfixturevalue("redis_url"))
+    )
+    yield opened
+    opened.close()
+
+
+def test_documents_round_trip_and_expire_with_a_fake_clock(tmp_path: Path) -> None:
     clock = FakeClock()
     store = SQLiteStore(tmp_path / "state.sqlite3", clock=clock)
     store.put("thread", "a", {"title": "first"}, ttl_s=60)
@@ -39,6 +54,34 @@ def test_documents_round_trip_and_expire(tmp_path: Path) -> None:
     assert store.delete("thread", "b") and not store.delete("thread", "b")
 
 
+def test_documents_round_trip_list_newest_first_and_expire(store: Store) -> None:
+    store.put("thread", "a", {"title": "first", "text": "héllo"}, ttl_s=0.5)
+    store.put("thread", "b", {"title": "second"})
+    store.put("job", "x", {"status": "running"})
+    assert store.get("thread", "a") == {"title": "first", "text": "héllo"}
+    assert store.get("thread", "missing") is None
+    assert [key for key, _ in store.recent("thread")] == ["b", "a"]
+    assert store.recent("thread", limit=1) == [("b", {"title": "second"})]
+    give_up = time.monotonic() + 15
+    while store.get("thread", "a") is not None and time.monotonic() < give_up:
+        time.sleep(0.1)
+    assert store.get("thread", "a") is None
+    assert [key for key, _ in store.recent("thread")] == ["b"]
+    store.put("thread", "b", {"title": "replaced"})
+    assert store.get("thread", "b") == {"title": "replaced"}
+    assert store.delete("thread", "b") and not store.delete("thread", "b")
+    assert store.recent("thread") == [] and store.recent("job") == [("x", {"status": "running"})]
+
+
+def test_recent_skips_expired_documents_and_still_fills_the_limit(store: Store) -> None:
+    for number in range(5):
+        store.put("thread", f"old{number}", {"n": number})
+    for number in range(3):
+        store.put("thread", f"short{number}", {"n": number}, ttl_s=0.3)
+    time.sleep(0.6)
+    assert [key for key, _ in store.recent("thread", limit=4)] == ["old4", "old3", "old2", "old1"]
+
+
 def test_state_survives_reopening_and_the_file_is_private(tmp_path: Path) -> None:
     path = tmp_path / "data" / "state.sqlite3"
     SQLiteStore(path).put("thread", "a", {"turns": [1, 2]})
@@ -46,8 +89,7 @@ def test_state_survives_reopening_and_the_file_is_private(tmp_path: Path) -> Non
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_concurrent_reservations_never_pass_the_limit(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "state.sqlite3")
+def test_concurrent_reservations_never_pass_the_limit(store: Store) -> None:
     granted: list[float] = []
 
     def reserve() -> None:
@@ -64,8 +106,8 @@ def test_concurrent_reservations_never_pass_the_limit(tmp_path: Path) -> None:
     assert store.settle("budget:today", -0.0002) == pytest.approx(0.0007)
 
 
-def test_counters_add_up(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "state.sqlite3")
+def test_counters_add_up(store: Store) -> None:
+    assert store.counts("usage", "coder") == {}
     store.add_counts("usage", "coder", {"calls": 1, "cost_usd": 0.5})
     store.add_counts("usage", "coder", {"calls": 1, "cost_usd": 0.25})
     assert store.counts("usage", "coder") == {"calls": 2, "cost_usd": 0.75}
@@ -92,3 +134,43 @@ def test_the_server_refuses_to_start_on_a_damaged_store(tmp_path: Path) -> None:
     completed = run_cli("specialists", env={**os.environ, "DELEGATE_DATA_DIR": str(tmp_path)})
     assert completed.returncode == 2
     assert f"{path}: " in completed.stderr and "Traceback" not in completed.stderr
+
+
+def test_a_ledger_reservation_settles_and_never_goes_below_zero(store: Store) -> None:
+    assert store.total("budget:day") == 0
+    assert store.reserve("budget:day", 0.4, 1.0) == pytest.approx(0.4)
+    assert store.reserve("budget:day", 0.7, 1.0) is None
+    assert store.settle("budget:day", -0.1) == pytest.approx(0.3)
+    assert store.settle("budget:day", -5) == 0
+    assert store.total("budget:other") == 0
+
+
+def test_redis_location_never_shows_the_password() -> None:
+    assert safe_location("redis://:s3cret@cache.internal:6380/2") == "redis://cache.internal:6380/2"
+    assert safe_location("rediss://app:s3cret@[::1]:6380/0") == "rediss://app@[::1]:6380/0"
+    assert safe_location("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_an_unreachable_redis_stops_start_up_naming_the_url_without_password(tmp_path: Path) -> None:
+    from tests.conftest import free_port
+
+    url = f"redis://:hunter2-secret@127.0.0.1:{free_port()}/3"
+    completed = run_cli("specialists", env={**os.environ, "DELEGATE_STORE": url})
+    assert completed.returncode == 2
+    assert f"redis://127.0.0.1:{url.rsplit(':', 1)[1]}" in completed.stderr
+    assert "hunter2" not in completed.stderr + completed.stdout and "Traceback" not in completed.stderr
+
+
+def test_a_redis_ledger_with_garbage_stops_start_up(redis_url: str) -> None:
+    import redis
+
+    for garbage in ("garbage", "nan", "1e308", "-3"):
+        with redis.Redis.from_url(redis_url) as client:
+            client.set("delegate:ledger:budget:2026-01-01", garbage)
+        with pytest.raises(StoreError, match="impossible amount"):
+            RedisStore(redis_url)
+
+
+def test_a_thread_written_by_one_redis_client_is_read_by_another(redis_url: str) -> None:
+    RedisStore(redis_url).put("thread", "t1", {"turns": 2}, ttl_s=60)
+    assert RedisStore(redis_url).get("thread", "t1") == {"turns": 2}

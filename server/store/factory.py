@@ -16,7 +16,9 @@ def open_store(settings: Settings, environ: Mapping[str, str]) -> Store:
     """Open (and check) the configured store; a damaged or unreachable one raises StoreError."""
     where = settings.store or ""
     if where.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError("DELEGATE_STORE: Redis stores are not supported yet.")
+        from server.store.redis_store import RedisStore  # imported only for a fleet: start-up stays light
+
+        return RedisStore(where)
     if "://" in where:
         raise ConfigError(f"DELEGATE_STORE: expected a file path or a redis:// URL, got a {where.split(':')[0]} URL.")
     path = Path(where).expanduser() if where else (settings.data_dir or default_data_dir(environ)) / STORE_NAME
