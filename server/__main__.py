@@ -22,7 +22,7 @@ from server.catalog import load_catalog
 from server.delegation import Delegator
 from server.errors import ConfigError, DelegateError, StoreError
 from server.redact import RedactingFormatter, secret_values
-from server.results import summary_line
+from server.results import fallback_reasons, summary_line
 from server.settings import Settings
 
 EXIT_OK, EXIT_CALL_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -271,7 +271,13 @@ def run_ask(delegator: Delegator, args: argparse.Namespace) -> int:
     else:
         print(result.output)
         print(f"\n[{summary_line(result)}]", file=sys.stderr)
-        if result.model.startswith("embedded/"):
+        if result.model.startswith("embedded/") and fallback_reasons(result.attempts):
+            print(
+                "[answered by the small embedded model, which runs on this machine, because the models before it "
+                "failed: the line above says why.]",
+                file=sys.stderr,
+            )
+        elif result.model.startswith("embedded/"):
             print(
                 "[answered by the small embedded model, which runs on this machine. For better answers set "
                 "OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY.]",

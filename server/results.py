@@ -80,14 +80,33 @@ def total_cost(*costs: float | None) -> float | None:
     return round(sum(known), 8) if known else None
 
 
+# Skips that stand for a failure (of this call or a recent one); other skips (no key set, window too small) are
+# the configuration working as intended and would only be noise in the summary.
+_FAILURE_SKIPS = ("skipped: cooling down", "skipped: the same provider key")
+MAX_WHY_CHARS = 100
+
+
+def fallback_reasons(attempts: list[Attempt]) -> str:
+    """Why the models before the one that answered failed, one short phrase per model ('' when none did)."""
+    reasons: dict[str, str] = {}
+    for attempt in attempts:
+        error = attempt.error or ""
+        if attempt.ok or (error.startswith("skipped") and not error.startswith(_FAILURE_SKIPS)):
+            continue
+        why = error.removeprefix("skipped: ")
+        reasons[attempt.model] = why if len(why) <= MAX_WHY_CHARS else why[: MAX_WHY_CHARS - 1] + "…"
+    return "; ".join(f"{model}: {why}" for model, why in reasons.items())
+
+
 def summary_line(result: DelegateResult) -> str:
-    """One line for people: who answered, how it was chosen, tokens, cost and time."""
+    """One line for people: who answered, how it was chosen, tokens, cost and time; when a fallback answered,
+    why the models before it failed (a mistyped key must not go unnoticed)."""
     routing = result.routing
     how = routing.decided_by if routing.confidence is None else f"{routing.decided_by} {routing.confidence:.2f}"
     tokens = sum(u.input_tokens + u.output_tokens for u in (result.usage.router, result.usage.specialist))
     cost = "cost unknown" if result.usage.total_cost_usd is None else f"${result.usage.total_cost_usd:.6f}"
-    failed = sum(1 for a in result.attempts if not a.ok and not (a.error or "").startswith("skipped"))
-    tried = f" · {failed} failed attempt(s) before this answer" if failed else ""
+    reasons = fallback_reasons(result.attempts)
+    tried = f" · fallback, because {reasons}" if reasons else ""
     return (
         f"{result.specialist} via {result.model} ({how}: {routing.reason}) · {tokens} tokens · {cost} · "
         f"{result.latency_ms / 1000:.2f} s{tried}"

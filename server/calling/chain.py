@@ -141,6 +141,7 @@ class ChainRunner:
         self._cooldowns = cooldowns
         self._limiter = limiter
         self._available: dict[ModelRef, Availability] = {}
+        self._last_failure: dict[str, str] = {}  # model -> why it last failed, shown while it cools down
 
     def _availability(self, ref: ModelRef) -> Availability:
         """Availability of a model, computed once: keys are read at start-up and do not change."""
@@ -238,7 +239,8 @@ class ChainRunner:
             return "its window is no larger than the one the input just overflowed"
         wait = self._cooldowns.remaining(ref.model)
         if wait > 0 and ref.model != last_resort:
-            return f"cooling down after recent failures ({wait:.0f} s left)"
+            last = self._last_failure.get(ref.model)
+            return f"cooling down after recent failures ({wait:.0f} s left{f'; last: {last}' if last else ''})"
         return ""
 
     async def _try_model(
@@ -261,14 +263,9 @@ class ChainRunner:
                 completion = await self._call(spec, ref, messages, deadline, progress, partial)
             except llm.ProviderError as failure:
                 error = failure
-                attempts.append(
-                    Attempt(
-                        model=ref.model,
-                        ok=False,
-                        latency_ms=ms_since(started),
-                        error=describe_failure(failure, ref, self._secrets),
-                    )
-                )
+                why = describe_failure(failure, ref, self._secrets)
+                self._last_failure[ref.model] = why
+                attempts.append(Attempt(model=ref.model, ok=False, latency_ms=ms_since(started), error=why))
                 self._cooldowns.failed(ref.model, failure.kind, failure.retry_after_s)
                 if failure.kind not in RETRYABLE or try_number == self._settings.retries:
                     return None, error
