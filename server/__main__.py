@@ -197,9 +197,11 @@ def run_eval(delegator: Delegator, args: argparse.Namespace, environ: dict[str, 
     results = anyio.run(
         lambda: evals.run_cases(delegator, cases, full=args.full, concurrency=max(1, args.concurrency), progress=show)
     )
-    timings = evals.classifier_timings(delegator, cases)
+    run = evals.classifier_run(delegator, cases)
     threshold = delegator.settings.classifier_threshold if delegator.classifier else None
-    summary = evals.summarise(results, delegator.catalog, environ, args.output_tokens, timings, threshold)
+    summary = evals.summarise(
+        results, delegator.catalog, environ, args.output_tokens, run.decision_us, threshold, run.guesses
+    )
     summary["mode"] = args.mode
     print(json.dumps(summary, indent=2) if args.json else evals.format_report(summary))
     return EXIT_OK

@@ -15,6 +15,7 @@ import anyio
 from server.calling import llm
 from server.calling.chain import estimate_tokens, usable_models
 from server.catalog import Catalog
+from server.commands.calibration import calibration, format_calibration, task_head, wilson
 from server.delegation import Delegator, classifier_text, specialist_messages
 from server.errors import ConfigError, DelegateError
 
@@ -42,6 +43,15 @@ class CaseResult:
     router_cost_usd: float | None
     specialist_cost_usd: float | None = None
     error: str | None = None
+    confidence: float | None = None
+
+
+@dataclass(frozen=True)
+class ClassifierRun:
+    """The classifier's own figures over the cases: time per decision and its best guesses."""
+
+    decision_us: list[float]
+    guesses: list[tuple[float, bool]]
 
 
 def read_cases(path: Path, names: list[str]) -> list[EvalCase]:
@@ -106,10 +116,17 @@ async def _run_case(delegator: Delegator, case: EvalCase, full: bool) -> CaseRes
                 routing.latency_ms,
                 usage.router.cost_usd,
                 usage.specialist.cost_usd,
+                confidence=routing.confidence,
             )
         outcome = await delegator.route_only(case.task, case.context)
+        routing = outcome.routing
         return CaseResult(
-            case, outcome.specialist, outcome.routing.decided_by, outcome.routing.latency_ms, outcome.usage.cost_usd
+            case,
+            outcome.specialist,
+            routing.decided_by,
+            routing.latency_ms,
+            outcome.usage.cost_usd,
+            confidence=routing.confidence,
         )
     except DelegateError as exc:
         return CaseResult(case, None, None, 0.0, None, error=str(exc))
@@ -131,6 +148,7 @@ def summarise(
     output_tokens: int,
     classifier_us: list[float],
     threshold: float | None,
+    guesses: list[tuple[float, bool]] | None = None,
 ) -> dict[str, Any]:
     """Every figure of the report, as one JSON-ready dict."""
     names = catalog.names
@@ -153,18 +171,34 @@ def summarise(
     paths = {}
     for path in PATHS:
         taken = [r for r in results if r.decided_by == path]
+        hits = sum(1 for r in taken if r.predicted == r.case.expected)
         paths[path] = {
             "coverage": _ratio(len(taken), total) or 0.0,
             "count": len(taken),
-            "accuracy": _ratio(sum(1 for r in taken if r.predicted == r.case.expected), len(taken)),
+            "accuracy": _ratio(hits, len(taken)),
+            "accuracy_interval": wilson(hits, len(taken)),
         }
     router_runs = [r for r in results if r.decided_by == "router" or (r.decided_by == "default" and r.router_cost_usd)]
     router_costs = [r.router_cost_usd for r in results if r.router_cost_usd is not None]
     router_cost = round(sum(router_costs), 8) if router_costs else None
+    misroutes = [
+        {
+            "line": r.case.line,
+            "task": task_head(r.case.task),
+            "expected": r.case.expected,
+            "got": r.predicted,
+            "decided_by": r.decided_by,
+            "confidence": r.confidence,
+        }
+        for r in results
+        if r.predicted is not None and r.predicted != r.case.expected
+    ]
     return {
         "tasks": total,
         "accuracy": _ratio(len(correct), total),
+        "accuracy_interval": wilson(len(correct), total),
         "errors": sum(1 for r in results if r.error),
+        "misroutes": misroutes,
         "specialists": specialists,
         "confusion": confusion,
         "paths": paths,
@@ -180,6 +214,7 @@ def summarise(
         "classifier": {
             "threshold": threshold,
             "decision_us": {"p50": percentile(classifier_us, 0.5), "p99": percentile(classifier_us, 0.99)},
+            "calibration": calibration(guesses) if guesses else None,
         },
         "cost_estimate": estimate_costs(results, catalog, environ, output_tokens),
     }
@@ -218,18 +253,21 @@ def estimate_costs(
     }
 
 
-def classifier_timings(delegator: Delegator, cases: list[EvalCase]) -> list[float]:
-    """Microseconds per classifier decision over the cases (empty when the classifier is off)."""
+def classifier_run(delegator: Delegator, cases: list[EvalCase]) -> ClassifierRun:
+    """Microseconds per classifier decision and its best guess on each case (empty when the classifier is off)."""
     classifier = delegator.classifier
     if classifier is None:
-        return []
-    timings = []
+        return ClassifierRun([], [])
+    timings, guesses = [], []
     for case in cases:
         text = classifier_text(case.task, case.context)
         started = time.perf_counter()
         classifier.decide(text)
         timings.append((time.perf_counter() - started) * 1e6)
-    return timings
+        guess = classifier.predict(text)
+        if guess is not None:
+            guesses.append((guess.confidence, guess.label == case.expected))
+    return ClassifierRun(timings, guesses)
 
 
 def _ratio(part: float, whole: float) -> float | None:
@@ -240,12 +278,16 @@ def format_report(summary: dict[str, Any]) -> str:
     """The summary as a readable report."""
     names = list(summary["specialists"])
     lines = [
-        f"Tasks: {summary['tasks']}   Accuracy: {_pct(summary['accuracy'])}   Errors: {summary['errors']}",
+        f"Tasks: {summary['tasks']}   Accuracy: {_pct(summary['accuracy'])}"
+        f"{_interval(summary.get('accuracy_interval'))}   Errors: {summary['errors']}",
         "",
-        "Decision paths:          coverage   count   accuracy",
+        "Decision paths:          coverage   count   accuracy   95% interval (Wilson)",
     ]
     for path, figures in summary["paths"].items():
-        lines.append(f"  {path:<22}{_pct(figures['coverage']):>8}{figures['count']:>8}{_pct(figures['accuracy']):>11}")
+        lines.append(
+            f"  {path:<22}{_pct(figures['coverage']):>8}{figures['count']:>8}{_pct(figures['accuracy']):>11}"
+            + _interval(figures.get("accuracy_interval"))
+        )
     lines += ["", "Per specialist:          precision   recall   count"]
     for name, figures in summary["specialists"].items():
         lines.append(f"  {name:<22}{_pct(figures['precision']):>10}{_pct(figures['recall']):>9}{figures['count']:>8}")
@@ -269,12 +311,26 @@ def format_report(summary: dict[str, Any]) -> str:
             f"Classifier: threshold {classifier['threshold']}, decision p50 "
             f"{classifier['decision_us']['p50']:.0f} µs, p99 {classifier['decision_us']['p99']:.0f} µs"
         )
+    if classifier.get("calibration"):
+        lines += format_calibration(classifier["calibration"])
     lines.append(
         f"Estimated cost ({cost['tasks_priced']} priced tasks, {cost['output_tokens_assumed']} output tokens "
         f"each): routed {_usd(cost['routed_usd'])} vs always {'/'.join(cost['premium_specialist']) or '?'} "
         f"{_usd(cost['always_premium_usd'])} (saving {_pct(cost['saving'])})"
     )
+    misroutes = summary.get("misroutes", [])
+    lines += ["", f"Misroutes ({len(misroutes)}): line, expected -> chosen, decided by, confidence, task"]
+    for miss in misroutes:
+        confidence = "-" if miss["confidence"] is None else f"{miss['confidence']:.2f}"
+        lines.append(
+            f"  {miss['line']:>4}  {miss['expected']} -> {miss['got']}  {miss['decided_by']}  {confidence}  "
+            f"{miss['task']}"
+        )
     return "\n".join(lines)
+
+
+def _interval(bounds: list[float] | None) -> str:
+    return "" if bounds is None else f"   [{bounds[0] * 100:.1f}%, {bounds[1] * 100:.1f}%]"
 
 
 def _pct(value: float | None) -> str:

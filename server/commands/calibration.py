@@ -1,0 +1,64 @@
+"""Measures for a routing report: Wilson intervals, calibration (ECE and a reliability table), misroutes."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+BANDS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+TASK_HEAD_CHARS = 80
+
+
+def wilson(hits: int, total: int, z: float = 1.96) -> list[float] | None:
+    """The 95% Wilson score interval for a proportion, [low, high]; None when there is nothing to measure."""
+    if total <= 0:
+        return None
+    share = hits / total
+    spread = 1 + z * z / total
+    centre = (share + z * z / (2 * total)) / spread
+    half = z * math.sqrt(share * (1 - share) / total + z * z / (4 * total * total)) / spread
+    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
+
+
+def calibration(guesses: Sequence[tuple[float, bool]]) -> dict[str, Any]:
+    """Expected calibration error and per-band reliability of (confidence, was right) pairs."""
+    bands = []
+    error = 0.0
+    for low, high in itertools.pairwise(BANDS):
+        inside = [(c, ok) for c, ok in guesses if low <= c < high or (high == 1.0 and c == 1.0)]
+        if not inside:
+            bands.append({"band": f"{low:.1f}-{high:.1f}", "count": 0, "mean_confidence": None, "accuracy": None})
+            continue
+        confidence = sum(c for c, _ in inside) / len(inside)
+        accuracy = sum(ok for _, ok in inside) / len(inside)
+        error += len(inside) / len(guesses) * abs(confidence - accuracy)
+        bands.append(
+            {
+                "band": f"{low:.1f}-{high:.1f}",
+                "count": len(inside),
+                "mean_confidence": round(confidence, 4),
+                "accuracy": round(accuracy, 4),
+            }
+        )
+    return {"tasks": len(guesses), "ece": round(error, 4) if guesses else None, "bands": bands}
+
+
+def task_head(task: str) -> str:
+    """The start of a task on one line, enough to recognise it."""
+    flat = " ".join(task.split())
+    return flat if len(flat) <= TASK_HEAD_CHARS else flat[: TASK_HEAD_CHARS - 1] + "…"
+
+
+def format_calibration(table: dict[str, Any]) -> list[str]:
+    """The reliability table as report lines."""
+    lines = [f"Classifier calibration ({table['tasks']} tasks, best guess whatever its confidence): ECE {table['ece']}"]
+    lines.append("  confidence   count   mean conf   accuracy")
+    for band in table["bands"]:
+        if band["count"]:
+            lines.append(
+                f"  {band['band']:<11}{band['count']:>7}{band['mean_confidence'] * 100:>11.1f}%"
+                f"{band['accuracy'] * 100:>10.1f}%"
+            )
+    return lines
