@@ -22,6 +22,7 @@ from server.progress import NO_PROGRESS, Progress
 from server.redact import secret_values
 from server.results import CallUsage, DelegateResult, Routing, Usage, total_cost
 from server.routing.classifier import Classifier
+from server.routing.classifier_cache import load_or_train
 from server.routing.router import RouteCache, RouteOutcome, Router
 from server.settings import Settings
 from server.store.base import Store
@@ -158,7 +159,8 @@ class Delegator:
             with self._classifier_lock:
                 if self._classifier is None:
                     examples = training_examples(self.catalog, self.settings.classifier_examples)
-                    self._classifier = Classifier(examples, self.settings.classifier_threshold)
+                    data_dir = self.settings.data_dir or default_data_dir(self._environ)
+                    self._classifier = load_or_train(examples, self.settings.classifier_threshold, data_dir)
         return self._classifier
 
     def warm_up(self) -> None:

@@ -33,7 +33,9 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def builtins_on_sim(sim: ProviderSimulator, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Delegator]:
+def builtins_on_sim(
+    sim: ProviderSimulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Callable[..., Delegator]:
     """The built-in specialists with every model on the simulator (OpenAI-compatible via OPENAI_API_BASE)."""
     monkeypatch.setenv("OPENAI_API_BASE", sim.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-sim-0000000000")
