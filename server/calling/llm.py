@@ -22,6 +22,7 @@ _import_lock = threading.Lock()
 OnText = Callable[[int], Awaitable[None]]  # called with the answer's length so far, while it streams
 HTTP_CLIENT_TIMEOUT_S = 600.0
 _module: ModuleType | None = None
+LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "LiteLLM Proxy.stdout", "litellm", "httpx", "openai")
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,10 @@ def _load() -> ModuleType:
             # litellm's default DEV mode loads a .env file from the working directory into os.environ: a server
             # must not pick up keys or settings from wherever a client happened to start it.
             os.environ.setdefault("LITELLM_MODE", "PRODUCTION")
+            _quiet(LITELLM_LOGGERS)  # before the import: litellm logs while importing, too
             import litellm
+
+            _to_stderr(LITELLM_LOGGERS)
 
             litellm.suppress_debug_info = True  # otherwise provider errors print help text to stdout
             if embedded.available():
@@ -86,10 +90,24 @@ def _load() -> ModuleType:
                     {"provider": embedded.PROVIDER, "custom_handler": embedded.make_provider(litellm)}
                 ]
             litellm.drop_params = True
-            for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm", "httpx", "openai"):
-                logging.getLogger(name).setLevel(logging.WARNING)
             _module = litellm
     return _module
+
+
+def _quiet(names: tuple[str, ...]) -> None:
+    """Per-call INFO and DEBUG chatter from litellm and its HTTP stack is noise, at any level we log at."""
+    for name in names:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _to_stderr(names: tuple[str, ...]) -> None:
+    """litellm's own handler writes records below WARNING to stdout, which is our protocol: remove it, and let its
+    records reach our (stderr, redacting) handlers like everyone else's."""
+    for name in names:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
 
 
 def warm_up_in_background() -> threading.Thread:
