@@ -66,9 +66,7 @@ async def test_anthropic_requests_carry_the_version_header_and_a_top_level_syste
 
 async def test_gemini_streams_through_stream_generate_content_with_a_system_instruction(sim: ProviderSimulator) -> None:
     # litellm sends system_instruction only for Gemini ids it knows; for others it folds the system text into the turn
-    known = llm.CompletionRequest(
-        **{**request(sim, "gemini", stream=True).__dict__, "model": "gemini/gemini-2.5-flash"}
-    )
+    known = replace(request(sim, "gemini", stream=True), model="gemini/gemini-2.5-flash")
     await llm.complete(known)
     record = sim.requests("gemini-2.5-flash")[0]
     assert record["path"] == "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
