@@ -44,9 +44,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="stderr log level (env DELEGATE_LOG_LEVEL, default WARNING)",
     )
     common.add_argument(
-        "--tools", metavar="NAMES", help="comma-separated tools to expose, e.g. delegate (env DELEGATE_TOOLS)"
-    )
-    common.add_argument(
         "--decision-log", type=Path, metavar="FILE", help="append one JSON line per call to FILE (env DELEGATE_LOG)"
     )
     parser = argparse.ArgumentParser(
@@ -68,6 +65,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         )
         target.add_argument("--host", default=argparse.SUPPRESS, help="HTTP address (default 127.0.0.1)")
         target.add_argument("--port", type=int, default=argparse.SUPPRESS, help="HTTP port (default 8765)")
+        target.add_argument(
+            "--tools",
+            metavar="NAMES",
+            default=argparse.SUPPRESS,
+            help="comma-separated tools to expose, e.g. delegate (env DELEGATE_TOOLS)",
+        )
     ask = commands.add_parser("ask", parents=[common], help="run one task from the terminal, as the delegate tool")
     ask.add_argument("task", help="the task; '-' reads it from stdin")
     ask.add_argument("--context-file", type=Path, metavar="FILE", help="file whose text is passed as context")

@@ -38,6 +38,9 @@ ContextArg = Annotated[
         "Only a short preview of it is used for routing."
     ),
 ]
+AskContextArg = Annotated[
+    str, Field(description="Optional material the task refers to: code, a document, logs; the specialist reads it all.")
+]
 ToolResult = Annotated[CallToolResult, DelegateResult]
 _ANNOTATIONS = ToolAnnotations(read_only_hint=True, open_world_hint=True, idempotent_hint=False)
 
@@ -113,7 +116,7 @@ def delegate_tool(delegator: Delegator) -> Tool:
 def ask_tool(delegator: Delegator, spec: Specialist) -> Tool:
     """A tool that calls one specialist directly."""
 
-    async def ask(task: TaskArg, context: ContextArg = "", ctx: Context | None = None) -> ToolResult:
+    async def ask(task: TaskArg, context: AskContextArg = "", ctx: Context | None = None) -> ToolResult:
         progress = progress_for(ctx)
         return await _run(delegator.ask(spec.name, task, context, progress), progress)
 

@@ -20,7 +20,7 @@ from server.clock import Deadline, ms_since
 from server.errors import AllModelsFailedError, ConfigError, DelegateError, InvalidInputError
 from server.progress import NO_PROGRESS, Progress
 from server.redact import secret_values
-from server.results import CallUsage, DelegateResult, Routing, Usage, total_cost
+from server.results import CallUsage, DelegateResult, Routing, Usage, confidence_text, total_cost
 from server.routing.classifier import Classifier
 from server.routing.classifier_cache import load_or_train
 from server.routing.router import RouteCache, RouteOutcome, Router
@@ -247,11 +247,11 @@ class Delegator:
         started = time.monotonic()
         decision = classifier.decide(classifier_text(task, context)) if classifier else None
         if decision is not None and decision.label in names:
-            reason = f"the embedded classifier is {decision.confidence:.0%} sure this is {decision.label} work"
+            confidence = round(decision.confidence, 4)
             routing = Routing(
                 decided_by="classifier",
-                reason=reason,
-                confidence=round(decision.confidence, 4),
+                reason=f"the embedded classifier chose {decision.label} with confidence {confidence_text(confidence)}",
+                confidence=confidence,
                 latency_ms=ms_since(started),
             )
             return RouteOutcome(decision.label, routing, CallUsage())

