@@ -277,6 +277,9 @@ class Delegator:
         """Await the call; count it for delegate://usage and, when the decision log is on, append its line."""
         try:
             result = await call
+        except anyio.get_cancelled_exc_class():
+            self.usage.record_cancelled()
+            raise
         except DelegateError as exc:
             self.usage.record(None, None)
             if self._log is not None:
@@ -311,7 +314,8 @@ class Delegator:
     ) -> DelegateResult:
         try:
             answer = await self._chain.run(spec, specialist_messages(spec, task, context), deadline, progress)
-        except AllModelsFailedError:
+        except (AllModelsFailedError, anyio.get_cancelled_exc_class()):
+            self.usage.record_unanswered(outcome.usage)
             await self._spend(outcome.usage.cost_usd)  # the router was still paid for
             raise
         completion = answer.completion

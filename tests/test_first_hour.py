@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import pytest
 from mcp import Client
 
@@ -14,7 +16,7 @@ from server.commands.doctor import format_rows
 from server.delegation import Delegator
 from server.install import install_extra_command
 from server.results import DelegateResult, Usage, confidence_text, summary_line
-from tests.conftest import cloud_only_builtins
+from tests.conftest import cloud_only_builtins, route_to
 from tests.simulator import ProviderSimulator
 from tests.test_console_script import run_cli, server_env
 
@@ -103,3 +105,45 @@ async def test_confidence_reads_the_same_in_the_summary_line_and_the_reason(
     shown = confidence_text(routing.confidence)
     assert f"classifier {shown}: " in summary_line(result)
     assert routing.reason.endswith(f"with confidence {shown}")
+
+
+async def usage_of(delegator: Delegator, *calls: dict) -> dict:
+    async with Client(build_server(delegator), mode="legacy") as session:
+        for arguments in calls:
+            await session.call_tool(arguments.pop("tool", "delegate"), arguments)
+        return json.loads((await session.read_resource("delegate://usage")).contents[0].text)
+
+
+async def test_usage_shows_an_unknown_cost_as_unknown(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator
+) -> None:
+    usage = await usage_of(make_delegator(), {"tool": "ask_coder", "task": "Fix it"})  # simulator models: no price
+    assert usage["per_specialist"]["coder"]["cost_usd"] is None
+    assert usage["per_specialist"]["coder"]["calls_cost_unknown"] == 1
+    assert usage["cost_usd"] is None and usage["calls_cost_unknown"] == 1
+
+
+async def test_usage_counts_the_router_spend_of_a_call_that_failed(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator
+) -> None:
+    sim.enqueue("gpt-4.1-mini", route_to("coder"))  # a priced router model, served by the simulator
+    sim.enqueue("sim-coder", status=400)
+    sim.enqueue("sim-backup", status=400)
+    delegator = make_delegator({"ROUTER_MODEL": "openai/gpt-4.1-mini"})
+    usage = await usage_of(delegator, {"task": "Fix the bug"})
+    assert (usage["calls"], usage["errors"]) == (1, 1)
+    assert usage["unanswered"]["calls"] == 1 and usage["unanswered"]["input_tokens"] > 0
+    assert usage["unanswered"]["cost_usd"] > 0 and usage["cost_usd"] == usage["unanswered"]["cost_usd"]
+
+
+async def test_usage_counts_cancelled_calls(make_delegator: Callable[..., Delegator], sim: ProviderSimulator) -> None:
+    sim.set_default("sim-coder", hang=True)
+    delegator = make_delegator()
+    with anyio.move_on_after(30):
+        async with anyio.create_task_group() as group:
+            group.start_soon(delegator.ask, "coder", "Fix it")
+            while not sim.count("sim-coder"):
+                await anyio.sleep(0.02)
+            group.cancel_scope.cancel()
+    usage = delegator.usage.snapshot()
+    assert (usage["calls"], usage["cancelled"], usage["errors"]) == (1, 1, 0)
