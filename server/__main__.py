@@ -20,7 +20,7 @@ import anyio
 from server import __version__
 from server.catalog import load_catalog
 from server.delegation import Delegator
-from server.errors import ConfigError, DelegateError, StoreError
+from server.errors import ConfigError, DelegateError, InvalidInputError, StoreError
 from server.redact import RedactingFormatter, secret_values
 from server.results import fallback_reasons, summary_line
 from server.settings import Settings
@@ -76,6 +76,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ask.add_argument("--context-file", type=Path, metavar="FILE", help="file whose text is passed as context")
     ask.add_argument("--specialist", metavar="NAME", help="skip routing and ask this specialist (as ask_NAME)")
     ask.add_argument("--json", action="store_true", help="print the whole result as JSON on stdout")
+    route = commands.add_parser(
+        "route", parents=[common], help="show which specialist would answer a task, why, and the cost; calls none"
+    )
+    route.add_argument("task", help="the task; '-' reads it from stdin")
+    route.add_argument("--context-file", type=Path, metavar="FILE", help="file whose text is passed as context")
+    route.add_argument(
+        "--output-tokens", type=int, default=500, help="expected answer length for the cost estimate (default 500)"
+    )
+    route.add_argument("--json", action="store_true", help="print the decision as JSON on stdout")
     listing = commands.add_parser(
         "specialists", parents=[common], help="list specialists, their model chains and which models are usable now"
     )
@@ -177,6 +186,8 @@ def run(argv: list[str] | None) -> int:
         return exit_now(run_ask(delegator, args))
     if args.command == "doctor":
         return exit_now(run_doctor(delegator, args))
+    if args.command == "route":
+        return exit_now(run_route(delegator, args))
     return exit_now(serve(delegator))
 
 
@@ -248,6 +259,35 @@ def configure_logging(level: str, secrets: list[str]) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+def run_route(delegator: Delegator, args: argparse.Namespace) -> int:
+    """The routing decision for one task, explained and priced; no specialist is called."""
+    from server.commands.route import explain, format_explanation
+
+    task = sys.stdin.read() if args.task == "-" else args.task
+    context = read_context(args.context_file)
+    if context is None:
+        return EXIT_CONFIG
+    try:
+        outcome = anyio.run(delegator.route_only, task, context)
+    except DelegateError as exc:
+        print(f"delegate-mcp: {exc}", file=sys.stderr)
+        return EXIT_CONFIG if isinstance(exc, InvalidInputError) else EXIT_CALL_FAILED
+    report = explain(delegator, outcome, task, context, max(0, args.output_tokens))
+    print(json.dumps(report, indent=2) if args.json else format_explanation(report))
+    return EXIT_OK
+
+
+def read_context(path: Path | None) -> str | None:
+    """The text of --context-file ('' when not given); None, with a message, when it cannot be read."""
+    if path is None:
+        return ""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"delegate-mcp: cannot read --context-file {path}: {exc.__class__.__name__}", file=sys.stderr)
+        return None
 
 
 def run_ask(delegator: Delegator, args: argparse.Namespace) -> int:

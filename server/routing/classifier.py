@@ -48,6 +48,21 @@ def features(text: str) -> list[str]:
     return found
 
 
+def heaviest_words(text: str, pull: Mapping[str, float], count: int = 5) -> list[tuple[str, float]]:
+    """The task's words (and word pairs) that pulled hardest towards the winner; a word owns its 3-5-grams."""
+    words = _WORD.findall(text.lower())
+    totals: dict[str, float] = defaultdict(float)
+    for word in set(words):
+        totals[word] += pull.get(f"w:{word}", 0.0)
+        if word.isalpha() and len(word) > 3:
+            padded = f" {word} "
+            grams = {padded[i : i + n] for n in (3, 4, 5) for i in range(len(padded) - n + 1)}
+            totals[word] += sum(pull.get(f"c:{gram}", 0.0) for gram in grams)
+    for a, b in set(itertools.pairwise(words)):
+        totals[f"{a} {b}"] += pull.get(f"b:{a} {b}", 0.0)
+    return sorted(totals.items(), key=lambda item: -item[1])[:count]
+
+
 @dataclass(frozen=True)
 class Prediction:
     """A label with the classifier's probability for it, 0 to 1, and how many known words it saw."""
@@ -58,6 +73,7 @@ class Prediction:
     runner_up: str | None = None
     runner_up_confidence: float = 0.0
     top_features: tuple[str, ...] = ()
+    """The words of the task that weighed most towards the label against the runner-up."""
 
 
 @dataclass(frozen=True)
@@ -149,9 +165,8 @@ class SoftmaxRegression:
         ranked = sorted(probabilities, key=lambda name: -probabilities[name])
         best = ranked[0]
         second = ranked[1] if len(ranked) > 1 else None
-        # What weighed most: the features whose contribution favours the winner over the runner-up the most.
         pull = {f: v * (self.weight(best, f) - (self.weight(second, f) if second else 0.0)) for f, v in vector.items()}
-        top = tuple(f for f in sorted(pull, key=lambda f: -pull[f])[:5] if pull[f] > 0)
+        top = tuple(word for word, weight in heaviest_words(text, pull) if weight > 0)
         return Prediction(
             best,
             probabilities[best],
