@@ -339,7 +339,10 @@ def serve(delegator: Delegator) -> int:
         threading.Thread(target=delegator.warm_up, name="warm-up", daemon=True).start()
 
     delegator.wait_for_classifier = False  # early calls go to the router rather than wait for training
-    signal.signal(signal.SIGTERM, lambda *_: exit_now(EXIT_OK))
+    # Ctrl-C as SIGTERM: at once. Left to Python, KeyboardInterrupt waits for the thread blocked reading stdin.
+    # (uvicorn installs its own graceful handlers while it serves HTTP.)
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda *_: exit_now(EXIT_OK))
     if delegator.settings.transport == "http":
         from server.http import run_http
 

@@ -194,16 +194,26 @@ class Delegator:
             )
 
     async def _prepare(self, task: str, context: str) -> Deadline:
-        """Checks every call passes before any provider is called; then the call's deadline starts."""
+        """Start the call's deadline as it arrives, then the checks every call passes before any provider is
+        called; waiting for start-up work counts against the deadline (and the latency), as the client sees it."""
+        deadline = Deadline(self.settings.deadline_s)
         self.validate(task, context)
         if self._budget is not None:
             await anyio.to_thread.run_sync(self._budget.check)
         # One-off start-up work, normally done by warm_up() before the first call arrives; on worker threads
-        # so the event loop keeps serving. The call's clock starts after it.
-        await llm.ready()
-        if self.wait_for_classifier and self.settings.classifier and self._classifier is None:
-            await anyio.to_thread.run_sync(lambda: self.classifier)
-        return Deadline(self.settings.deadline_s)
+        # so the event loop keeps serving.
+        with anyio.move_on_after(deadline.remaining()) as waiting:
+            await llm.ready()
+            if self.wait_for_classifier and self.settings.classifier and self._classifier is None:
+                await anyio.to_thread.run_sync(lambda: self.classifier)
+        if waiting.cancelled_caught:
+            raise AllModelsFailedError(
+                f"The call's deadline ({self.settings.deadline_s:g} s, DELEGATE_DEADLINE_S) ran out while the server "
+                "was still starting up (loading its model library); no provider was called. Try again: later calls "
+                "do not wait for it.",
+                [],
+            )
+        return deadline
 
     async def delegate(self, task: str, context: str = "", progress: Progress = NO_PROGRESS) -> DelegateResult:
         """Route the task to the best specialist and return its answer with the routing metadata."""

@@ -210,7 +210,7 @@ def children_of(pid: int) -> list[int]:
 
 @pytest.mark.faults
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc to find child processes")
-@pytest.mark.parametrize("stop", ["stdin EOF", "SIGTERM"])
+@pytest.mark.parametrize("stop", ["stdin EOF", "SIGTERM", "SIGINT"])
 @pytest.mark.parametrize("busy", [False, True], ids=["idle", "mid-call"])
 def test_the_server_exits_promptly_and_cleanly(
     sim: ProviderSimulator, specialists_dir: Path, stop: str, busy: bool
@@ -237,10 +237,13 @@ def test_the_server_exits_promptly_and_cleanly(
     assert sim.count("sim-coder") == int(busy)
     assert children_of(process.pid) == []
     started = time.monotonic()
-    if stop == "SIGTERM":
-        process.send_signal(signal.SIGTERM)
+    if stop.startswith("SIG"):
+        process.send_signal(getattr(signal, stop))
     else:
         process.stdin.close()
-    assert process.wait(timeout=5) == 0
+    try:
+        assert process.wait(timeout=5) == 0
+    finally:
+        process.kill()
     assert time.monotonic() - started < 2.0
     assert "Traceback" not in (process.stderr.read() if process.stderr else "")

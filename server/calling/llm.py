@@ -144,8 +144,9 @@ def prime() -> None:
 
 
 async def ready() -> ModuleType:
-    """litellm, imported on a worker thread if it is not loaded yet (the event loop keeps serving meanwhile)."""
-    return _module if _module is not None else await anyio.to_thread.run_sync(_load)
+    """litellm, imported on a worker thread if it is not loaded yet (the event loop keeps serving meanwhile).
+    Cancellable: a caller whose deadline runs out stops waiting, and the import goes on in the background."""
+    return _module if _module is not None else await anyio.to_thread.run_sync(_load, abandon_on_cancel=True)
 
 
 async def complete(
