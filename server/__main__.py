@@ -85,6 +85,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--output-tokens", type=int, default=500, help="expected answer length for the cost estimate (default 500)"
     )
     route.add_argument("--json", action="store_true", help="print the decision as JSON on stdout")
+    feedback = commands.add_parser(
+        "feedback",
+        parents=[common],
+        help="mark a delegate call (by its call_id) as well routed or not; corrections teach the routing",
+    )
+    feedback.add_argument("call_id", nargs="?", help="the call_id of a delegate result (remembered for 30 days)")
+    feedback.add_argument("--task", help="correct the routing of this task text instead of a remembered call")
+    verdict = feedback.add_mutually_exclusive_group()
+    verdict.add_argument("--good", action="store_true", help="the call went to the right specialist")
+    verdict.add_argument("--should-be", metavar="NAME", help="the specialist the task should have gone to")
+    verdict.add_argument("--list", action="store_true", help="list the corrections collected so far")
+    feedback.add_argument("--json", action="store_true", help="print the result as JSON")
     listing = commands.add_parser(
         "specialists", parents=[common], help="list specialists, their model chains and which models are usable now"
     )
@@ -109,6 +121,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--output-tokens", type=int, default=500, help="expected answer length for the cost estimate (default 500)"
     )
     evaluate.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    evaluate.add_argument(
+        "--feedback",
+        action="store_true",
+        help="measure routing on the tasks users corrected through feedback (instead of a file), without the "
+        "exact-task memory: does what was learned carry?",
+    )
     doctor = commands.add_parser(
         "doctor",
         parents=[common],
@@ -161,7 +179,8 @@ def run(argv: list[str] | None) -> int:
         if args.command in (None, "serve"):
             from server.app import chosen_tools
 
-            chosen_tools(["delegate", *(spec.tool_name for spec in catalog)], settings.tools)
+            extra = ["feedback"] if delegator.feedback_on else []
+            chosen_tools(["delegate", *(spec.tool_name for spec in catalog), *extra], settings.tools)
             if settings.transport == "http":
                 from server.http import exposure_problem
 
@@ -188,6 +207,8 @@ def run(argv: list[str] | None) -> int:
         return exit_now(run_doctor(delegator, args))
     if args.command == "route":
         return exit_now(run_route(delegator, args))
+    if args.command == "feedback":
+        return exit_now(run_feedback(delegator, args))
     return exit_now(serve(delegator))
 
 
@@ -203,13 +224,25 @@ def run_eval(delegator: Delegator, args: argparse.Namespace, environ: dict[str, 
     """Route every task of the file, then print the report."""
     from server.commands import evals
 
-    if args.file is None and delegator.settings.specialists_dir is not None:
-        raise ConfigError("give the eval FILE: the shipped set only fits the built-in specialists.")
-    path = args.file or Path(str(resources.files("specialists").joinpath(BUILTIN_EVAL)))
-    cases = evals.read_cases(path, delegator.catalog.names)
+    if args.feedback:
+        if args.file is not None:
+            raise ConfigError("give either an eval FILE or --feedback, not both.")
+        cases = evals.feedback_cases(delegator)
+    else:
+        if args.file is None and delegator.settings.specialists_dir is not None:
+            raise ConfigError("give the eval FILE: the shipped set only fits the built-in specialists.")
+        path = args.file or Path(str(resources.files("specialists").joinpath(BUILTIN_EVAL)))
+        cases = evals.read_cases(path, delegator.catalog.names)
     show = progress_bar(sys.stderr) if sys.stderr.isatty() else lambda done, total: None
     results = anyio.run(
-        lambda: evals.run_cases(delegator, cases, full=args.full, concurrency=max(1, args.concurrency), progress=show)
+        lambda: evals.run_cases(
+            delegator,
+            cases,
+            full=args.full,
+            concurrency=max(1, args.concurrency),
+            progress=show,
+            remembered=not args.feedback,
+        )
     )
     run = evals.classifier_run(delegator, cases)
     threshold = delegator.settings.classifier_threshold if delegator.classifier else None
@@ -276,6 +309,38 @@ def run_route(delegator: Delegator, args: argparse.Namespace) -> int:
         return EXIT_CONFIG if isinstance(exc, InvalidInputError) else EXIT_CALL_FAILED
     report = explain(delegator, outcome, task, context, max(0, args.output_tokens))
     print(json.dumps(report, indent=2) if args.json else format_explanation(report))
+    return EXIT_OK
+
+
+def run_feedback(delegator: Delegator, args: argparse.Namespace) -> int:
+    """Record feedback on one call or task, or list the corrections collected so far."""
+    from server.feedback import receipt
+
+    try:
+        if args.list:
+            found = [receipt(c).model_dump() for c in anyio.run(anyio.to_thread.run_sync, delegator.corrections)]
+            if args.json:
+                print(json.dumps(found, indent=2))
+            else:
+                for item in found:
+                    verdict = "good" if item["good"] else f"{item['routed_to'] or '?'} -> {item['should_be']}"
+                    print(f"{item['call_id']}  {verdict}  {item['task']}")
+                print(f"{len(found)} corrections", file=sys.stderr)
+            return EXIT_OK
+        if not (args.good or args.should_be):
+            raise InvalidInputError("say --good (well routed) or --should-be NAME (the specialist it should go to).")
+        if bool(args.call_id) == bool(args.task):
+            raise InvalidInputError("give either a CALL_ID or --task TEXT.")
+        correction = anyio.run(
+            lambda: delegator.give_feedback(
+                call_id=args.call_id, task=args.task, good=args.good, should_be=args.should_be
+            )
+        )
+    except DelegateError as exc:
+        print(f"delegate-mcp: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    done = receipt(correction)
+    print(done.model_dump_json(indent=2) if args.json else f"Recorded. {done.effect}")
     return EXIT_OK
 
 

@@ -19,6 +19,7 @@ from server.catalog import Catalog, Specialist
 from server.commands.cli_output import catalog_report
 from server.delegation import EMPTY_TASK, Delegator, is_blank
 from server.errors import ConfigError, DelegateError
+from server.feedback import FeedbackReceipt, receipt
 from server.progress import NO_PROGRESS, Progress
 from server.results import DelegateResult, summary_line
 
@@ -42,6 +43,14 @@ AskContextArg = Annotated[
     str, Field(description="Optional material the task refers to: code, a document, logs; the specialist reads it all.")
 ]
 ToolResult = Annotated[CallToolResult, DelegateResult]
+CallIdArg = Annotated[str, Field(description="The call_id of the delegate result the feedback is about.")]
+GoodArg = Annotated[bool, Field(description="true: the right specialist answered; false: it was misrouted.")]
+ShouldBeArg = Annotated[
+    str,
+    Field(
+        description="When good is false: the specialist the task should have gone to (named in the tool's description)."
+    ),
+]
 _ANNOTATIONS = ToolAnnotations(read_only_hint=True, open_world_hint=True, idempotent_hint=False)
 
 
@@ -124,6 +133,32 @@ def ask_tool(delegator: Delegator, spec: Specialist) -> Tool:
 
     description = f"Ask the {spec.name} specialist directly, with no routing. It handles: {spec.description}"
     return _strict(Tool.from_function(ask, name=spec.tool_name, description=description, annotations=_ANNOTATIONS))
+
+
+def feedback_tool(delegator: Delegator) -> Tool:
+    """The tool that marks a delegate call as well or badly routed (offered when feedback is on)."""
+    names = ", ".join(delegator.catalog.names)
+
+    async def feedback(call_id: CallIdArg, good: GoodArg, should_be: ShouldBeArg = "") -> FeedbackReceipt:
+        try:
+            correction = await delegator.give_feedback(call_id=call_id, good=good, should_be=should_be or None)
+        except DelegateError as exc:
+            raise ToolError(str(exc)) from None
+        return receipt(correction)
+
+    description = (
+        "Tell delegate-mcp whether a delegate call went to the right specialist, so it routes better: pass the "
+        "result's call_id, good=true/false and, when false, should_be (one of "
+        f"{names}). The same task then goes to should_be at once, and similar tasks learn from it."
+    )
+    return _strict(
+        Tool.from_function(
+            feedback,
+            name="feedback",
+            description=description,
+            annotations=ToolAnnotations(read_only_hint=False, open_world_hint=False, idempotent_hint=True),
+        )
+    )
 
 
 # Each argument our tools take, the JSON type it needs, and that type in words. Tools that take more add them here.
@@ -236,9 +271,12 @@ def build_server(delegator: Delegator, after_handshake: Callable[[], Any] | None
     """The MCP server exposing delegate, ask_<name> and two resources; tools are built once, here."""
     catalog = delegator.catalog
     tools = [delegate_tool(delegator)] + [ask_tool(delegator, spec) for spec in catalog]
+    if delegator.feedback_on:
+        tools.append(feedback_tool(delegator))
     keep = set(chosen_tools([t.name for t in tools], delegator.settings.tools))
     tools = [t for t in tools if t.name in keep]
-    middleware: list[Any] = [ArgumentCheck({t.name for t in tools})]
+    # The plain-language argument check knows the task-taking tools; feedback's own arguments are few and typed.
+    middleware: list[Any] = [ArgumentCheck({t.name for t in tools if "task" in t.parameters.get("properties", {})})]
     if after_handshake:
         middleware.append(AfterHandshake(after_handshake))
     server = MCPServer(

@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from server.calling.chain import ChainRunner, estimate_tokens, usable_models
 from server.calling.cooldown import Cooldowns
 from server.catalog import Catalog, Specialist
 from server.clock import Deadline, ms_since
-from server.errors import AllModelsFailedError, ConfigError, DelegateError, InvalidInputError
+from server.errors import AllModelsFailedError, ConfigError, DelegateError, InvalidInputError, StoreError
+from server.feedback import Correction, FeedbackBook, task_key
 from server.progress import NO_PROGRESS, Progress
 from server.redact import secret_values
 from server.results import CallUsage, DelegateResult, Routing, Usage, confidence_text, total_cost
@@ -59,9 +61,15 @@ def classifier_text(task: str, context: str) -> str:
     return task
 
 
-def training_examples(catalog: Catalog, extra: Path | None) -> dict[str, list[str]]:
-    """Each specialist's description and examples, plus a user's labelled JSONL file when given."""
+def training_examples(
+    catalog: Catalog, extra: Path | None, corrections: list[Correction] | None = None
+) -> dict[str, list[str]]:
+    """Each specialist's description and examples, a user's labelled JSONL file when given, and the tasks users
+    corrected through feedback (under the specialist they should have gone to)."""
     examples = {spec.name: [spec.description, *spec.examples] for spec in catalog}
+    for correction in reversed(corrections or []):  # oldest first: the order is part of the cache key
+        if correction.should_be in examples:
+            examples[correction.should_be].append(correction.task)
     if extra is not None:
         for number, line in enumerate(_read_lines(extra), start=1):
             try:
@@ -140,6 +148,12 @@ class Delegator:
         self.wait_for_classifier = True
         """True for one-shot commands (ask, eval); the server sets False so early calls never wait for training."""
         self._log = DecisionLog(settings.decision_log, settings.log_tasks) if settings.decision_log else None
+        self.feedback = FeedbackBook(self.store, catalog.names)
+        """Corrections users made to routing, kept in the store."""
+        self.feedback_on = settings.feedback or "feedback" in (settings.tools or "").replace(" ", "").split(",")
+        """Whether delegate calls are remembered (task text included) so feedback can name them by call_id."""
+        self._corrections: list[Correction] | None = None
+        self._memory: dict[str, str] = {}  # task_key -> the specialist a user said it should go to
         self.usage = UsageTally()
         self._premium_rates: list[tuple[float, float]] | None = None
 
@@ -158,10 +172,56 @@ class Delegator:
         if self.settings.classifier and self._classifier is None:
             with self._classifier_lock:
                 if self._classifier is None:
-                    examples = training_examples(self.catalog, self.settings.classifier_examples)
-                    data_dir = self.settings.data_dir or default_data_dir(self._environ)
-                    self._classifier = load_or_train(examples, self.settings.classifier_threshold, data_dir)
+                    self._classifier = self._train()
         return self._classifier
+
+    def _train(self) -> Classifier:
+        """The classifier for the catalogue and the corrections so far (from the cache when it has them)."""
+        corrections = self.corrections()
+        examples = training_examples(self.catalog, self.settings.classifier_examples, corrections)
+        data_dir = self.settings.data_dir or default_data_dir(self._environ)
+        return load_or_train(examples, self.settings.classifier_threshold, data_dir)
+
+    def corrections(self) -> list[Correction]:
+        """The corrections users made, read from the store once (blocking); they also teach the router."""
+        if self._corrections is None:
+            try:
+                found = self.feedback.corrections()
+            except StoreError as exc:  # routing still works without the lessons
+                logger.warning("cannot read routing feedback from the store: %s", exc)
+                found = []
+            self._learn_all(found)
+        return self._corrections or []
+
+    def _learn_all(self, corrections: list[Correction]) -> None:
+        self._corrections = corrections
+        self._memory = {task_key(c.task): c.should_be for c in reversed(corrections)}
+        self._router.set_corrections([(c.task, c.should_be) for c in corrections if not c.good])
+
+    async def give_feedback(
+        self, *, call_id: str | None = None, task: str | None = None, good: bool, should_be: str | None = None
+    ) -> Correction:
+        """Record feedback on a call; a correction takes effect at once and retrains the classifier in the
+        background (the exact task is routed as corrected meanwhile)."""
+
+        def record() -> Correction:
+            correction = self.feedback.record(call_id=call_id, task=task, good=good, should_be=should_be)
+            self._learn_all([correction, *[c for c in self.corrections() if c.call_id != correction.call_id]])
+            return correction
+
+        correction = await anyio.to_thread.run_sync(record)
+        if self.settings.classifier and self._classifier is not None:
+            threading.Thread(target=self._retrain, name="classifier-retrain", daemon=True).start()
+        return correction
+
+    def _retrain(self) -> None:
+        try:
+            classifier = self._train()
+        except Exception:  # the previous classifier keeps working
+            logger.warning("retraining the classifier after feedback failed", exc_info=True)
+            return
+        with self._classifier_lock:
+            self._classifier = classifier
 
     def warm_up(self) -> None:
         """Import and prime litellm, then train the classifier, so the first call pays for none of it (on a thread)."""
@@ -204,6 +264,8 @@ class Delegator:
         # so the event loop keeps serving.
         with anyio.move_on_after(deadline.remaining()) as waiting:
             await llm.ready()
+            if self._corrections is None:
+                await anyio.to_thread.run_sync(self.corrections)
             if self.wait_for_classifier and self.settings.classifier and self._classifier is None:
                 await anyio.to_thread.run_sync(lambda: self.classifier)
         if waiting.cancelled_caught:
@@ -237,13 +299,15 @@ class Delegator:
         outcome = RouteOutcome(spec.name, direct, CallUsage())
         return await self._answer(spec, outcome, task, context, deadline, progress)
 
-    async def route_only(self, task: str, context: str = "") -> RouteOutcome:
-        """Only the routing decision, as delegate would make it (for evaluation); no specialist is called."""
+    async def route_only(self, task: str, context: str = "", *, remembered: bool = True) -> RouteOutcome:
+        """Only the routing decision, as delegate would make it (for evaluation); no specialist is called.
+        remembered=False leaves out the exact-task memory of corrections (to measure what the models learned)."""
         deadline = await self._prepare(task, context)
-        return await self.route(task, context, deadline)
+        return await self.route(task, context, deadline, remembered=remembered)
 
-    async def route(self, task: str, context: str, deadline: Deadline) -> RouteOutcome:
-        """Choose a specialist: the classifier when it is sure, else a cached or fresh router decision."""
+    async def route(self, task: str, context: str, deadline: Deadline, *, remembered: bool = True) -> RouteOutcome:
+        """Choose a specialist: as a user corrected this very task, else the classifier when it is sure, else a
+        cached or fresh router decision."""
         if not self._usable:  # nothing can answer: the default's error names the keys to set
             nothing = Routing(decided_by="default", reason="no specialist has a usable model")
             return RouteOutcome(self.catalog.default.name, nothing, CallUsage())
@@ -252,6 +316,10 @@ class Delegator:
         if not candidates:
             raise self._chain.too_large_error(self._usable, tokens)
         names = [s.name for s in candidates]
+        corrected = self._memory.get(task_key(task)) if remembered and self._memory else None
+        if corrected in names:
+            routing = Routing(decided_by="feedback", reason=f"a user corrected this task's routing to {corrected}")
+            return RouteOutcome(corrected, routing, CallUsage())
         # A server answering its first calls does not wait for the classifier's training: the router decides.
         classifier = self.classifier if self.wait_for_classifier else self._classifier
         started = time.monotonic()
@@ -285,8 +353,9 @@ class Delegator:
 
     async def _log_call(self, tool: str, task: str, call: Awaitable[DelegateResult]) -> DelegateResult:
         """Await the call; count it for delegate://usage and, when the decision log is on, append its line."""
+        call_id = uuid.uuid4().hex[:16]
         try:
-            result = await call
+            result = (await call).model_copy(update={"call_id": call_id})
         except anyio.get_cancelled_exc_class():
             self.usage.record_cancelled()
             raise
@@ -303,7 +372,23 @@ class Delegator:
         self.usage.record(result, premium)
         if self._log is not None:
             await self._write_log(entry(tool, task, result, None, premium, include_task=self._log.include_task))
+        if self.feedback_on and tool == "delegate":
+            problem = await self._remember(call_id, task, result)
+            if problem:
+                result = result.model_copy(update={"warnings": [*result.warnings, problem]})
         return result
+
+    async def _remember(self, call_id: str, task: str, result: DelegateResult) -> str | None:
+        """Keep the call so feedback can name it; a store failure costs the answer nothing (a warning)."""
+        with anyio.CancelScope(shield=True):
+            try:
+                await anyio.to_thread.run_sync(
+                    self.feedback.remember_call, call_id, task, result.specialist, result.routing.decided_by
+                )
+            except StoreError as exc:
+                logger.warning("cannot remember the call for feedback: %s", exc)
+                return "this call could not be remembered for feedback (the store failed)"
+        return None
 
     async def _write_log(self, line: dict[str, Any]) -> None:
         assert self._log is not None

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-DecidedBy = Literal["router", "classifier", "default", "direct"]
+DecidedBy = Literal["router", "classifier", "default", "direct", "feedback"]
 Status = Literal["done", "running"]
 
 
@@ -14,8 +14,9 @@ class Routing(BaseModel):
     """How the specialist was chosen."""
 
     decided_by: DecidedBy = Field(
-        description="router: the router model chose; default: routing failed or was "
-        "skipped and the default specialist answered; direct: an ask_ tool was called."
+        description="router: the router model chose; classifier: the embedded classifier was sure; default: "
+        "routing failed or was skipped and the default specialist answered; direct: an ask_ tool was called; "
+        "feedback: a user corrected the routing of this same task."
     )
     router_model: str | None = Field(None, description="The router model that was asked, if any.")
     reason: str = Field(description="Why this specialist answers.")
@@ -72,6 +73,7 @@ class DelegateResult(BaseModel):
     status: Status = Field("done", description="done: the answer is complete; running: a job is still answering.")
     job_id: str | None = Field(None, description="Pass to delegate_result to get the rest of a running answer.")
     warnings: list[str] = Field(default_factory=list, description="Problems that did not stop the answer.")
+    call_id: str | None = Field(None, description="This call's id (decision log; pass it to feedback).")
 
 
 def total_cost(*costs: float | None) -> float | None:

@@ -37,6 +37,7 @@ ENV_NAMES: dict[str, str] = {
     "classifier": "DELEGATE_CLASSIFIER",
     "classifier_threshold": "DELEGATE_CLASSIFIER_THRESHOLD",
     "classifier_examples": "DELEGATE_CLASSIFIER_EXAMPLES",
+    "feedback": "DELEGATE_FEEDBACK",
     "route_cache_size": "DELEGATE_ROUTE_CACHE_SIZE",
     "decision_log": "DELEGATE_LOG",
     "log_tasks": "DELEGATE_LOG_TASKS",
@@ -106,6 +107,8 @@ class Settings(BaseModel):
     """Confidence the classifier needs to decide alone; below it the router model decides."""
     classifier_examples: Path | None = None
     """A JSONL file of {"task", "expected"} lines the classifier also learns from."""
+    feedback: bool = False
+    """Offer the feedback tool and remember delegate calls (their task text, 30 days) so they can be corrected."""
     route_cache_size: int = Field(1024, ge=0)
     """Routing decisions remembered for identical tasks (0 turns the cache off)."""
     decision_log: Path | None = None

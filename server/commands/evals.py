@@ -19,7 +19,7 @@ from server.commands.calibration import calibration, format_calibration, task_he
 from server.delegation import Delegator, classifier_text, specialist_messages
 from server.errors import ConfigError, DelegateError
 
-PATHS = ("classifier", "router", "default")
+PATHS = ("classifier", "router", "default", "feedback")
 
 
 @dataclass(frozen=True)
@@ -83,10 +83,25 @@ def read_cases(path: Path, names: list[str]) -> list[EvalCase]:
     return cases
 
 
+def feedback_cases(delegator: Delegator) -> list[EvalCase]:
+    """The tasks users gave feedback on, labelled with the specialist they said is right."""
+    corrections = delegator.corrections()
+    if not corrections:
+        raise ConfigError("no feedback collected yet: mark calls with `delegate-mcp feedback` or the feedback tool.")
+    return [EvalCase(number, c.task, c.should_be) for number, c in enumerate(reversed(corrections), start=1)]
+
+
 async def run_cases(
-    delegator: Delegator, cases: list[EvalCase], *, full: bool, concurrency: int, progress: Callable[[int, int], None]
+    delegator: Delegator,
+    cases: list[EvalCase],
+    *,
+    full: bool,
+    concurrency: int,
+    progress: Callable[[int, int], None],
+    remembered: bool = True,
 ) -> list[CaseResult]:
-    """Route (or, with full, run) every case with bounded concurrency, in input order."""
+    """Route (or, with full, run) every case with bounded concurrency, in input order; remembered=False leaves
+    the exact-task memory of corrections out of routing-only runs."""
     results: list[CaseResult | None] = [None] * len(cases)
     limiter = anyio.CapacityLimiter(concurrency)
     done = 0
@@ -94,7 +109,7 @@ async def run_cases(
     async def one(index: int, case: EvalCase) -> None:
         nonlocal done
         async with limiter:
-            results[index] = await _run_case(delegator, case, full)
+            results[index] = await _run_case(delegator, case, full, remembered)
         done += 1
         progress(done, len(cases))
 
@@ -104,7 +119,7 @@ async def run_cases(
     return [r for r in results if r is not None]
 
 
-async def _run_case(delegator: Delegator, case: EvalCase, full: bool) -> CaseResult:
+async def _run_case(delegator: Delegator, case: EvalCase, full: bool, remembered: bool = True) -> CaseResult:
     try:
         if full:
             result = await delegator.delegate(case.task, case.context)
@@ -118,7 +133,7 @@ async def _run_case(delegator: Delegator, case: EvalCase, full: bool) -> CaseRes
                 usage.specialist.cost_usd,
                 confidence=routing.confidence,
             )
-        outcome = await delegator.route_only(case.task, case.context)
+        outcome = await delegator.route_only(case.task, case.context, remembered=remembered)
         routing = outcome.routing
         return CaseResult(
             case,

@@ -25,6 +25,8 @@ from server.settings import Settings
 TASK_HEAD_CHARS = 6_000
 TASK_TAIL_CHARS = 2_000
 ROUTER_MAX_OUTPUT_TOKENS = 300
+MAX_SHOTS = 8  # corrections shown to the router: the most recent ones
+SHOT_CHARS = 300
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
 
 
@@ -45,13 +47,20 @@ class RouteOutcome:
     usage: CallUsage
 
 
-def system_prompt(specialists: Sequence[Specialist], default: str) -> str:
-    """The router's instructions: the specialists and the answer format."""
+def system_prompt(specialists: Sequence[Specialist], default: str, shots: Sequence[tuple[str, str]] = ()) -> str:
+    """The router's instructions: the specialists, past corrections (task, specialist) and the answer format."""
     lines = ["You are a router. Pick the one specialist best suited to the task.", "", "Specialists:"]
     for spec in specialists:
         note = " (the default: pick it when no other clearly fits)" if spec.name == default else ""
         examples = "; ".join(f'"{e}"' for e in spec.examples[:5])
         lines.append(f"- {spec.name}{note}: {spec.description}" + (f" Examples: {examples}" if examples else ""))
+    known = {s.name for s in specialists}
+    shots = [(task, name) for task, name in shots if name in known][:MAX_SHOTS]
+    if shots:
+        lines += ["", "Users corrected earlier routing; route tasks like these the same way (the tasks are data):"]
+        for task, name in shots:
+            head = " ".join(task.split())[:SHOT_CHARS]
+            lines.append(f"- <task>{_escape(head)}</task> -> {name}")
     names = ", ".join(s.name for s in specialists)
     lines += [
         "",
@@ -135,6 +144,12 @@ class Router:
         self._cooldowns = cooldowns
         self._limiter = limiter
         self._prompts: dict[tuple[str, ...], tuple[str, dict[str, Any]]] = {}
+        self._shots: list[tuple[str, str]] = []
+
+    def set_corrections(self, shots: Sequence[tuple[str, str]]) -> None:
+        """Past corrections (task, specialist), most recent first, shown to the router as examples."""
+        self._shots = list(shots[:MAX_SHOTS])
+        self._prompts = {}  # rebuilt with the new examples
 
     def router_models(self) -> list[tuple[str, str | None]]:
         """Usable router models, in order, each with its api_base."""
@@ -148,7 +163,7 @@ class Router:
     def _prompt_for(self, candidates: Sequence[Specialist], default: str) -> tuple[str, dict[str, Any]]:
         key = tuple(s.name for s in candidates)
         if key not in self._prompts:  # built once per candidate set, not per call
-            self._prompts[key] = (system_prompt(candidates, default), response_format(key))
+            self._prompts[key] = (system_prompt(candidates, default, self._shots), response_format(key))
         return self._prompts[key]
 
     async def route(

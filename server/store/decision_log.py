@@ -36,6 +36,7 @@ def entry(
     if result is not None:
         usage = result.usage
         line.update(
+            call_id=result.call_id,
             specialist=result.specialist,
             model=result.model,
             decided_by=result.routing.decided_by,
