@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
+import anyio
 import pytest
 
 from server.calling import embedded
@@ -48,3 +50,37 @@ def test_the_cli_says_plainly_that_the_small_model_answered() -> None:
     assert answer.returncode == 0, answer.stderr
     assert answer.stdout.strip() and "via embedded/smollm2" in answer.stderr
     assert "answered by the small embedded model" in answer.stderr
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_long_answer_is_cut_within_the_calls_time_and_says_so(anyio_backend: str) -> None:
+    from server.calling import llm
+
+    request = llm.CompletionRequest(
+        model=embedded.MODEL_ID,
+        messages=[{"role": "user", "content": "Write a long essay about the history of Rome."}],
+        max_output_tokens=512,
+        timeout_s=embedded.MARGIN_S + 2.5,  # leaves the model 2.5 s: about half of what 512 tokens take, idle
+        first_token_timeout_s=20,
+        stall_timeout_s=10,
+    )
+    streamed: list[int] = []
+
+    async def on_text(chars: int) -> None:
+        streamed.append(chars)
+
+    started = anyio.current_time()
+    completion = await llm.complete(request, on_text)
+    assert anyio.current_time() - started < request.timeout_s  # answered, not timed out
+    assert re.search(r"answer cut: the embedded model ran out of time after \d+ s on this machine", completion.text)
+    assert completion.text.count("[... answer cut") == 1
+    assert len(streamed) >= 2, "the answer streams in pieces, so first-token and stall limits see progress"
+
+
+def test_a_busy_machine_runs_the_model_on_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (6.0, 6.0, 6.0))
+    assert embedded.threads_for_now() == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.2, 0.2))
+    assert embedded.threads_for_now() == 2

@@ -162,7 +162,8 @@ async def complete(
         "max_tokens": request.max_output_tokens,
         # litellm caches its HTTP clients by their settings, timeout included: a per-call remaining time would
         # build a new client (and connection pool) on every call. Our own fail_after enforces the real limit.
-        "timeout": HTTP_CLIENT_TIMEOUT_S,
+        # The embedded model has no client: it gets the call's time, to finish its answer within it.
+        "timeout": request.timeout_s if request.model.startswith(f"{embedded.PROVIDER}/") else HTTP_CLIENT_TIMEOUT_S,
         "num_retries": 0,
         "max_retries": 0,
     }
