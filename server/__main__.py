@@ -20,7 +20,7 @@ import anyio
 from server import __version__
 from server.catalog import load_catalog
 from server.delegation import Delegator
-from server.errors import ConfigError, DelegateError, InvalidInputError, StoreError
+from server.errors import ConfigError, DelegateError, FileRefusedError, InvalidInputError, StoreError
 from server.redact import RedactingFormatter, secret_values
 from server.results import fallback_reasons, summary_line
 from server.settings import Settings
@@ -74,6 +74,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ask = commands.add_parser("ask", parents=[common], help="run one task from the terminal, as the delegate tool")
     ask.add_argument("task", help="the task; '-' reads it from stdin")
     ask.add_argument("--context-file", type=Path, metavar="FILE", help="file whose text is passed as context")
+    ask.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        dest="files",
+        metavar="PATH",
+        help="a file or glob pattern the server reads for the specialist, as the tools' `files` (repeatable); "
+        "relative to DELEGATE_FILE_ROOTS, default the current folder",
+    )
     ask.add_argument("--specialist", metavar="NAME", help="skip routing and ask this specialist (as ask_NAME)")
     ask.add_argument("--json", action="store_true", help="print the whole result as JSON on stdout")
     route = commands.add_parser(
@@ -370,16 +379,21 @@ def run_ask(delegator: Delegator, args: argparse.Namespace) -> int:
             return EXIT_CONFIG
     try:
         if args.specialist:
-            result = anyio.run(delegator.ask, args.specialist, task, context)
+            result = anyio.run(lambda: delegator.ask(args.specialist, task, context, files=args.files))
         else:
-            result = anyio.run(delegator.delegate, task, context)
+            result = anyio.run(lambda: delegator.delegate(task, context, files=args.files))
     except DelegateError as exc:
         print(f"delegate-mcp: {exc}", file=sys.stderr)
-        return EXIT_CONFIG if isinstance(exc, KeyError) else EXIT_CALL_FAILED
+        return EXIT_CONFIG if isinstance(exc, (KeyError, FileRefusedError)) else EXIT_CALL_FAILED
     if args.json:
         print(result.model_dump_json(indent=2))
     else:
         print(result.output)
+        for warning in result.warnings:
+            print(f"[warning: {warning}]", file=sys.stderr)
+        if result.files:
+            read = ", ".join(f"{f.path} ({f.chars:,} chars)" for f in result.files)
+            print(f"\n[files read: {read}]", file=sys.stderr)
         print(f"\n[{summary_line(result)}]", file=sys.stderr)
         if result.model.startswith("embedded/") and fallback_reasons(result.attempts):
             print(

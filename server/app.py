@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import types
+import typing
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.resolve import ListRoots, Resolve
 from mcp.server.mcpserver.tools import Tool
-from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from mcp_types import CallToolResult, ListRootsResult, TextContent, ToolAnnotations
 from pydantic import ConfigDict, Field
 
 from server import __version__
@@ -20,6 +24,7 @@ from server.commands.cli_output import catalog_report
 from server.delegation import EMPTY_TASK, Delegator, is_blank
 from server.errors import ConfigError, DelegateError
 from server.feedback import FeedbackReceipt, receipt
+from server.files import root_paths
 from server.progress import NO_PROGRESS, Progress
 from server.results import DelegateResult, summary_line
 
@@ -41,6 +46,14 @@ ContextArg = Annotated[
 ]
 AskContextArg = Annotated[
     str, Field(description="Optional material the task refers to: code, a document, logs; the specialist reads it all.")
+]
+FilesArg = Annotated[
+    list[str] | None,
+    Field(
+        description="Optional files for the specialist, as paths or glob patterns (\"src/**/*.py\"), relative to "
+        "the project folder. The server reads them itself and passes them with the context: do not read them "
+        "yourself or paste them into `context`. Credential files (.env, keys, .git internals) are refused."
+    ),
 ]
 ToolResult = Annotated[CallToolResult, DelegateResult]
 CallIdArg = Annotated[str, Field(description="The call_id of the delegate result the feedback is about.")]
@@ -84,6 +97,25 @@ def progress_for(ctx: Context | None) -> Progress:
     return Progress(lambda value, message: ctx.report_progress(value, None, message))
 
 
+def client_roots(ctx: Context, files: list[str] | None = None) -> ListRoots | None:
+    """Ask the client for its MCP roots, only when the call names files and the client offers roots (over stdio:
+    an HTTP client's roots are folders on its own machine, not this one)."""
+    capabilities = ctx.client_capabilities
+    if not files or capabilities is None or capabilities.roots is None:
+        return None
+    if getattr(ctx.request_context, "request", None) is not None:  # an HTTP request: not our machine's folders
+        return None
+    return ListRoots()
+
+
+ClientRoots = Annotated[ListRootsResult | None, Resolve(client_roots)]
+
+
+def roots_of(listed: ListRootsResult | None) -> list[Path]:
+    """Folders named by the client's roots/list answer (none when it was not asked)."""
+    return root_paths([str(root.uri) for root in listed.roots]) if listed else []
+
+
 async def _run(call: Awaitable[DelegateResult], progress: Progress) -> CallToolResult:
     """Await a delegation; turn our errors into clean isError results and hide anything unexpected."""
     try:
@@ -109,15 +141,22 @@ def _strict(tool: Tool) -> Tool:
 def delegate_tool(delegator: Delegator) -> Tool:
     """The routed tool."""
 
-    async def delegate(task: TaskArg, context: ContextArg = "", ctx: Context | None = None) -> ToolResult:
+    async def delegate(
+        task: TaskArg,
+        context: ContextArg = "",
+        files: FilesArg = None,
+        ctx: Context | None = None,
+        roots: ClientRoots = None,
+    ) -> ToolResult:
         progress = progress_for(ctx)
-        return await _run(delegator.delegate(task, context, progress), progress)
+        return await _run(delegator.delegate(task, context, progress, files or [], roots_of(roots)), progress)
 
     names = ", ".join(delegator.catalog.names)
     description = (
         f"Hand a task to the best specialist model ({names}): a cheap router picks one, it answers. Returns the "
         "answer plus routing metadata: specialist, model, reason, confidence, tokens, cost in USD, latency and "
-        "fallbacks tried. Put long material in `context`."
+        "fallbacks tried. Put long material in `context`; name files in `files` and the server reads them (do not "
+        "read them yourself)."
     )
     return _strict(Tool.from_function(delegate, name="delegate", description=description, annotations=_ANNOTATIONS))
 
@@ -125,13 +164,22 @@ def delegate_tool(delegator: Delegator) -> Tool:
 def ask_tool(delegator: Delegator, spec: Specialist) -> Tool:
     """A tool that calls one specialist directly."""
 
-    async def ask(task: TaskArg, context: AskContextArg = "", ctx: Context | None = None) -> ToolResult:
+    async def ask(
+        task: TaskArg,
+        context: AskContextArg = "",
+        files: FilesArg = None,
+        ctx: Context | None = None,
+        roots: ClientRoots = None,
+    ) -> ToolResult:
         progress = progress_for(ctx)
-        return await _run(delegator.ask(spec.name, task, context, progress), progress)
+        return await _run(delegator.ask(spec.name, task, context, progress, files or [], roots_of(roots)), progress)
 
     ask.__name__ = spec.tool_name  # names the input schema ask_<name>Arguments
 
-    description = f"Ask the {spec.name} specialist directly, with no routing. It handles: {spec.description}"
+    description = (
+        f"Ask the {spec.name} specialist directly, with no routing. It handles: {spec.description} Name files in "
+        "`files` and the server reads them (do not read them yourself)."
+    )
     return _strict(Tool.from_function(ask, name=spec.tool_name, description=description, annotations=_ANNOTATIONS))
 
 
@@ -162,9 +210,11 @@ def feedback_tool(delegator: Delegator) -> Tool:
 
 
 # Each argument our tools take, the JSON type it needs, and that type in words. Tools that take more add them here.
-ARGUMENTS: dict[str, tuple[type | tuple[type, ...], str]] = {
+# A kind may be a generic alias such as list[str]: a list whose items all have that type.
+ARGUMENTS: dict[str, tuple[Any, str]] = {
     "task": (str, "a string"),
     "context": (str, "a string"),
+    "files": ((list[str], type(None)), "a list of strings (file paths or glob patterns)"),
 }
 
 
@@ -173,10 +223,18 @@ def _type_name(value: Any) -> str:
     return names.get(type(value).__name__, type(value).__name__)
 
 
-def _has_type(value: Any, kind: type | tuple[type, ...]) -> bool:
-    """isinstance, except that true/false is not a number (bool subclasses int in Python, not in JSON)."""
+def _has_type(value: Any, kind: Any) -> bool:
+    """isinstance, except that true/false is not a number (bool subclasses int in Python, not in JSON), and that
+    list[str] means a list of strings."""
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    return isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
+    for one in kinds:
+        if isinstance(one, types.GenericAlias) and typing.get_origin(one) is list:
+            (item,) = typing.get_args(one)
+            if isinstance(value, list) and all(_has_type(v, item) for v in value):
+                return True
+        elif isinstance(value, one) and (one is bool or not isinstance(value, bool)):
+            return True
+    return False
 
 
 def argument_problem(tool: str, arguments: Any) -> str | None:

@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from server.catalog import Catalog, Specialist
 from server.clock import Deadline, ms_since
 from server.errors import AllModelsFailedError, ConfigError, DelegateError, InvalidInputError, StoreError
 from server.feedback import Correction, FeedbackBook, task_key
+from server.files import FileBundle, FileReader, FileRules, configured_roots, resolved_roots, split_list
 from server.progress import NO_PROGRESS, Progress
 from server.redact import secret_values
 from server.results import CallUsage, DelegateResult, Routing, Usage, confidence_text, total_cost
@@ -48,9 +49,15 @@ def is_blank(text: str) -> bool:
 EMPTY_TASK = "'task' is empty: pass the complete task for the specialist (and any material as 'context')"
 
 
-def specialist_messages(spec: Specialist, task: str, context: str) -> list[dict[str, str]]:
-    """The specialist's conversation: its instructions, then the context (if any) and the task."""
-    content = f"<context>\n{context}\n</context>\n\n{task}" if context else task
+def material(context: str, files_text: str = "") -> str:
+    """The context the caller passed, then the files the server read for it."""
+    return "\n\n".join(part for part in (context, files_text) if part)
+
+
+def specialist_messages(spec: Specialist, task: str, context: str, files_text: str = "") -> list[dict[str, str]]:
+    """The specialist's conversation: its instructions, then the context and files (if any) and the task."""
+    given = material(context, files_text)
+    content = f"<context>\n{given}\n</context>\n\n{task}" if given else task
     return [{"role": "system", "content": spec.instructions}, {"role": "user", "content": content}]
 
 
@@ -156,6 +163,10 @@ class Delegator:
         self._memory: dict[str, str] = {}  # task_key -> the specialist a user said it should go to
         self.usage = UsageTally()
         self._premium_rates: list[tuple[float, float]] | None = None
+        # The working directory is the one the client started us in; it is read once, like the keys.
+        self._file_roots, self._no_roots_reason = configured_roots(settings.file_roots, Path.cwd(), Path.home())
+        for missing in [p for p in self._file_roots if not p.is_dir()]:
+            logger.warning("DELEGATE_FILE_ROOTS names %s, which is not a folder; no file is read from it", missing)
 
     def close(self) -> None:
         """Release the store's connections."""
@@ -253,11 +264,33 @@ class Delegator:
                 "(DELEGATE_MAX_CONTEXT_CHARS). Send only the relevant part."
             )
 
-    async def _prepare(self, task: str, context: str) -> Deadline:
-        """Start the call's deadline as it arrives, then the checks every call passes before any provider is
-        called; waiting for start-up work counts against the deadline (and the latency), as the client sees it."""
+    def file_rules(self, client_roots: Sequence[Path] = ()) -> FileRules:
+        """Where this call may read files: the configured roots plus the client's MCP roots."""
+        s = self.settings
+        return FileRules(
+            roots=resolved_roots([*self._file_roots, *client_roots]),
+            allow=tuple(split_list(s.file_allow, ",")),
+            max_file_chars=s.max_file_chars,
+            max_total_chars=s.max_context_chars,
+            max_files=s.max_files,
+            no_roots_reason=self._no_roots_reason,
+        )
+
+    async def read_files(self, files: Sequence[str], context: str, client_roots: Sequence[Path] = ()) -> FileBundle:
+        """Resolve and read the call's files on a worker thread; refused files raise before any provider call."""
+        if not files:
+            return FileBundle()
+        reader = FileReader(self.file_rules(client_roots))
+        return await anyio.to_thread.run_sync(reader.read, list(files), len(context))
+
+    async def _prepare(
+        self, task: str, context: str, files: Sequence[str] = (), client_roots: Sequence[Path] = ()
+    ) -> tuple[Deadline, FileBundle]:
+        """Start the call's deadline as it arrives, then the checks every call passes (the files read among them)
+        before any provider is called; waiting for start-up work counts against the deadline (and the latency)."""
         deadline = Deadline(self.settings.deadline_s)
         self.validate(task, context)
+        bundle = await self.read_files(files, context, client_roots)
         if self._budget is not None:
             await anyio.to_thread.run_sync(self._budget.check)
         # One-off start-up work, normally done by warm_up() before the first call arrives; on worker threads
@@ -275,43 +308,72 @@ class Delegator:
                 "do not wait for it.",
                 [],
             )
-        return deadline
+        return deadline, bundle
 
-    async def delegate(self, task: str, context: str = "", progress: Progress = NO_PROGRESS) -> DelegateResult:
+    async def delegate(
+        self,
+        task: str,
+        context: str = "",
+        progress: Progress = NO_PROGRESS,
+        files: Sequence[str] = (),
+        client_roots: Sequence[Path] = (),
+    ) -> DelegateResult:
         """Route the task to the best specialist and return its answer with the routing metadata."""
-        return await self._logged("delegate", task, self._delegate(task, context, progress))
+        return await self._logged("delegate", task, self._delegate(task, context, progress, files, client_roots))
 
-    async def ask(self, name: str, task: str, context: str = "", progress: Progress = NO_PROGRESS) -> DelegateResult:
+    async def ask(
+        self,
+        name: str,
+        task: str,
+        context: str = "",
+        progress: Progress = NO_PROGRESS,
+        files: Sequence[str] = (),
+        client_roots: Sequence[Path] = (),
+    ) -> DelegateResult:
         """Send the task straight to one specialist, with no routing."""
         spec = self.catalog.get(name)
-        return await self._logged(spec.tool_name, task, self._ask(spec, task, context, progress))
+        return await self._logged(spec.tool_name, task, self._ask(spec, task, context, progress, files, client_roots))
 
-    async def _delegate(self, task: str, context: str, progress: Progress) -> DelegateResult:
-        deadline = await self._prepare(task, context)
-        outcome = await self.route(task, context, deadline)
+    async def _delegate(
+        self, task: str, context: str, progress: Progress, files: Sequence[str], client_roots: Sequence[Path]
+    ) -> DelegateResult:
+        deadline, bundle = await self._prepare(task, context, files, client_roots)
+        outcome = await self.route(task, context, deadline, bundle.text)
         await progress.milestone(f"routed to {outcome.specialist} ({outcome.routing.decided_by})")
         spec = self.catalog.get(outcome.specialist)
-        return await self._answer(spec, outcome, task, context, deadline, progress)
+        return await self._answer(spec, outcome, task, context, deadline, progress, bundle)
 
-    async def _ask(self, spec: Specialist, task: str, context: str, progress: Progress) -> DelegateResult:
-        deadline = await self._prepare(task, context)
+    async def _ask(
+        self,
+        spec: Specialist,
+        task: str,
+        context: str,
+        progress: Progress,
+        files: Sequence[str],
+        client_roots: Sequence[Path],
+    ) -> DelegateResult:
+        deadline, bundle = await self._prepare(task, context, files, client_roots)
         direct = Routing(decided_by="direct", reason=f"called directly as {spec.tool_name}")
         outcome = RouteOutcome(spec.name, direct, CallUsage())
-        return await self._answer(spec, outcome, task, context, deadline, progress)
+        return await self._answer(spec, outcome, task, context, deadline, progress, bundle)
 
     async def route_only(self, task: str, context: str = "", *, remembered: bool = True) -> RouteOutcome:
         """Only the routing decision, as delegate would make it (for evaluation); no specialist is called.
         remembered=False leaves out the exact-task memory of corrections (to measure what the models learned)."""
-        deadline = await self._prepare(task, context)
+        deadline, _ = await self._prepare(task, context)
         return await self.route(task, context, deadline, remembered=remembered)
 
-    async def route(self, task: str, context: str, deadline: Deadline, *, remembered: bool = True) -> RouteOutcome:
+    async def route(
+        self, task: str, context: str, deadline: Deadline, files_text: str = "", *, remembered: bool = True
+    ) -> RouteOutcome:
         """Choose a specialist: as a user corrected this very task, else the classifier when it is sure, else a
-        cached or fresh router decision."""
+        cached or fresh router decision. Files count toward the window check and the router's size information
+        exactly like context."""
         if not self._usable:  # nothing can answer: the default's error names the keys to set
             nothing = Routing(decided_by="default", reason="no specialist has a usable model")
             return RouteOutcome(self.catalog.default.name, nothing, CallUsage())
-        tokens = max(estimate_tokens(specialist_messages(s, task, context)) for s in self._usable)
+        tokens = max(estimate_tokens(specialist_messages(s, task, context, files_text)) for s in self._usable)
+        context = material(context, files_text)
         candidates = [s for s in self._usable if self._chain.fits(s, tokens)]
         if not candidates:
             raise self._chain.too_large_error(self._usable, tokens)
@@ -406,9 +468,12 @@ class Delegator:
         context: str,
         deadline: Deadline,
         progress: Progress = NO_PROGRESS,
+        bundle: FileBundle | None = None,
     ) -> DelegateResult:
+        bundle = bundle or FileBundle()
+        messages = specialist_messages(spec, task, context, bundle.text)
         try:
-            answer = await self._chain.run(spec, specialist_messages(spec, task, context), deadline, progress)
+            answer = await self._chain.run(spec, messages, deadline, progress)
         except (AllModelsFailedError, anyio.get_cancelled_exc_class()):
             self.usage.record_unanswered(outcome.usage)
             await self._spend(outcome.usage.cost_usd)  # the router was still paid for
@@ -431,6 +496,8 @@ class Delegator:
             attempts=answer.attempts,
             usage=usage,
             latency_ms=deadline.elapsed_ms(),
+            files=bundle.reads,
+            warnings=list(bundle.warnings),
         )
 
     async def _spend(self, cost_usd: float | None) -> None:

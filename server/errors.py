@@ -47,3 +47,7 @@ class InputTooLargeError(DelegateError):
 
 class StoreError(DelegateError):
     """The state store cannot be opened, read or written; the message names its location."""
+
+
+class FileRefusedError(InvalidInputError):
+    """A file named in `files` cannot be given to a model (outside the roots, secret, binary, too big, missing)."""

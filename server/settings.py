@@ -19,6 +19,10 @@ ENV_NAMES: dict[str, str] = {
     "router_api_base": "ROUTER_API_BASE",
     "max_task_chars": "DELEGATE_MAX_TASK_CHARS",
     "max_context_chars": "DELEGATE_MAX_CONTEXT_CHARS",
+    "file_roots": "DELEGATE_FILE_ROOTS",
+    "file_allow": "DELEGATE_FILE_ALLOW",
+    "max_file_chars": "DELEGATE_MAX_FILE_CHARS",
+    "max_files": "DELEGATE_MAX_FILES",
     "router_preview_chars": "DELEGATE_ROUTER_PREVIEW_CHARS",
     "router_timeout_s": "DELEGATE_ROUTER_TIMEOUT_S",
     "attempt_timeout_s": "DELEGATE_ATTEMPT_TIMEOUT_S",
@@ -69,7 +73,16 @@ class Settings(BaseModel):
     max_task_chars: int = Field(100_000, gt=0)
     """Longest task accepted, in characters."""
     max_context_chars: int = Field(2_000_000, ge=0)
-    """Longest context accepted, in characters."""
+    """Longest context accepted, in characters (files read for a call count toward it too)."""
+    file_roots: str | None = None
+    """Folders `files` may be read from (os.pathsep-separated); default the working directory unless it is / or
+    the home folder. Over stdio the client's MCP roots are added."""
+    file_allow: str | None = None
+    """Comma-separated glob patterns of credential-looking files that may be read anyway (e.g. ".env.example")."""
+    max_file_chars: int = Field(500_000, gt=0)
+    """Longest single file accepted in `files`, in characters."""
+    max_files: int = Field(100, gt=0)
+    """Most files one call may read (a glob matching more is refused)."""
     router_preview_chars: int = Field(2_000, ge=0)
     """How much of the context (its head) the router sees, besides its size."""
     router_timeout_s: float = Field(10.0, gt=0)
