@@ -15,8 +15,11 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import ListRoots, Resolve
 from mcp.server.mcpserver.tools import Tool
-from mcp_types import CallToolResult, ListRootsResult, TextContent, ToolAnnotations
-from pydantic import ConfigDict, Field
+from mcp.shared.exceptions import MCPError
+from mcp.shared.message import ServerMessageMetadata
+from mcp_types import CallToolResult, ListRootsRequest, ListRootsResult, TextContent, ToolAnnotations
+from mcp_types.version import is_version_at_least
+from pydantic import ConfigDict, Field, ValidationError
 
 from server import __version__
 from server.catalog import Catalog, Specialist
@@ -97,15 +100,24 @@ def progress_for(ctx: Context | None) -> Progress:
     return Progress(lambda value, message: ctx.report_progress(value, None, message))
 
 
-def client_roots(ctx: Context, files: list[str] | None = None) -> ListRoots | None:
-    """Ask the client for its MCP roots, only when the call names files and the client offers roots (over stdio:
-    an HTTP client's roots are folders on its own machine, not this one)."""
+async def client_roots(ctx: Context, files: list[str] | None = None) -> ListRoots | ListRootsResult | None:
+    """The client's MCP roots, asked only when the call names files and the client offers roots, and only over
+    stdio (an HTTP client's roots are folders on its own machine, not this one). A client whose roots/list fails
+    still gets its call answered, from the configured roots."""
     capabilities = ctx.client_capabilities
     if not files or capabilities is None or capabilities.roots is None:
         return None
-    if getattr(ctx.request_context, "request", None) is not None:  # an HTTP request: not our machine's folders
+    if getattr(ctx.request_context, "request", None) is not None:  # an HTTP request
         return None
-    return ListRoots()
+    if ctx.protocol_version is not None and is_version_at_least(ctx.protocol_version, "2026-07-28"):
+        return ListRoots()  # an input_required round trip: the SDK asks and injects the answer
+    try:  # older protocols: a request to the client in the middle of the call, whose failure we survive
+        return await ctx.session.send_request(
+            ListRootsRequest(), ListRootsResult, metadata=ServerMessageMetadata(related_request_id=ctx.request_id)
+        )
+    except (MCPError, ValidationError) as exc:
+        logger.warning("the client's roots/list failed (%s); using the configured roots only", exc)
+        return None
 
 
 ClientRoots = Annotated[ListRootsResult | None, Resolve(client_roots)]

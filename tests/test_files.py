@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from mcp import Client, StdioServerParameters
-from mcp_types import ListRootsResult, Root
+from mcp_types import ErrorData, ListRootsResult, Root
 
 from server.app import build_server
 from server.delegation import Delegator
@@ -439,6 +439,23 @@ async def test_the_working_directory_is_readable_by_default(
     sim.enqueue("sim-coder", "ok")
     result = await call(make_delegator(), "ask_coder", {"task": "x", "files": ["src/app.py"]})
     assert result.structured_content["files"] == [{"path": "src/app.py", "chars": 40}]
+
+
+async def test_a_client_whose_roots_request_fails_is_still_answered_from_the_configured_roots(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, project: Path
+) -> None:
+    async def broken(context: Any) -> ErrorData:
+        return ErrorData(code=-32603, message="roots are not available")
+
+    sim.enqueue("sim-coder", "ok")
+    result = await call(
+        within_project(make_delegator, project),
+        "ask_coder",
+        {"task": "x", "files": ["README.md"]},
+        mode="legacy",
+        list_roots_callback=broken,
+    )
+    assert not result.is_error and result.structured_content["files"] == [{"path": "README.md", "chars": 10}]
 
 
 async def test_a_call_without_files_never_asks_the_client_for_roots(
