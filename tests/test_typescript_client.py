@@ -67,9 +67,10 @@ def run_node(args: list[str], env: dict[str, str]) -> subprocess.CompletedProces
     return subprocess.run([node, *args], env=env, capture_output=True, text=True, timeout=120)
 
 
-def ts_client(prefix: Path, env: dict[str, str], calls: list[dict[str, Any]]) -> dict[str, Any]:
-    """Connect the TypeScript SDK client to delegate-mcp, list tools, make `calls`, and return its JSON report."""
-    spec = {"command": script(), "args": [], "calls": calls}
+def ts_client(prefix: Path, env: dict[str, str], calls: list[dict[str, Any]], **spec_extra: Any) -> dict[str, Any]:
+    """Connect the TypeScript SDK client to delegate-mcp, list tools, make `calls`, and return its JSON report
+    (`spec_extra`: cwd, the folder the server starts in; roots, file:// URIs the client offers as its roots)."""
+    spec = {"command": script(), "args": [], "calls": calls, **spec_extra}
     completed = run_node([str(prefix / "client.mjs"), json.dumps(spec)], env)
     assert completed.returncode == 0, f"client.mjs exited {completed.returncode}:\n{completed.stderr}"
     report: dict[str, Any] = json.loads(completed.stdout)
@@ -135,3 +136,26 @@ def test_the_mcp_inspector_cli_lists_tools_and_delegates(
     assert result["structuredContent"]["routing"]["decided_by"] == "router"
     assert result["content"][0]["text"].startswith("print('hi')")
     assert (sim.count("sim-router"), sim.count("sim-coder")) == (1, 1)
+
+
+def test_the_typescript_sdk_client_offers_its_roots_and_the_server_reads_files_there(
+    sim: ProviderSimulator, specialists_dir: Path, node_prefix: Path, tmp_path: Path
+) -> None:
+    """As Claude Desktop does: the server starts in the home folder (no default root); the client's roots name
+    the project, so files there are read; without roots, nothing is."""
+    home, project = tmp_path / "home", tmp_path / "home" / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "src" / "app.py").write_text("def main():\n    return 'hello from app'\n")
+    sim.set_default("sim-coder", "reviewed")
+    env = server_env(sim, specialists_dir, HOME=str(home))
+    calls = [{"name": "ask_coder", "arguments": {"task": "Review", "files": ["src/*.py"]}}]
+    with_roots = ts_client(node_prefix, env, calls, cwd=str(home), roots=[project.as_uri()])
+    without = ts_client(node_prefix, env, calls, cwd=str(home))
+
+    read = with_roots["calls"][0]
+    assert "error" not in read and not read["isError"], read
+    assert read["structuredContent"]["files"] == [{"path": "src/app.py", "chars": 40}]
+    assert "hello from app" in str(sim.calls("sim-coder")[0]["messages"])
+    refused = without["calls"][0]
+    assert refused["isError"] and "home folder" in refused["text"], refused
+    assert sim.count("sim-coder") == 1

@@ -1,17 +1,21 @@
 // Drive an MCP server over stdio with the official TypeScript SDK (v1) client and print one JSON report.
 //
 // Usage: node client.mjs '<spec>'   (or the spec as JSON on stdin)
-//   spec = {"command": "/path/to/server", "args": [], "calls": [{"name": "delegate", "arguments": {...}}]}
+//   spec = {"command": "/path/to/server", "args": [], "calls": [{"name": "delegate", "arguments": {...}}],
+//           "cwd": "/folder/to/start/the/server/in", "roots": ["file:///project"]}   (cwd and roots optional)
+// With "roots" the client declares the roots capability and answers roots/list with them, as IDE clients do.
 // The server inherits this process's environment. Bare imports resolve from this file's folder, so run a
 // copy placed next to a node_modules that holds @modelcontextprotocol/sdk (npm install --prefix <dir>).
 import { readFileSync } from "node:fs";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { ListRootsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 
 const spec = JSON.parse(process.argv[2] ?? readFileSync(0, "utf8"));
 const transport = new StdioClientTransport({
   command: spec.command,
   args: spec.args ?? [],
+  cwd: spec.cwd,
   env: Object.fromEntries(Object.entries(process.env).filter(([, value]) => value !== undefined)),
   stderr: "inherit",
 });
@@ -19,7 +23,13 @@ let protocolVersion = null;
 transport.setProtocolVersion = (version) => {
   protocolVersion = version;
 };
-const client = new Client({ name: "delegate-mcp-ts-test", version: "1.0.0" });
+const capabilities = spec.roots ? { roots: { listChanged: true } } : {};
+const client = new Client({ name: "delegate-mcp-ts-test", version: "1.0.0" }, { capabilities });
+if (spec.roots) {
+  client.setRequestHandler(ListRootsRequestSchema, async () => ({
+    roots: spec.roots.map((uri) => ({ uri, name: uri.split("/").pop() })),
+  }));
+}
 
 const report = { protocolVersion: null, server: null, tools: [], calls: [] };
 try {
