@@ -34,7 +34,7 @@ def explain(delegator: Delegator, outcome: RouteOutcome, task: str, context: str
     classifier: dict[str, Any] | None = None
     runner_up = None
     if delegator.classifier is not None:
-        assessment = delegator.classifier.assess(classifier_text(task, context))
+        assessment = delegator.classifier.assess(classifier_text(task, context), explain=True)
         guess = assessment.prediction
         classifier = {
             "guess": guess.label if guess else None,

@@ -156,8 +156,8 @@ class SoftmaxRegression:
         """A feature's learned weight for a label."""
         return self._weights[label].get(feature, 0.0)
 
-    def predict(self, text: str) -> Prediction | None:
-        """The most probable label, or None when the text has no known feature."""
+    def predict(self, text: str, explain: bool = False) -> Prediction | None:
+        """The most probable label, or None when the text has no known feature; explain adds the heaviest words."""
         vector = self.tfidf.vector(features(text))
         if not vector or not self.labels:
             return None
@@ -165,8 +165,12 @@ class SoftmaxRegression:
         ranked = sorted(probabilities, key=lambda name: -probabilities[name])
         best = ranked[0]
         second = ranked[1] if len(ranked) > 1 else None
-        pull = {f: v * (self.weight(best, f) - (self.weight(second, f) if second else 0.0)) for f, v in vector.items()}
-        top = tuple(word for word, weight in heaviest_words(text, pull) if weight > 0)
+        top: tuple[str, ...] = ()
+        if explain:
+            pull = {
+                f: v * (self.weight(best, f) - (self.weight(second, f) if second else 0.0)) for f, v in vector.items()
+            }
+            top = tuple(word for word, weight in heaviest_words(text, pull) if weight > 0)
         return Prediction(
             best,
             probabilities[best],
@@ -255,9 +259,9 @@ class Classifier:
                 others = [text for name, found in texts.items() if name != label for text in found]
                 self._terms[label] = distinctive_terms(texts[label][0], others, GUARD_TERMS) if texts[label] else set()
 
-    def assess(self, text: str) -> Assessment:
-        """The best guess and, when the classifier abstains, the reason."""
-        prediction = self.model.predict(text)
+    def assess(self, text: str, explain: bool = False) -> Assessment:
+        """The best guess and, when the classifier abstains, the reason; explain adds the heaviest words."""
+        prediction = self.model.predict(text, explain)
         if prediction is None:
             return Assessment(None, "no word of the task was in the training examples")
         if prediction.known_words < MIN_KNOWN_WORDS:

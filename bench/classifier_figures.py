@@ -1,0 +1,84 @@
+"""The classifier's figures for docs/routing.md: both labelled sets with Wilson intervals, ECE, decision time,
+and start-up with and without the cached classifier. Run: python bench/classifier_figures.py
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from server.catalog import load_catalog
+from server.commands.calibration import calibration, wilson
+from server.delegation import classifier_text, training_examples
+from server.routing.classifier import Classifier
+from server.routing.classifier_cache import load_or_train
+from server.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SETS = ("routing-eval.jsonl", "routing-eval-2.jsonl")
+
+
+def read(path: Path) -> list[dict[str, str]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def report(name: str, classifier: Classifier, cases: list[dict[str, str]]) -> None:
+    timings, decided, guesses = [], [], []
+    for case in cases:
+        text = classifier_text(case["task"], case.get("context", ""))
+        started = time.perf_counter()
+        decision = classifier.decide(text)
+        timings.append((time.perf_counter() - started) * 1e6)
+        if decision is not None:
+            decided.append(decision.label == case["expected"])
+        guess = classifier.predict(text)
+        if guess is not None:
+            guesses.append((guess.confidence, guess.label == case["expected"]))
+    low, high = wilson(sum(decided), len(decided)) or [0.0, 0.0]
+    print(
+        f"{name:<34} decided {len(decided):>3}/{len(cases)} ({len(decided) / len(cases):.1%}) "
+        f"accuracy {sum(decided)}/{len(decided)} ({sum(decided) / max(1, len(decided)):.1%}, 95% CI "
+        f"{low:.1%}-{high:.1%})  ECE {calibration(guesses)['ece']}  decision p50 "
+        f"{statistics.median(timings):.0f} us, p99 {percentile(timings, 0.99):.0f} us"
+    )
+
+
+def main() -> None:
+    threshold = Settings().classifier_threshold
+    examples = training_examples(load_catalog({}), None)
+    cache = Path(tempfile.mkdtemp())
+    started = time.perf_counter()
+    builtin = load_or_train(examples, threshold, cache)
+    cold = time.perf_counter() - started
+    started = time.perf_counter()
+    load_or_train(examples, threshold, cache)
+    warm = time.perf_counter() - started
+    print(f"start-up: training {cold * 1000:.0f} ms; loading the cached classifier {warm * 1000:.0f} ms")
+    for name in SETS:
+        report(f"built-ins, {name}", builtin, read(ROOT / "specialists" / name))
+    folder = Path(tempfile.mkdtemp())
+    for source in [*(ROOT / "specialists").glob("*.md"), ROOT / "tests/data/user_specialists/translator.md"]:
+        shutil.copy(source, folder)
+    with_translator = Classifier(training_examples(load_catalog({}, folder), None), threshold)
+    tasks = [t for t in read(ROOT / "tests/data/user_specialist_tasks.jsonl") if t["expected"] == "translator"]
+    decisions = [with_translator.decide(t["task"]) for t in tasks]
+    lost = sum(1 for d in decisions if d is not None and d.label != "translator")
+    print(
+        f"+ translator (5 examples): its 20 tasks: {lost} given to another specialist, "
+        f"{sum(d is None for d in decisions)} left to the router"
+    )
+    for name in SETS:
+        report(f"+ translator, {name}", with_translator, read(ROOT / "specialists" / name))
+
+
+if __name__ == "__main__":
+    main()
