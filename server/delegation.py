@@ -114,6 +114,17 @@ def premium_cost(rates: list[tuple[float, float]], usage: CallUsage) -> float | 
     return round(max(costs), 10) if costs else None
 
 
+def cut_marker(cut: str, cap_tokens: int) -> str:
+    """The line appended to an answer the provider stopped early, saying why and what to do."""
+    if cut == "length":
+        return (
+            f"\n\n[... answer cut by the provider: the model reached its output cap of {cap_tokens:,} tokens "
+            "(max_output_tokens in the specialist file, DELEGATE_MAX_OUTPUT_TOKENS). Ask for a shorter answer or "
+            "for the rest.]"
+        )
+    return "\n\n[... answer cut by the provider's safety filter; what came before the cut is above.]"
+
+
 def cap_output(text: str, limit: int) -> str:
     """Cut an answer longer than `limit` characters, with a marker saying so."""
     if len(text) <= limit:
@@ -488,8 +499,12 @@ class Delegator:
             total_cost_usd=total_cost(outcome.usage.cost_usd, specialist_usage.cost_usd),
         )
         await self._spend(usage.total_cost_usd)
+        output = cap_output(completion.text, self.settings.max_output_chars)
+        if completion.cut:
+            output += cut_marker(completion.cut, min(spec.max_output_tokens, self.settings.max_output_tokens))
         return DelegateResult(
-            output=cap_output(completion.text, self.settings.max_output_chars),
+            output=output,
+            truncated=output != completion.text,
             specialist=spec.name,
             model=answer.model,
             routing=outcome.routing,

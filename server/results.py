@@ -116,7 +116,8 @@ def summary_line(result: DelegateResult) -> str:
     cost = "cost unknown" if result.usage.total_cost_usd is None else f"${result.usage.total_cost_usd:.6f}"
     reasons = fallback_reasons(result.attempts)
     tried = f" · fallback, because {reasons}" if reasons else ""
+    cut = " · answer truncated" if result.truncated else ""
     return (
         f"{result.specialist} via {result.model} ({how}: {routing.reason}) · {tokens} tokens · {cost} · "
-        f"{result.latency_ms / 1000:.2f} s{tried}"
+        f"{result.latency_ms / 1000:.2f} s{tried}{cut}"
     )

@@ -34,6 +34,7 @@ ENV_NAMES: dict[str, str] = {
     "max_concurrency": "DELEGATE_MAX_CONCURRENCY",
     "max_output_tokens": "DELEGATE_MAX_OUTPUT_TOKENS",
     "max_output_chars": "DELEGATE_MAX_OUTPUT_CHARS",
+    "thinking_budget_tokens": "DELEGATE_THINKING_BUDGET_TOKENS",
     "daily_budget_usd": "DELEGATE_DAILY_BUDGET_USD",
     "data_dir": "DELEGATE_DATA_DIR",
     "store": "DELEGATE_STORE",
@@ -105,6 +106,8 @@ class Settings(BaseModel):
     """Cap on any specialist's output tokens per call, whatever its file says."""
     max_output_chars: int = Field(40_000, gt=0)
     """Longer answers are cut with a marker (the answer appears twice in a result; clients reject huge ones)."""
+    thinking_budget_tokens: int = Field(1024, ge=0, le=32_768)
+    """Thinking allowed to a reasoning model (Gemini 2.5, OpenAI o-series / gpt-5) on top of its output cap."""
     daily_budget_usd: float | None = Field(None, gt=0)
     """Optional spend limit per UTC day, across restarts and processes; unset means no limit."""
     data_dir: Path | None = None

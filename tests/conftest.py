@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from server.calling import llm
 from server.catalog import load_catalog
 from server.delegation import Delegator
 from server.settings import Settings
-from tests.simulator import ProviderSimulator
+from tests.simulator import WIRE_NAMES, ProviderSimulator
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
@@ -52,6 +53,9 @@ def _no_real_providers(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest
         "GOOGLE_API_KEY",
         "OPENAI_API_BASE",
         "OPENAI_BASE_URL",
+        "ANTHROPIC_API_BASE",
+        "ANTHROPIC_BASE_URL",
+        "GEMINI_API_BASE",
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -117,6 +121,39 @@ def sim() -> Iterator[ProviderSimulator]:
         yield simulator
 
 
+@dataclass(frozen=True)
+class Wire:
+    """One provider wire format on the simulator: how to name its models and where litellm finds them."""
+
+    name: str
+    """openai | anthropic | gemini (also the litellm provider prefix)."""
+    api_base: str
+    """The api_base that reaches the simulator in this format."""
+    dead_base: str
+    """An api_base in this format where nothing listens (connection refused)."""
+    key_env: str
+    """The env var named when this provider rejects a key."""
+
+    def model(self, name: str) -> str:
+        """A model id in this format, e.g. anthropic/sim-coder (the simulator scripts it as sim-coder)."""
+        return f"{self.name}/{name}"
+
+
+KEY_ENVS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "gemini": "GEMINI_API_KEY / GOOGLE_API_KEY"}
+
+
+@pytest.fixture
+def wire(request: pytest.FixtureRequest, sim: ProviderSimulator) -> Wire:
+    """The wire format the specialists speak: OpenAI unless a test parametrizes it (indirect=True, WIRES)."""
+    name = getattr(request, "param", "openai")
+    dead = {"openai": "http://127.0.0.1:9/v1", "anthropic": "http://127.0.0.1:9", "gemini": "http://127.0.0.1:9/v1beta"}
+    return Wire(name, sim.api_base(name), dead[name], KEY_ENVS[name])
+
+
+WIRES = WIRE_NAMES
+"""Pass to @pytest.mark.parametrize("wire", WIRES, indirect=True) to run a test over every wire format."""
+
+
 def specialist_file(
     name: str, model: str, base: str, *, fallbacks: list[str] | None = None, default: bool = False, extra: str = ""
 ) -> str:
@@ -129,19 +166,15 @@ def specialist_file(
 
 
 @pytest.fixture
-def specialists_dir(tmp_path: Path, sim: ProviderSimulator) -> Path:
-    """coder, writer and generalist (the default), each with one fallback, all on the simulator."""
+def specialists_dir(tmp_path: Path, wire: Wire) -> Path:
+    """coder, writer and generalist (the default), each with one fallback, all on the simulator in `wire`'s format."""
     folder = tmp_path / "specialists"
     folder.mkdir()
-    base = sim.base_url
-    (folder / "coder.md").write_text(
-        specialist_file("coder", "openai/sim-coder", base, fallbacks=["openai/sim-backup"])
-    )
-    (folder / "writer.md").write_text(
-        specialist_file("writer", "openai/sim-writer", base, fallbacks=["openai/sim-backup"])
-    )
+    base, backup = wire.api_base, [wire.model("sim-backup")]
+    (folder / "coder.md").write_text(specialist_file("coder", wire.model("sim-coder"), base, fallbacks=backup))
+    (folder / "writer.md").write_text(specialist_file("writer", wire.model("sim-writer"), base, fallbacks=backup))
     (folder / "generalist.md").write_text(
-        specialist_file("generalist", "openai/sim-general", base, fallbacks=["openai/sim-backup"], default=True)
+        specialist_file("generalist", wire.model("sim-general"), base, fallbacks=backup, default=True)
     )
     return folder
 

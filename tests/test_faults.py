@@ -20,7 +20,7 @@ from mcp import Client
 from server.app import build_server
 from server.delegation import Delegator
 from server.store.budget import DailyBudget, today
-from tests.conftest import route_to, specialist_file
+from tests.conftest import WIRES, Wire, route_to, specialist_file
 from tests.simulator import ProviderSimulator
 
 pytestmark = [pytest.mark.faults, pytest.mark.anyio]
@@ -60,33 +60,38 @@ def faulty(make_delegator: Callable[..., Delegator], **overrides: Any) -> Delega
     return make_delegator(**overrides)
 
 
-# --- deadline and per-attempt time limits ---------------------------------------------------------------
+# --- deadline and per-attempt time limits (every wire format) --------------------------------------------
+
+each_wire = pytest.mark.parametrize("wire", WIRES, indirect=True)
 
 
+@each_wire
 async def test_a_hanging_model_leaves_time_for_its_fallback(
-    make_delegator: Callable[..., Delegator], sim: ProviderSimulator
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire
 ) -> None:
     sim.enqueue("sim-coder", hang=True)
     started = time.monotonic()
     data = (
         await call(faulty(make_delegator, first_token_timeout_s=1.0), "ask_coder", {"task": "x"})
     ).structured_content
-    assert data["model"] == "openai/sim-backup"
+    assert data["model"] == wire.model("sim-backup")
     assert data["attempts"][0]["error"] == "timed out: no first token within 1 s"
-    assert time.monotonic() - started < 3.0
+    assert time.monotonic() - started < 6.0, "one first-token limit, then the fallback (generous for loaded CI)"
 
 
+@each_wire
 async def test_a_stream_that_stalls_midway_falls_back(
-    make_delegator: Callable[..., Delegator], sim: ProviderSimulator
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire
 ) -> None:
     sim.enqueue("sim-coder", "a long answer that will stop half way", stream_stall_after=2)
     data = (await call(faulty(make_delegator, stall_timeout_s=0.5), "ask_coder", {"task": "x"})).structured_content
-    assert data["model"] == "openai/sim-backup"
+    assert data["model"] == wire.model("sim-backup")
     assert data["attempts"][0]["error"] == "timed out: stream stalled for 0.5 s after 16 characters"
 
 
+@each_wire
 async def test_every_call_ends_within_the_deadline_with_what_is_known(
-    make_delegator: Callable[..., Delegator], sim: ProviderSimulator
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire
 ) -> None:
     sim.set_default("sim-router", hang=True)
     sim.set_default("sim-general", hang=True)
@@ -95,112 +100,200 @@ async def test_every_call_ends_within_the_deadline_with_what_is_known(
     started = time.monotonic()
     result = await call(delegator, "delegate", {"task": "x"})
     elapsed = time.monotonic() - started
-    assert result.is_error and elapsed < 3.5
+    assert result.is_error and elapsed < 5.0
     text = result.content[0].text
-    assert "openai/sim-general: timed out: no first token within 1 s" in text
-    assert "openai/sim-backup: skipped: the call's deadline was reached" in text
+    assert f"{wire.model('sim-general')}: timed out: no first token within 1 s" in text
+    assert f"{wire.model('sim-backup')}: skipped: the call's deadline was reached" in text
 
 
+@each_wire
 async def test_a_retry_that_cannot_fit_the_deadline_is_not_started(
-    make_delegator: Callable[..., Delegator], sim: ProviderSimulator
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire
 ) -> None:
     sim.set_default("sim-coder", status=503)
     sim.set_default("sim-backup", hang=True)
     delegator = faulty(make_delegator, deadline_s=2.5, first_token_timeout_s=1.8, retries=3)
     started = time.monotonic()
     result = await call(delegator, "ask_coder", {"task": "x"})
-    assert result.is_error and time.monotonic() - started < 3.0
-    assert "openai/sim-backup: timed out" in result.content[0].text
+    assert result.is_error and time.monotonic() - started < 5.0
+    assert f"{wire.model('sim-backup')}: timed out" in result.content[0].text
 
 
-# --- retries and fallbacks -------------------------------------------------------------------------------
+# --- retries and fallbacks (every wire format) -----------------------------------------------------------
 
 
+@each_wire
 async def test_a_server_error_is_retried_on_the_same_model(
-    make_delegator: Callable[..., Delegator], sim: ProviderSimulator
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire
 ) -> None:
     sim.enqueue("sim-coder", status=502)
     data = (await call(faulty(make_delegator), "ask_coder", {"task": "x"})).structured_content
-    assert data["model"] == "openai/sim-coder"
+    assert data["model"] == wire.model("sim-coder")
     tries = [(a["model"], a["ok"]) for a in data["attempts"]]
-    assert tries == [("openai/sim-coder", False), ("openai/sim-coder", True)]
+    assert tries == [(wire.model("sim-coder"), False), (wire.model("sim-coder"), True)]
     assert sim.count("sim-backup") == 0
 
 
-async def test_a_connection_error_is_retried_then_falls_back(
-    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, specialists_dir: Path
+OVERLOADED = {"openai": 503, "anthropic": 529, "gemini": 503}
+
+
+@each_wire
+async def test_an_overloaded_provider_is_named_so_and_retried(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire
 ) -> None:
-    coder = specialists_dir / "coder.md"
-    coder.write_text(coder.read_text().replace(f"api_base: '{sim.base_url}'", "api_base: 'http://127.0.0.1:9/v1'", 1))
+    status = OVERLOADED[wire.name]  # Anthropic's 529 overloaded_error reaches us from litellm as a 500
+    sim.enqueue("sim-coder", status=status, error_text="Overloaded")
+    data = (await call(faulty(make_delegator), "ask_coder", {"task": "x"})).structured_content
+    assert data["attempts"][0]["error"] == f"overloaded ({status})"
+    assert data["model"] == wire.model("sim-coder") and sim.count("sim-coder") == 2
+
+
+def point_at(folder: Path, name: str, old_base: str, new_base: str) -> None:
+    """Move one specialist's first model to another api_base."""
+    path = folder / f"{name}.md"
+    path.write_text(path.read_text().replace(f"api_base: '{old_base}'", f"api_base: '{new_base}'", 1))
+
+
+@each_wire
+async def test_a_connection_error_is_retried_then_falls_back(
+    make_delegator: Callable[..., Delegator], specialists_dir: Path, wire: Wire
+) -> None:
+    point_at(specialists_dir, "coder", wire.api_base, wire.dead_base)
     data = (await call(faulty(make_delegator), "ask_coder", {"task": "x"})).structured_content
     assert [a["error"] for a in data["attempts"][:2]] == ["could not connect to the provider"] * 2
-    assert data["model"] == "openai/sim-backup"
+    assert data["model"] == wire.model("sim-backup")
 
 
-async def test_retry_after_is_honoured_when_it_fits(
-    make_delegator: Callable[..., Delegator], sim: ProviderSimulator
+@each_wire
+async def test_a_refused_connection_cools_the_model_at_once(
+    make_delegator: Callable[..., Delegator], specialists_dir: Path, wire: Wire
 ) -> None:
-    sim.enqueue("sim-coder", status=429, headers={"Retry-After": "1"})
+    point_at(specialists_dir, "coder", wire.api_base, wire.dead_base)
+    delegator = faulty(make_delegator, retries=0)
+    await call(delegator, "ask_coder", {"task": "a"})
+    later = (await call(delegator, "ask_coder", {"task": "b"})).structured_content
+    assert later["attempts"][0]["error"].startswith("skipped: cooling down"), "a dead endpoint is not re-dialled"
+    assert later["model"] == wire.model("sim-backup")
+
+
+@each_wire
+async def test_retry_after_is_honoured_when_it_fits(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire
+) -> None:
+    sim.enqueue("sim-coder", status=429, retry_after=1)  # Gemini says it in the body (RetryInfo retryDelay "1s")
     data = (await call(faulty(make_delegator), "ask_coder", {"task": "x"})).structured_content
-    assert data["model"] == "openai/sim-coder"
-    first, second = [r["time"] for r in sim.history if r["model"] == "sim-coder"]
+    assert data["model"] == wire.model("sim-coder")
+    assert data["attempts"][0]["error"] == "rate limited (429), retry after 1 s"
+    first, second = [r["time"] for r in sim.requests("sim-coder")]
     assert second - first >= 1.0
 
 
+@each_wire
 async def test_retry_after_longer_than_the_deadline_falls_back_at_once(
-    make_delegator: Callable[..., Delegator], sim: ProviderSimulator
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire
 ) -> None:
-    sim.enqueue("sim-coder", status=429, headers={"Retry-After": "120"})
+    sim.enqueue("sim-coder", status=429, retry_after=120)
     delegator = faulty(make_delegator)
     started = time.monotonic()
     data = (await call(delegator, "ask_coder", {"task": "x"})).structured_content
-    assert data["model"] == "openai/sim-backup" and time.monotonic() - started < 1.5
+    assert data["model"] == wire.model("sim-backup") and time.monotonic() - started < 4.0
     assert sim.count("sim-coder") == 1
     later = (await call(delegator, "ask_coder", {"task": "y"})).structured_content
     assert later["attempts"][0]["error"].startswith("skipped: cooling down")
     assert sim.count("sim-coder") == 1, "the provider asked for 120 s: later calls leave it alone"
 
 
-@pytest.mark.parametrize(
-    ("status", "text", "error"),
-    [
-        (400, "Invalid 'messages' parameter", "request rejected (400): Invalid 'messages' parameter"),
-        (404, "The model does not exist", "model not found (404): check the model id"),
-        (
-            400,
-            "Your request was rejected by our safety system (content_policy_violation)",
-            "refused by the provider's content policy",
-        ),
-    ],
-)
+@each_wire
+async def test_a_wait_on_an_overloaded_answer_cools_the_model_that_long(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire
+) -> None:
+    sim.enqueue("sim-coder", status=OVERLOADED[wire.name], retry_after=60)
+    delegator = faulty(make_delegator)
+    await call(delegator, "ask_coder", {"task": "x"})
+    later = (await call(delegator, "ask_coder", {"task": "y"})).structured_content
+    assert later["attempts"][0]["error"].startswith("skipped: cooling down after recent failures (60 s left")
+    assert sim.count("sim-coder") == 1
+
+
+CLIENT_ERRORS = [
+    (400, "Invalid 'messages' parameter", "request rejected (400): Invalid 'messages' parameter"),
+    (404, "The model does not exist", "model not found (404): check the model id"),
+    (
+        400,
+        "Your request was rejected by our safety system (content_policy_violation)",
+        "refused by the provider's content policy",
+    ),
+    (400, "prompt is too long: 210000 tokens > 200000 maximum", "input too long for this model's context window"),
+]
+
+
+@each_wire
+@pytest.mark.parametrize(("status", "text", "error"), CLIENT_ERRORS)
 async def test_client_errors_are_not_retried_and_fall_back(
-    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, status: int, text: str, error: str
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire, status: int, text: str, error: str
 ) -> None:
     sim.enqueue("sim-coder", status=status, error_text=text)
     data = (await call(faulty(make_delegator), "ask_coder", {"task": "x"})).structured_content
     assert sim.count("sim-coder") == 1
-    assert data["model"] == "openai/sim-backup" and data["attempts"][0]["error"] == error
+    assert data["model"] == wire.model("sim-backup") and data["attempts"][0]["error"] == error
 
 
+@each_wire
 async def test_a_rejected_key_moves_to_the_next_provider(
-    tmp_path: Path, sim: ProviderSimulator, make_delegator: Callable[..., Delegator]
+    tmp_path: Path, sim: ProviderSimulator, make_delegator: Callable[..., Delegator], wire: Wire
 ) -> None:
     folder = tmp_path / "providers"
     folder.mkdir()
+    base = wire.api_base
     (folder / "only.md").write_text(
-        "---\nname: only\ndescription: d\nmodel: openai/sim-a\n"
-        f"api_base: '{sim.base_url}'\nfallbacks:\n  - {{model: openai/sim-b, api_base: '{sim.base_url}'}}\n"
-        f"  - {{model: openai/sim-c, api_base: '{sim.base_url}', api_key_env: OTHER_KEY}}\n---\nHi.\n"
+        f"---\nname: only\ndescription: d\nmodel: {wire.model('sim-a')}\n"
+        f"api_base: '{base}'\nfallbacks:\n  - {{model: {wire.model('sim-b')}, api_base: '{base}'}}\n"
+        f"  - {{model: {wire.model('sim-c')}, api_base: '{base}', api_key_env: OTHER_KEY}}\n---\nHi.\n"
     )
-    sim.enqueue("sim-a", status=401)
+    sim.enqueue("sim-a", status=401)  # Gemini answers a bad key with 400 API_KEY_INVALID
     delegator = faulty(make_delegator, specialists_dir=folder, environ={"OTHER_KEY": "other-provider-key"})
     data = (await call(delegator, "ask_only", {"task": "x"})).structured_content
     assert [a["error"] for a in data["attempts"]] == [
-        "API key rejected (401): check OPENAI_API_KEY",
+        f"API key rejected (401): check {wire.key_env}",
         "skipped: the same provider key was just rejected",
         None,
     ]
-    assert data["model"] == "openai/sim-c" and sim.count("sim-b") == 0
+    assert data["model"] == wire.model("sim-c") and sim.count("sim-b") == 0
+
+
+# --- answers the provider cut short (every wire format) ---------------------------------------------------
+
+
+@each_wire
+async def test_an_answer_cut_by_the_output_cap_is_marked_truncated(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire
+) -> None:
+    sim.enqueue("sim-coder", "the first half of a long answer", finish="length")
+    result = await call(faulty(make_delegator, max_output_tokens=300), "ask_coder", {"task": "x"})
+    data = result.structured_content
+    assert data["truncated"] is True and data["model"] == wire.model("sim-coder")
+    assert data["output"].startswith("the first half of a long answer\n\n[... answer cut by the provider")
+    assert "output cap of 300 tokens" in data["output"]
+    assert result.content[-1].text.endswith("answer truncated"), "the summary line says so too"
+    assert sim.count("sim-backup") == 0, "a paid-for partial answer is returned, not thrown away"
+
+
+@each_wire
+async def test_an_answer_cut_by_a_safety_filter_is_marked_truncated(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire
+) -> None:
+    sim.enqueue("sim-coder", "what came before the filter", finish="safety")
+    data = (await call(faulty(make_delegator), "ask_coder", {"task": "x"})).structured_content
+    assert data["truncated"] is True and "safety filter" in data["output"]
+
+
+@each_wire
+async def test_a_complete_answer_is_not_marked_truncated(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire
+) -> None:
+    sim.enqueue("sim-coder", "all of it")
+    data = (await call(faulty(make_delegator), "ask_coder", {"task": "x"})).structured_content
+    assert data["truncated"] is False and data["output"] == "all of it"
 
 
 # --- context windows ------------------------------------------------------------------------------------
@@ -249,8 +342,9 @@ async def test_input_larger_than_every_known_window_fails_before_any_call(
 # --- cooldowns ------------------------------------------------------------------------------------------
 
 
+@each_wire
 async def test_a_dead_model_costs_one_timeout_then_cools_down_and_recovers(
-    make_delegator: Callable[..., Delegator], sim: ProviderSimulator
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire
 ) -> None:
     sim.enqueue("sim-coder", hang=True)
     delegator = faulty(make_delegator, first_token_timeout_s=0.5, cooldown_s=1.0)
@@ -259,28 +353,30 @@ async def test_a_dead_model_costs_one_timeout_then_cools_down_and_recovers(
     started = time.monotonic()
     second = (await call(delegator, "ask_coder", {"task": "b"})).structured_content
     assert second["attempts"][0]["error"].startswith("skipped: cooling down")
-    assert second["model"] == "openai/sim-backup" and time.monotonic() - started < 0.5
-    await anyio.sleep(1.1)
+    assert second["model"] == wire.model("sim-backup") and sim.count("sim-coder") == 1
+    await anyio.sleep(max(0.0, started + 1.1 - time.monotonic()))
     third = (await call(delegator, "ask_coder", {"task": "c"})).structured_content
-    assert third["model"] == "openai/sim-coder", "the cooldown ends by itself"
+    assert third["model"] == wire.model("sim-coder"), "the cooldown ends by itself"
 
 
+@each_wire
 async def test_when_every_model_is_cooling_the_first_to_recover_is_tried(
-    make_delegator: Callable[..., Delegator], sim: ProviderSimulator
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire
 ) -> None:
     sim.enqueue("sim-coder", hang=True)
     sim.enqueue("sim-backup", hang=True)
     delegator = faulty(make_delegator, first_token_timeout_s=0.5)
     assert (await call(delegator, "ask_coder", {"task": "a"})).is_error
     data = (await call(delegator, "ask_coder", {"task": "b"})).structured_content
-    assert data["model"] == "openai/sim-coder", "a fully cooled chain still tries one model instead of failing"
+    assert data["model"] == wire.model("sim-coder"), "a fully cooled chain still tries one model instead of failing"
 
 
 # --- cancellation and concurrency -----------------------------------------------------------------------
 
 
+@each_wire
 async def test_a_cancelled_call_aborts_the_upstream_request_and_the_server_keeps_serving(
-    make_delegator: Callable[..., Delegator], sim: ProviderSimulator
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire
 ) -> None:
     sim.enqueue("sim-coder", hang=True)
     async with Client(build_server(faulty(make_delegator))) as session:
@@ -437,3 +533,84 @@ async def test_router_calls_wait_for_a_slot_under_the_concurrency_limit(
         for i in range(2):
             g.start_soon(session.call_tool, "delegate", {"task": f"t{i}"})
     assert time.monotonic() - started >= 1.6, "4 model calls of 0.4 s through 1 slot run one after another"
+
+
+# --- what is sent per provider: thinking bounds, temperature range, router retry ------------------------
+
+
+def one_model_dir(tmp_path: Path, model: str, base: str, extra: str = "") -> Path:
+    """A folder with one specialist ('only') on one model."""
+    folder = tmp_path / "one"
+    folder.mkdir()
+    (folder / "only.md").write_text(specialist_file("only", model, base, default=True, extra=extra))
+    return folder
+
+
+def generation_config(body: dict[str, Any]) -> dict[str, Any]:
+    return body.get("generationConfig") or body.get("generation_config") or {}
+
+
+@pytest.mark.parametrize(
+    ("model", "budget", "expected"),
+    [
+        ("gemini/gemini-2.5-pro", None, {"thinkingBudget": 1024, "max_output_tokens": 300 + 1024}),
+        ("gemini/gemini-2.5-pro", 0, {"thinkingBudget": 128, "max_output_tokens": 300 + 128}),
+        ("gemini/gemini-2.5-flash", 0, {"thinkingBudget": 0, "max_output_tokens": 300}),
+        ("openai/o4-mini", None, {"reasoning_effort": "low", "max_completion_tokens": 300 + 1024}),
+        ("anthropic/claude-sonnet-4-5", None, {"thinking": None, "max_tokens": 300}),
+        ("gemini/gemini-2.0-flash", None, {"thinkingBudget": None, "max_output_tokens": 300}),
+    ],
+)
+async def test_reasoning_models_get_a_bounded_thinking_budget_on_top_of_the_answer_cap(
+    tmp_path: Path,
+    sim: ProviderSimulator,
+    make_delegator: Callable[..., Delegator],
+    model: str,
+    budget: int | None,
+    expected: dict[str, Any],
+) -> None:
+    provider, name = model.split("/")
+    folder = one_model_dir(tmp_path, model, sim.api_base(provider), extra="max_output_tokens: 300\n")
+    sim.enqueue(name, "short answer", thinking_tokens=200)
+    delegator = faulty(make_delegator, specialists_dir=folder, thinking_budget_tokens=budget)
+    data = (await call(delegator, "ask_only", {"task": "x"})).structured_content
+    assert data["output"] == "short answer" and data["truncated"] is False
+    body = sim.calls(name)[0]
+    sent = {**body, **generation_config(body), **(generation_config(body).get("thinkingConfig") or {})}
+    assert {key: sent.get(key) for key in expected} == expected
+
+
+@each_wire
+async def test_a_temperature_above_the_providers_range_is_clamped(
+    tmp_path: Path, sim: ProviderSimulator, make_delegator: Callable[..., Delegator], wire: Wire
+) -> None:
+    folder = one_model_dir(tmp_path, wire.model("sim-warm"), wire.api_base, extra="temperature: 1.5\n")
+    delegator = faulty(make_delegator, specialists_dir=folder)
+    assert not (await call(delegator, "ask_only", {"task": "x"})).is_error
+    body = sim.calls("sim-warm")[0]
+    sent = body.get("temperature", generation_config(body).get("temperature"))
+    assert sent == (1.0 if wire.name == "anthropic" else 1.5), "Anthropic takes 0 to 1; OpenAI and Gemini 0 to 2"
+
+
+@each_wire
+async def test_the_router_retries_once_after_a_passing_failure(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire
+) -> None:
+    sim.enqueue("sim-router", status=OVERLOADED[wire.name])
+    sim.enqueue("sim-router", route_to("writer"))
+    env = {"ROUTER_MODEL": wire.model("sim-router"), "ROUTER_API_BASE": wire.api_base}
+    data = (await call(faulty(make_delegator, environ=env), "delegate", {"task": "x"})).structured_content
+    assert data["routing"]["decided_by"] == "router" and data["specialist"] == "writer"
+    assert sim.count("sim-router") == 2
+
+
+@each_wire
+async def test_the_router_does_not_wait_past_its_time_for_a_retry(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire
+) -> None:
+    sim.enqueue("sim-router", status=OVERLOADED[wire.name], retry_after=30)
+    env = {"ROUTER_MODEL": wire.model("sim-router"), "ROUTER_API_BASE": wire.api_base}
+    started = time.monotonic()
+    data = (await call(faulty(make_delegator, environ=env), "delegate", {"task": "x"})).structured_content
+    assert data["routing"]["decided_by"] == "default" and "overloaded" in data["routing"]["reason"]
+    assert sim.count("sim-router") == 1 and time.monotonic() - started < 5.0

@@ -162,7 +162,7 @@ async def test_fallback_after_a_refused_connection(
 async def test_router_failures_fall_back_to_the_default(
     make_delegator: Callable[..., Delegator], sim: ProviderSimulator, router: dict[str, Any], why: str
 ) -> None:
-    sim.enqueue("sim-router", **router)
+    sim.set_default("sim-router", **router)  # persistent: the router retries a 5xx once
     result = await call(make_delegator(), "delegate", {"task": "Implement quicksort"})
     assert not result.is_error
     data = result.structured_content
@@ -259,7 +259,7 @@ async def test_all_models_failing_gives_a_short_clean_error_without_secrets(
     text = result.content[0].text
     assert "Every model of specialist 'coder' failed" in text
     assert (
-        "openai/sim-coder: request rejected (400)" in text and "openai/sim-backup: provider server error (503)" in text
+        "openai/sim-coder: request rejected (400)" in text and "openai/sim-backup: overloaded (503)" in text
     )
     assert "SECRET" not in text and "internal:8080" not in text and sim.base_url not in text
     assert "Traceback" not in text and len(text) < 800

@@ -40,3 +40,15 @@ def test_specialists_json_at_debug_is_only_json(sim: ProviderSimulator, speciali
     done = run_cli("specialists", "--json", env=env)
     assert done.returncode == 0, done.stderr
     json.loads(done.stdout)
+
+
+def test_ask_shows_an_answer_the_provider_cut(sim: ProviderSimulator, specialists_dir: Path) -> None:
+    sim.set_default("sim-router", route_to("coder"))
+    sim.set_default("sim-coder", "the start of an answer", finish="length")
+    env = server_env(sim, specialists_dir)
+    done = run_cli("ask", "write code", env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("the start of an answer\n\n[... answer cut by the provider")
+    assert "answer truncated]" in done.stderr, "the summary line on stderr says so"
+    as_json = json.loads(run_cli("ask", "--json", "write code", env=env).stdout)
+    assert as_json["truncated"] is True

@@ -22,7 +22,7 @@ from server.settings import Settings
 
 MIN_ATTEMPT_S = 1.0  # below this much time left, another try cannot answer; stop and report instead
 MAX_HONOURED_RETRY_AFTER_S = 10.0
-RETRYABLE = frozenset({"rate_limited", "server_error", "connection"})
+RETRYABLE = frozenset({"rate_limited", "overloaded", "server_error", "connection"})
 PLACEHOLDER_KEY = "not-needed"
 CHARS_PER_TOKEN = 3.5  # conservative for English and code; a provider's own count may be lower
 
@@ -99,9 +99,10 @@ def describe_failure(error: llm.ProviderError, ref: ModelRef, secrets: list[str]
     wait = f", retry after {error.retry_after_s:g} s" if error.retry_after_s else ""
     messages = {
         "rate_limited": f"rate limited{status}{wait}",
+        "overloaded": f"overloaded{status}{wait}",
         "timeout": f"timed out: {detail}" if detail else "timed out",
         "connection": "could not connect to the provider",
-        "server_error": f"provider server error{status}",
+        "server_error": f"provider server error{status}{wait}",
         "context_window": "input too long for this model's context window",
         "content_policy": "refused by the provider's content policy",
         "not_found": f"model not found{status}: check the model id",
@@ -306,11 +307,13 @@ class ChainRunner:
                 api_key=api_key_for(ref, self._environ),
                 first_token_timeout_s=min(settings.first_token_timeout_s, remaining),
                 stall_timeout_s=settings.stall_timeout_s,
+                thinking_budget_tokens=settings.thinking_budget_tokens,
             )
             sink = partial.begin(ref.model) if partial is not None else None
             completion = await llm.complete(request, on_text=progress.streamed, sink=sink)
         finally:
             self._limiter.release()
         if not completion.text.strip():
-            raise llm.ProviderError("empty")
+            # Gemini's SAFETY stop often carries no text at all: a refusal, not a broken model
+            raise llm.ProviderError("content_policy" if completion.cut == "content_filter" else "empty")
         return completion

@@ -41,7 +41,7 @@ class Cooldowns:
         wait = 0.0
         if kind in OPEN_AT_ONCE or state.failures >= FAILURES_BEFORE_COOLDOWN:
             wait = self._cooldown_s
-        if kind == "rate_limited" and retry_after_s:
+        if retry_after_s:  # a Retry-After header or a retryDelay in the body, on a 429, 503 or 529 alike
             wait = max(wait, min(retry_after_s, MAX_RETRY_AFTER_COOLDOWN_S))
         if wait:
             state.until = self._clock() + wait

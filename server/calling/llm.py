@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -17,6 +18,7 @@ from typing import Any
 import anyio
 
 from server.calling import embedded
+from server.calling.providers import provider_of
 
 _import_lock = threading.Lock()
 OnText = Callable[[int], Awaitable[None]]  # called with the answer's length so far, while it streams
@@ -41,6 +43,9 @@ class CompletionRequest:
     """When set, stream the answer: fail if nothing arrives within this time..."""
     stall_timeout_s: float | None = None
     """...or if the stream then goes silent for this long."""
+    thinking_budget_tokens: int | None = None
+    """For reasoning models: bound thinking to about this many tokens, given on top of max_output_tokens so
+    thinking cannot eat the answer's share. None leaves the provider's default."""
 
 
 @dataclass(frozen=True)
@@ -51,13 +56,15 @@ class Completion:
     input_tokens: int
     output_tokens: int
     cost_usd: float | None
+    cut: str | None = None
+    """Why the provider stopped early: "length" (the output cap) or "content_filter"; None when it finished."""
 
 
 @dataclass
 class ProviderError(Exception):
     """A failed model call, classified so the chain knows whether to retry or fall back."""
 
-    kind: str  # rate_limited | timeout | connection | server_error | auth | bad_request | context_window | ...
+    kind: str  # rate_limited | overloaded | timeout | connection | server_error | auth | bad_request | ...
     status: int | None = None
     detail: str = field(default="")
     retry_after_s: float | None = None
@@ -156,24 +163,7 @@ async def complete(
 
     A streamed answer's pieces are appended to `sink` as they arrive, so a caller can read the text so far."""
     litellm = await ready()
-    kwargs: dict[str, Any] = {
-        "model": request.model,
-        "messages": request.messages,
-        "max_tokens": request.max_output_tokens,
-        # litellm caches its HTTP clients by their settings, timeout included: a per-call remaining time would
-        # build a new client (and connection pool) on every call. Our own fail_after enforces the real limit.
-        # The embedded model has no client: it gets the call's time, to finish its answer within it.
-        "timeout": request.timeout_s if request.model.startswith(f"{embedded.PROVIDER}/") else HTTP_CLIENT_TIMEOUT_S,
-        "num_retries": 0,
-        "max_retries": 0,
-    }
-    optional = {
-        "temperature": request.temperature,
-        "api_base": request.api_base,
-        "api_key": request.api_key,
-        "response_format": request.response_format,
-    }
-    kwargs.update({k: v for k, v in optional.items() if v is not None})
+    kwargs = _arguments(request, litellm)
     try:
         with anyio.fail_after(request.timeout_s):
             if request.first_token_timeout_s is not None:
@@ -186,6 +176,66 @@ async def complete(
     except Exception as exc:
         raise _classify(exc, litellm) from exc
     return _to_completion(response, litellm)
+
+
+def _arguments(request: CompletionRequest, litellm: ModuleType) -> dict[str, Any]:
+    """litellm's keyword arguments for a request: temperature inside the provider's range, thinking bounded."""
+    kwargs: dict[str, Any] = {
+        "model": request.model,
+        "messages": request.messages,
+        "max_tokens": request.max_output_tokens,
+        # litellm caches its HTTP clients by their settings, timeout included: a per-call remaining time would
+        # build a new client (and connection pool) on every call. Our own fail_after enforces the real limit.
+        # The embedded model has no client: it gets the call's time, to finish its answer within it.
+        "timeout": request.timeout_s if request.model.startswith(f"{embedded.PROVIDER}/") else HTTP_CLIENT_TIMEOUT_S,
+        "num_retries": 0,
+        "max_retries": 0,
+    }
+    optional = {
+        "temperature": None if request.temperature is None else clamp_temperature(request.model, request.temperature),
+        "api_base": request.api_base,
+        "api_key": request.api_key,
+        "response_format": request.response_format,
+    }
+    kwargs.update({k: v for k, v in optional.items() if v is not None})
+    if request.thinking_budget_tokens is not None and _reasons(request.model):
+        kwargs.update(thinking_arguments(request.model, request.max_output_tokens, request.thinking_budget_tokens))
+    return kwargs
+
+
+def clamp_temperature(model: str, temperature: float) -> float:
+    """A temperature inside the provider's range: Claude takes 0 to 1 (anywhere it is served), the rest 0 to 2."""
+    top = 1.0 if provider_of(model) == "anthropic" or "claude" in model.lower() else 2.0
+    return min(max(temperature, 0.0), top)
+
+
+GEMINI_PRO_MIN_THINKING = 128  # Gemini 2.5 Pro cannot switch thinking off; Flash and Flash-Lite take 0
+
+
+def thinking_arguments(model: str, answer_tokens: int, budget: int) -> dict[str, Any]:
+    """How to bound thinking per provider, and an output cap that leaves the answer its own share.
+
+    Gemini 2.5 and OpenAI reasoning models count thinking against the output cap, so the cap grows by the budget.
+    Gemini takes a token budget (thinkingBudget); OpenAI only an effort, so "low" stands for a small budget.
+    Claude thinks only when asked for it, and we never ask, so its calls need nothing.
+    """
+    provider = provider_of(model)
+    if provider in ("gemini", "vertex_ai"):
+        if "pro" in model.lower():
+            budget = max(budget, GEMINI_PRO_MIN_THINKING)
+        return {"thinking": {"type": "enabled", "budget_tokens": budget}, "max_tokens": answer_tokens + budget}
+    if provider in ("openai", "azure"):
+        return {"reasoning_effort": "low", "max_tokens": answer_tokens + budget}
+    return {}
+
+
+@lru_cache(maxsize=512)
+def _reasons(model: str) -> bool:
+    """Whether litellm knows the model as a reasoning (thinking) model."""
+    try:
+        return bool(_load().supports_reasoning(model=model))
+    except Exception:
+        return False  # unknown to litellm: send nothing it might refuse
 
 
 async def _stream(
@@ -206,6 +256,7 @@ async def _stream(
     received = 0  # characters of answer or visible reasoning: a sign of life that switches to the stall limit
     answer_chars = 0
     usage: Any = None
+    cut: str | None = None
     try:
         iterator = stream.__aiter__()
         while True:
@@ -220,6 +271,7 @@ async def _stream(
                     raise ProviderError("timeout", detail=f"stream stalled for {limit:g} s after {received} characters")
                 raise ProviderError("timeout", detail=f"no first token within {request.first_token_timeout_s:.3g} s")
             text, reasoning = _chunk_text(chunk)
+            cut = _cut(chunk) or cut
             pieces.append(text)
             received += len(text) + reasoning
             answer_chars += len(text)
@@ -229,10 +281,20 @@ async def _stream(
     finally:
         await _close(stream)
     # Joining the deltas ourselves is several times cheaper than litellm.stream_chunk_builder.
-    return _streamed_completion("".join(pieces), usage, request.model)
+    return _streamed_completion("".join(pieces), usage, request.model, cut)
 
 
-def _streamed_completion(text: str, usage: Any, model: str) -> Completion:
+def _cut(response: Any) -> str | None:
+    """ "length" or "content_filter" when a response or chunk says the provider stopped the answer early."""
+    choices = getattr(response, "choices", None) or []
+    reason = getattr(choices[0], "finish_reason", None) if choices else None
+    return reason if reason in CUT_REASONS else None
+
+
+CUT_REASONS = frozenset({"length", "content_filter"})
+
+
+def _streamed_completion(text: str, usage: Any, model: str, cut: str | None = None) -> Completion:
     """A Completion from streamed text and the final usage chunk; litellm puts the call's cost on that usage."""
     input_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
     output_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
@@ -245,6 +307,7 @@ def _streamed_completion(text: str, usage: Any, model: str) -> Completion:
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         cost_usd=round(float(cost), 10) if cost is not None else None,
+        cut=cut,
     )
 
 
@@ -307,14 +370,28 @@ def _to_completion(response: Any, litellm: ModuleType) -> Completion:
         input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
         output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
         cost_usd=round(float(cost), 10) if cost is not None else None,
+        cut=_cut(response),
     )
 
 
 def _classify(exc: Exception, litellm: ModuleType) -> ProviderError:
     """Map a litellm (or transport) exception to a ProviderError kind."""
+    original = getattr(exc, "original_exception", None)
+    if isinstance(original, Exception) and original is not exc:
+        return _classify(original, litellm)  # MidStreamFallbackError wraps the failure that matters
     status = getattr(exc, "status_code", None)
     status = status if isinstance(status, int) else None
     detail = _LITELLM_PREFIX.sub("", str(getattr(exc, "message", None) or exc)).strip().removesuffix(")")
+    retry_after = _retry_after(exc)
+    overloaded = _overloaded(status, detail.lower())
+    detail = _provider_message(detail)
+    text = detail.lower()
+    # litellm reports a refused or reset connection as a 500 (Anthropic, OpenAI) or an APIConnectionError with
+    # status 500 (Gemini); only the text tells it apart from a provider's own server error.
+    if any(hint in text for hint in _CONNECTION_HINTS) and (status is None or status >= 500):
+        return ProviderError("connection", None, detail)
+    if overloaded:
+        return ProviderError("overloaded", overloaded, detail, retry_after)
     ordered = [
         ("context_window", "ContextWindowExceededError"),
         ("content_policy", "ContentPolicyViolationError"),
@@ -325,9 +402,7 @@ def _classify(exc: Exception, litellm: ModuleType) -> ProviderError:
         ("not_found", "NotFoundError"),
         ("bad_request", "BadRequestError"),
         ("bad_request", "UnprocessableEntityError"),
-        ("connection", "APIConnectionError"),
     ]
-    retry_after = _retry_after(exc)
     for kind, class_name in ordered:
         cls = getattr(litellm, class_name, None)
         if isinstance(cls, type) and isinstance(exc, cls):
@@ -337,15 +412,54 @@ def _classify(exc: Exception, litellm: ModuleType) -> ProviderError:
         return ProviderError(by_status[status], status, detail, retry_after)
     if status in (400, 422):
         return ProviderError(_refine("bad_request", detail), status, detail, retry_after)
-    if "connection error" in detail.lower():  # litellm reports refused/reset connections as a 500
-        return ProviderError("connection", None, detail)
     if status is not None and status >= 500:
+        # litellm also raises APIConnectionError (status 500) for an answer it could not parse: no connection hint
+        # above means the provider answered, badly
         return ProviderError("server_error", status, detail, retry_after)
-    if status == 429:
-        return ProviderError("rate_limited", status, detail, retry_after)
     if isinstance(exc, (ConnectionError, OSError)):
         return ProviderError("connection", None, detail)
     return ProviderError("provider_error", status, detail)
+
+
+def _provider_message(detail: str) -> str:
+    """The provider's own message when litellm passes its JSON error body through (Anthropic, Gemini do)."""
+    start, end = detail.find("{"), detail.rfind("}")
+    if start < 0 or end <= start:
+        return detail
+    raw = detail[start : end + 1]
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        try:  # a streamed call's body arrives as the repr of bytes, quotes escaped
+            body = json.loads(raw.replace("\\'", "'"))
+        except ValueError:
+            return detail
+    error = body.get("error") if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return message.strip() if isinstance(message, str) and message.strip() else detail
+
+
+_CONNECTION_HINTS = (
+    "connection error",
+    "cannot connect to host",
+    "connect call failed",
+    "connection refused",
+    "connection reset",
+    "server disconnected",
+    "remote end closed",
+    "name or service not known",
+    "nodename nor servname",
+)
+
+
+def _overloaded(status: int | None, text: str) -> int | None:
+    """The status to report when the provider says it is overloaded: Anthropic's 529 overloaded_error (which
+    litellm reports as a 500) or a 503 (Gemini's UNAVAILABLE, OpenAI's "engine overloaded"); None otherwise."""
+    if status == 529 or "overloaded_error" in text:
+        return 529
+    if status == 503:
+        return 503
+    return None
 
 
 # litellm prefixes messages with its class names ("litellm.BadRequestError: OpenAIException - ...").
@@ -367,11 +481,12 @@ def _refine(kind: str, detail: str) -> str:
 
 
 def _retry_after(exc: Exception) -> float | None:
-    """Seconds from a Retry-After header (a number of seconds or an HTTP date), if the error carries one."""
+    """Seconds the provider asked us to wait: a Retry-After header (seconds or an HTTP date), else the same said
+    in the body, as Gemini does (google.rpc.RetryInfo "retryDelay": "22s") and some messages do ("retry in 2s")."""
     headers = getattr(exc, "litellm_response_headers", None) or getattr(getattr(exc, "response", None), "headers", None)
     value = headers.get("retry-after") if headers is not None and hasattr(headers, "get") else None
     if not value:
-        return None
+        return _retry_after_in_body(exc)
     try:
         return max(0.0, float(value))
     except ValueError:
@@ -383,3 +498,21 @@ def _retry_after(exc: Exception) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+_RETRY_DELAY = re.compile(r'"retryDelay"\s*:\s*"(\d+(?:\.\d+)?)s"')
+_RETRY_IN = re.compile(r"\b(?:retry|try again) (?:in|after) (\d+(?:\.\d+)?) ?(ms|s|sec|secs|seconds?)\b", re.IGNORECASE)
+
+
+def _retry_after_in_body(exc: Exception) -> float | None:
+    """A wait named in the error body or message, in seconds."""
+    response = getattr(exc, "response", None)
+    body = getattr(response, "text", None) if response is not None else None
+    for text in (body if isinstance(body, str) else "", str(exc)):
+        found = _RETRY_DELAY.search(text)
+        if found:
+            return float(found[1])
+        found = _RETRY_IN.search(text)
+        if found:
+            return float(found[1]) / (1000 if found[2].lower() == "ms" else 1)
+    return None

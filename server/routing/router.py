@@ -27,6 +27,10 @@ TASK_TAIL_CHARS = 2_000
 ROUTER_MAX_OUTPUT_TOKENS = 300
 MAX_SHOTS = 8  # corrections shown to the router: the most recent ones
 SHOT_CHARS = 300
+ROUTER_THINKING_BUDGET = 0  # routing needs no thinking: off where the model allows it, the minimum where not
+RETRY_ON = frozenset({"overloaded", "server_error", "connection", "rate_limited"})
+RETRY_WAIT_S = 0.25  # when the provider names no wait of its own
+MIN_ROUTER_TRY_S = 0.5
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
 
 
@@ -192,7 +196,7 @@ class Router:
         budget = Deadline(min(self._settings.router_timeout_s, deadline.remaining()))
         usage, why = CallUsage(), "the router failed"
         for model, base in models:
-            if budget.remaining() < 0.5:
+            if budget.remaining() < MIN_ROUTER_TRY_S:
                 why = "the router ran out of time"
                 break
             wait = self._cooldowns.remaining(model)
@@ -200,7 +204,7 @@ class Router:
                 why = f"the router model {model} is cooling down after failures ({wait:.0f} s left)"
                 continue
             try:
-                completion = await self._ask(model, base, messages, fmt, budget)
+                completion = await self._ask_twice(model, base, messages, fmt, budget)
             except llm.ProviderError as error:
                 self._cooldowns.failed(model, error.kind, error.retry_after_s)
                 why = f"the router model {model} failed: {error}"
@@ -225,6 +229,21 @@ class Router:
             return RouteOutcome(decision.specialist, routing, usage)
         return _fallback(default, why, models[0][0], started, usage)
 
+    async def _ask_twice(
+        self, model: str, base: str | None, messages: list[dict[str, str]], fmt: dict[str, Any], budget: Deadline
+    ) -> llm.Completion:
+        """Ask once more after a passing failure (overloaded, 5xx, connection, short rate limit) when the router's
+        time allows: one retry is cheaper than sending the task to the default specialist."""
+        try:
+            return await self._ask(model, base, messages, fmt, budget)
+        except llm.ProviderError as error:
+            wait = RETRY_WAIT_S if error.retry_after_s is None else error.retry_after_s
+            if error.kind not in RETRY_ON or wait + MIN_ROUTER_TRY_S > budget.remaining():
+                raise
+            self._cooldowns.failed(model, error.kind, error.retry_after_s)
+            await anyio.sleep(wait)
+        return await self._ask(model, base, messages, fmt, budget)
+
     async def _ask(
         self, model: str, base: str | None, messages: list[dict[str, str]], fmt: dict[str, Any], budget: Deadline
     ) -> llm.Completion:
@@ -244,6 +263,7 @@ class Router:
                 api_key=key,
                 timeout_s=max(0.1, budget.remaining()),
                 response_format=fmt,
+                thinking_budget_tokens=ROUTER_THINKING_BUDGET,
             )
             return await llm.complete(request)
         finally:
