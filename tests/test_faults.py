@@ -224,6 +224,11 @@ CLIENT_ERRORS = [
         "refused by the provider's content policy",
     ),
     (400, "prompt is too long: 210000 tokens > 200000 maximum", "input too long for this model's context window"),
+    (
+        400,
+        "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).",
+        "input too long for this model's context window",
+    ),
 ]
 
 

@@ -464,7 +464,13 @@ def _overloaded(status: int | None, text: str) -> int | None:
 
 # litellm prefixes messages with its class names ("litellm.BadRequestError: OpenAIException - ...").
 _LITELLM_PREFIX = re.compile(r"(litellm\.\w+:\s*|\b\w*(Exception|Error)\s*-\s*|\bAPIError:\s*)")
-_CONTEXT_WINDOW_HINTS = ("context_length_exceeded", "maximum context length", "prompt is too long", "too many tokens")
+_CONTEXT_WINDOW_HINTS = (
+    "context_length_exceeded",
+    "maximum context length",
+    "prompt is too long",  # Anthropic
+    "too many tokens",
+    "exceeds the maximum number of tokens",  # Gemini: "The input token count (…) exceeds the maximum number of…"
+)
 _CONTENT_POLICY_HINTS = ("content_policy", "content policy", "safety system", "content management policy")
 
 
