@@ -74,15 +74,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ask = commands.add_parser("ask", parents=[common], help="run one task from the terminal, as the delegate tool")
     ask.add_argument("task", help="the task; '-' reads it from stdin")
     ask.add_argument("--context-file", type=Path, metavar="FILE", help="file whose text is passed as context")
-    ask.add_argument(
-        "--file",
-        action="append",
-        default=[],
-        dest="files",
-        metavar="PATH",
-        help="a file or glob pattern the server reads for the specialist, as the tools' `files` (repeatable); "
-        "relative to DELEGATE_FILE_ROOTS, default the current folder",
-    )
+    add_file_flag(ask)
     ask.add_argument("--specialist", metavar="NAME", help="skip routing and ask this specialist (as ask_NAME)")
     ask.add_argument("--json", action="store_true", help="print the whole result as JSON on stdout")
     route = commands.add_parser(
@@ -90,6 +82,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     route.add_argument("task", help="the task; '-' reads it from stdin")
     route.add_argument("--context-file", type=Path, metavar="FILE", help="file whose text is passed as context")
+    add_file_flag(route)
     route.add_argument(
         "--output-tokens", type=int, default=500, help="expected answer length for the cost estimate (default 500)"
     )
@@ -147,6 +140,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     stats.add_argument("log", type=Path, help="the decision log file (DELEGATE_LOG)")
     stats.add_argument("--json", action="store_true", help="print the summary as JSON")
     return parser.parse_args(argv)
+
+
+def add_file_flag(parser: argparse.ArgumentParser) -> None:
+    """--file PATH, repeatable: the tools' `files` on the command line."""
+    parser.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        dest="files",
+        metavar="PATH",
+        help="a file or glob pattern the server reads for the specialist, as the tools' `files` (repeatable); "
+        "relative to DELEGATE_FILE_ROOTS, default the current folder",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,6 +318,11 @@ def run_route(delegator: Delegator, args: argparse.Namespace) -> int:
     if context is None:
         return EXIT_CONFIG
     try:
+        if args.files:  # the files join the context, as they do for the specialist
+            from server.delegation import material
+
+            bundle = anyio.run(lambda: delegator.read_files(args.files, context))
+            context = material(context, bundle.text)
         outcome = anyio.run(delegator.route_only, task, context)
     except DelegateError as exc:
         print(f"delegate-mcp: {exc}", file=sys.stderr)

@@ -292,7 +292,8 @@ class Delegator:
         if not files:
             return FileBundle()
         reader = FileReader(self.file_rules(client_roots))
-        return await anyio.to_thread.run_sync(reader.read, list(files), len(context))
+        # A cancelled call does not wait for a slow glob to finish walking its folders.
+        return await anyio.to_thread.run_sync(reader.read, list(files), len(context), abandon_on_cancel=True)
 
     async def _prepare(
         self, task: str, context: str, files: Sequence[str] = (), client_roots: Sequence[Path] = ()

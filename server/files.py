@@ -117,12 +117,14 @@ def resolved_roots(paths: list[Path]) -> tuple[Path, ...]:
 
 
 def is_secret(relative: PurePosixPath, allow: tuple[str, ...]) -> bool:
-    """Whether a path (relative to its root) looks like it holds credentials and is not allowed explicitly."""
+    """Whether a path (relative to its root) looks like it holds credentials and is not allowed explicitly. Case
+    does not matter (on macOS and Windows `.ENV` is the same file as `.env`)."""
     text = str(relative)
     if any(fnmatch.fnmatchcase(text, p) or fnmatch.fnmatchcase(relative.name, p) for p in allow):
         return False
-    parts = relative.parts
-    if any(fnmatch.fnmatchcase(relative.name, p) for p in SECRET_NAMES):
+    lowered = PurePosixPath(text.lower())
+    parts = lowered.parts
+    if any(fnmatch.fnmatchcase(lowered.name, p) for p in SECRET_NAMES):
         return True
     if any(part in SECRET_FOLDERS for part in parts[:-1]):
         return True
@@ -194,7 +196,7 @@ class FileReader:
 
     def _holds_token(self, shown: str, real: Path, text: str) -> bool:
         """An .npmrc or .pypirc with credentials in it (most hold only registry URLs) that is not allowed."""
-        check = TOKEN_FILES.get(real.name)
+        check = TOKEN_FILES.get(real.name.lower())
         if check is None or not check.search(text):
             return False
         return not any(fnmatch.fnmatchcase(shown, p) or fnmatch.fnmatchcase(real.name, p) for p in self.rules.allow)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Callable
@@ -318,6 +319,9 @@ async def test_special_files_are_refused(
         ".kube/config",
         "store.p12",
         "cert.pfx",
+        ".ENV",
+        "Keys/ID_RSA",
+        ".GIT/config",
     ],
 )
 def test_secret_paths_are_recognised(path: str) -> None:
@@ -587,3 +591,20 @@ def test_files_over_http_come_only_from_the_servers_own_roots(
     assert "hello from app" in sent_to(sim, "sim-coder")
     assert refused.is_error and "outside the allowed roots" in refused.content[0].text
     assert sim.count("sim-coder") == 1
+
+
+@pytest.mark.subprocess
+def test_route_counts_files_like_delegate_does(sim: ProviderSimulator, specialists_dir: Path, project: Path) -> None:
+    from tests.test_console_script import run_cli, server_env
+
+    (project / "big.txt").write_text("word " * 8_000)
+    sim.set_default("sim-router", route_to("writer"))
+    env = server_env(sim, specialists_dir, DELEGATE_FILE_ROOTS=str(project))
+    without = run_cli("route", "Summarise", "--json", env=env)
+    with_file = run_cli("route", "Summarise", "--file", "big.txt", "--json", env=env)
+    assert without.returncode == 0 and with_file.returncode == 0, without.stderr + with_file.stderr
+    tokens = [json.loads(done.stdout)["cost_estimate"]["input_tokens"] for done in (without, with_file)]
+    assert tokens[1] > tokens[0] + 8_000, tokens
+    assert "total_chars=40" in str(sim.calls("sim-router")[-1]["messages"])
+    refused = run_cli("route", "Summarise", "--file", ".env", env=env)
+    assert refused.returncode == 2 and "credentials" in refused.stderr
