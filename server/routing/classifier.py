@@ -29,6 +29,7 @@ MIN_KNOWN_WORDS = 3  # a task with fewer words the classifier has seen is too sh
 MIN_EXAMPLES = 20  # training texts (description, examples, corrections) a specialist needs to be decided alone
 GUARD_SHARE = 0.2  # prior-corrected probability of an under-trained specialist that makes the classifier abstain
 GUARD_NEIGHBOURS = 8  # nearest training texts searched for an under-trained specialist's
+SEARCH_FEATURES = 150  # a task's heaviest features used to find its nearest training texts
 GUARD_TERMS = 0.01  # a description word found in at most this share of other specialists' texts is distinctive
 EPOCHS = 10
 LEARNING_RATE = 2.0
@@ -158,7 +159,10 @@ class SoftmaxRegression:
 
     def predict(self, text: str, explain: bool = False) -> Prediction | None:
         """The most probable label, or None when the text has no known feature; explain adds the heaviest words."""
-        vector = self.tfidf.vector(features(text))
+        return self.predict_vector(self.tfidf.vector(features(text)), text, explain)
+
+    def predict_vector(self, vector: dict[str, float], text: str, explain: bool = False) -> Prediction | None:
+        """predict() for a vector already computed from `text`."""
         if not vector or not self.labels:
             return None
         probabilities = self.probabilities(vector)
@@ -229,7 +233,8 @@ class _Neighbours:
     def nearest(self, vector: dict[str, float], k: int) -> list[str]:
         """Labels of the k training texts most cosine-similar to the vector."""
         scores: dict[int, float] = defaultdict(float)
-        for feature, value in vector.items():
+        # The heaviest features carry the similarity; a long task's hundreds of light ones only cost time.
+        for feature, value in sorted(vector.items(), key=lambda item: -item[1])[:SEARCH_FEATURES]:
             for doc, weight in self.postings.get(feature, ()):
                 scores[doc] += value * weight
         return [self.labels[doc] for doc in sorted(scores, key=lambda d: -scores[d])[:k]]
@@ -261,7 +266,8 @@ class Classifier:
 
     def assess(self, text: str, explain: bool = False) -> Assessment:
         """The best guess and, when the classifier abstains, the reason; explain adds the heaviest words."""
-        prediction = self.model.predict(text, explain)
+        vector = self.model.tfidf.vector(features(text))
+        prediction = self.model.predict_vector(vector, text, explain)
         if prediction is None:
             return Assessment(None, "no word of the task was in the training examples")
         if prediction.known_words < MIN_KNOWN_WORDS:
@@ -271,7 +277,6 @@ class Classifier:
         if prediction.label in self.under_trained:
             return Assessment(prediction, self._few(prediction.label))
         if self.under_trained:
-            vector = self.model.tfidf.vector(features(text))
             balanced = self.model.probabilities(vector, self._balance)
             for label in self.under_trained:
                 if balanced[label] >= GUARD_SHARE:
