@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from server.app import build_server
 from server.delegation import Delegator
-from server.http import http_app, max_body_bytes
+from server.http import http_app, is_loopback, max_body_bytes
 from tests.simulator import ProviderSimulator
 from tests.test_console_script import script, server_env
 from tests.test_http import HEADERS, INITIALIZE, TOKEN, free_port
@@ -102,3 +102,20 @@ def test_a_too_large_body_gets_a_json_rpc_error_naming_the_limit(make_delegator:
     assert response.status_code == 413
     error = response.json()["error"]
     assert f"{limit:,} bytes" in error["message"] and "DELEGATE_MAX_CONTEXT_CHARS" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("localhost", True),
+        ("[::1]", True),
+        ("::ffff:127.0.0.1", True),
+        ("0.0.0.0", False),
+        ("192.0.2.7", False),
+        ("localhost.example", False),
+    ],
+)
+def test_loopback_addresses_are_recognised(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
