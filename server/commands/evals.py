@@ -299,6 +299,8 @@ def format_report(summary: dict[str, Any]) -> str:
         "Decision paths:          coverage   count   accuracy   95% interval (Wilson)",
     ]
     for path, figures in summary["paths"].items():
+        if path == "feedback" and not figures["count"]:  # only there once users have corrected routing
+            continue
         lines.append(
             f"  {path:<22}{_pct(figures['coverage']):>8}{figures['count']:>8}{_pct(figures['accuracy']):>11}"
             + _interval(figures.get("accuracy_interval"))
