@@ -266,6 +266,18 @@ async def test_a_rejected_key_moves_to_the_next_provider(
     assert data["model"] == wire.model("sim-c") and sim.count("sim-b") == 0
 
 
+@each_wire
+async def test_an_error_inside_the_stream_falls_back_and_keeps_no_partial_answer(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire
+) -> None:
+    status = OVERLOADED[wire.name] if wire.name == "anthropic" else 500  # Anthropic: `event: error`, overloaded
+    sim.set_default("sim-coder", "an answer that breaks off half way", stream_error=status, stream_error_after=2)
+    data = (await call(faulty(make_delegator), "ask_coder", {"task": "x"})).structured_content
+    assert data["model"] == wire.model("sim-backup") and "breaks off" not in data["output"]
+    expected = "overloaded (529)" if wire.name == "anthropic" else "provider server error (500)"
+    assert data["attempts"][0]["error"] == expected
+
+
 # --- answers the provider cut short (every wire format) ---------------------------------------------------
 
 

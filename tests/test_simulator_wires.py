@@ -71,3 +71,14 @@ async def test_gemini_streams_through_stream_generate_content_with_a_system_inst
     record = sim.requests("gemini-2.5-flash")[0]
     assert record["path"] == "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
     assert record["body"]["system_instruction"] == {"parts": [{"text": "Be brief."}]}
+
+
+@pytest.mark.parametrize("wire", WIRE_NAMES)
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_thinking_tokens_are_billed_as_output_on_every_format(
+    sim: ProviderSimulator, wire: str, stream: bool
+) -> None:
+    sim.enqueue("sim-a", "short", usage={"prompt_tokens": 7, "completion_tokens": 3}, thinking_tokens=40)
+    completion = await llm.complete(request(sim, wire, stream=stream))
+    assert completion.text == "short", "thought summaries are not part of the answer"
+    assert completion.output_tokens == 43

@@ -412,6 +412,8 @@ def _classify(exc: Exception, litellm: ModuleType) -> ProviderError:
         return ProviderError(by_status[status], status, detail, retry_after)
     if status in (400, 422):
         return ProviderError(_refine("bad_request", detail), status, detail, retry_after)
+    if "rate_limit_error" in text:  # Anthropic's error event inside a stream reaches us as a 500
+        return ProviderError("rate_limited", 429, detail, retry_after)
     if status is not None and status >= 500:
         # litellm also raises APIConnectionError (status 500) for an answer it could not parse: no connection hint
         # above means the provider answered, badly

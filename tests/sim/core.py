@@ -139,6 +139,9 @@ class _Handler(BaseHTTPRequestHandler):
         reply = turn.reply
         pieces = [reply[i : i + CHUNK_CHARS] for i in range(0, len(reply), CHUNK_CHARS)] or [""]
         for sent, piece in enumerate(pieces):
+            if beh.stream_error is not None and sent >= beh.stream_error_after:
+                self._write(wire.stream_error(beh.stream_error, beh.error_text, beh))
+                return
             if beh.stream_stall_after is not None and sent >= beh.stream_stall_after:
                 self.server.simulator._wait(None, self)
                 return

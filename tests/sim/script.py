@@ -23,6 +23,9 @@ class Behaviour:
     usage: dict[str, int] | None = None
     """prompt_tokens / completion_tokens (OpenAI names, used for every format)."""
     stream_stall_after: int | None = None
+    stream_error: int | None = None
+    """Send this status's error as an event inside the stream (after stream_error_after pieces), then stop."""
+    stream_error_after: int = 1
     responder: Callable[[dict[str, Any]], str] | None = None
     chunk_delay: float = 0.0
     finish: str = "stop"

@@ -174,6 +174,11 @@ def stream_close(turn: Turn) -> list[str]:
     ]
 
 
+def stream_error(status: int, text: str | None, beh: Behaviour) -> list[str]:
+    """An `event: error` inside the stream, as Anthropic sends when it overloads midway."""
+    return [sse(json.dumps(error(status, text, beh)[1]), event="error")]
+
+
 def malformed_stream() -> str:
     """A frame that is not valid JSON."""
     return sse('{"type": "message_start", "message": {', event="message_start")

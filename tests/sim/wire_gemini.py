@@ -124,6 +124,11 @@ def stream_close(turn: Turn) -> list[str]:
     return [_frame(_chunk(turn, [{"text": ""}], FINISH[turn.behaviour.finish]))]
 
 
+def stream_error(status: int, text: str | None, beh: Behaviour) -> list[str]:
+    """A google.rpc.Status sent as a stream event."""
+    return [_frame(error(status, text, beh)[1])]
+
+
 def malformed_stream() -> str:
     """A frame that is not valid JSON."""
     return sse('{"candidates": [')

@@ -111,6 +111,11 @@ def stream_close(turn: Turn) -> list[str]:
     return [*frames, sse("[DONE]")]
 
 
+def stream_error(status: int, text: str | None, beh: Behaviour) -> list[str]:
+    """An error object sent as a stream event, as OpenAI-compatible servers do when a stream fails midway."""
+    return [sse(json.dumps(error(status, text, beh)[1]))]
+
+
 def malformed_stream() -> str:
     """A frame that is not valid JSON."""
     return sse('{"choices": [')
