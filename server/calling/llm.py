@@ -381,11 +381,12 @@ def _classify(exc: Exception, litellm: ModuleType) -> ProviderError:
         return _classify(original, litellm)  # MidStreamFallbackError wraps the failure that matters
     status = getattr(exc, "status_code", None)
     status = status if isinstance(status, int) else None
-    detail = _LITELLM_PREFIX.sub("", str(getattr(exc, "message", None) or exc)).strip().removesuffix(")")
+    raw = str(getattr(exc, "message", None) or exc)
+    detail = _LITELLM_HINT.sub("", _LITELLM_PREFIX.sub("", raw)).strip().removesuffix(")")
     retry_after = _retry_after(exc)
-    overloaded = _overloaded(status, detail.lower())
+    text = raw.lower()  # the whole text: error type names ("overloaded_error") and litellm's provider names included
+    overloaded = _overloaded(status, text)
     detail = _provider_message(detail)
-    text = detail.lower()
     # litellm reports a refused or reset connection as a 500 (Anthropic, OpenAI) or an APIConnectionError with
     # status 500 (Gemini); only the text tells it apart from a provider's own server error.
     if any(hint in text for hint in _CONNECTION_HINTS) and (status is None or status >= 500):
@@ -412,7 +413,7 @@ def _classify(exc: Exception, litellm: ModuleType) -> ProviderError:
         return ProviderError(by_status[status], status, detail, retry_after)
     if status in (400, 422):
         return ProviderError(_refine("bad_request", detail), status, detail, retry_after)
-    if "rate_limit_error" in text:  # Anthropic's error event inside a stream reaches us as a 500
+    if "rate_limit_error" in text or "rate limit" in text:  # e.g. Anthropic's error event inside a stream: a 500
         return ProviderError("rate_limited", 429, detail, retry_after)
     if status is not None and status >= 500:
         # litellm also raises APIConnectionError (status 500) for an answer it could not parse: no connection hint
@@ -461,10 +462,13 @@ def _overloaded(status: int | None, text: str) -> int | None:
         return 529
     if status == 503:
         return 503
+    if status in (None, 500) and "overloaded" in text:  # an error event inside a stream loses its type on the way
+        return 529 if "anthropic" in text else 503
     return None
 
 
 # litellm prefixes messages with its class names ("litellm.BadRequestError: OpenAIException - ...").
+_LITELLM_HINT = re.compile(r"\.?\s*Handle with `litellm\.\w+`\.?")
 _LITELLM_PREFIX = re.compile(r"(litellm\.\w+:\s*|\b\w*(Exception|Error)\s*-\s*|\bAPIError:\s*)")
 _CONTEXT_WINDOW_HINTS = (
     "context_length_exceeded",

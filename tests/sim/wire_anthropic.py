@@ -19,6 +19,12 @@ ERROR_TYPES = {
     529: "overloaded_error",
 }
 FINISH = {"stop": "end_turn", "length": "max_tokens", "safety": "refusal"}
+MESSAGES = {  # what the real API says, so tests cannot pass on our own wording
+    "authentication_error": "invalid x-api-key",
+    "rate_limit_error": "Number of request tokens has exceeded your per-minute rate limit",
+    "overloaded_error": "Overloaded",
+    "api_error": "Internal server error",
+}
 
 
 def matches(path: str) -> bool:
@@ -60,7 +66,7 @@ def error(status: int, text: str | None, beh: Behaviour) -> tuple[int, dict[str,
     """An Anthropic error body; Retry-After as a header (as the real API sends on 429 and 529)."""
     kind = ERROR_TYPES.get(status, "api_error")
     headers = {"retry-after": f"{beh.retry_after:g}"} if beh.retry_after is not None else {}
-    body = {"type": "error", "error": {"type": kind, "message": text or f"simulated {kind}"}}
+    body = {"type": "error", "error": {"type": kind, "message": text or MESSAGES.get(kind, f"simulated {kind}")}}
     return status, body, headers
 
 
