@@ -116,7 +116,10 @@ async def test_a_retry_that_cannot_fit_the_deadline_is_not_started(
     started = time.monotonic()
     result = await call(delegator, "ask_coder", {"task": "x"})
     assert result.is_error and time.monotonic() - started < 5.0
-    assert f"{wire.model('sim-backup')}: timed out" in result.content[0].text
+    assert sim.count("sim-coder") < 4, "the retries that could not fit were not started"
+    text = result.content[0].text  # how far the backup got depends on the machine's load
+    backup = wire.model("sim-backup")
+    assert f"{backup}: timed out" in text or f"{backup}: skipped: the call's deadline was reached" in text
 
 
 # --- retries and fallbacks (every wire format) -----------------------------------------------------------
