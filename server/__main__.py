@@ -20,7 +20,14 @@ import anyio
 from server import __version__
 from server.catalog import load_catalog
 from server.delegation import Delegator
-from server.errors import ConfigError, DelegateError, FileRefusedError, InvalidInputError, StoreError
+from server.errors import (
+    ConfigError,
+    DelegateError,
+    FileRefusedError,
+    InvalidInputError,
+    StoreError,
+    UnknownThreadError,
+)
 from server.redact import RedactingFormatter, secret_values
 from server.results import fallback_reasons, summary_line
 from server.settings import Settings
@@ -76,6 +83,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ask.add_argument("--context-file", type=Path, metavar="FILE", help="file whose text is passed as context")
     add_file_flag(ask)
     ask.add_argument("--specialist", metavar="NAME", help="skip routing and ask this specialist (as ask_NAME)")
+    ask.add_argument(
+        "--thread", metavar="ID", help="follow up on the conversation ID (printed after each answer); see `threads`"
+    )
     ask.add_argument("--json", action="store_true", help="print the whole result as JSON on stdout")
     route = commands.add_parser(
         "route", parents=[common], help="show which specialist would answer a task, why, and the cost; calls none"
@@ -136,6 +146,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     doctor.add_argument("--ping", action="store_true", help="send a one-token request to every usable model")
     doctor.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
+    threads = commands.add_parser(
+        "threads",
+        parents=[common],
+        help="list conversations; `threads show ID` prints one, `threads delete ID` forgets it",
+        description="Conversations kept in the store (DELEGATE_STORE): every answer starts or continues one; "
+        "follow up with `ask --thread ID` or the tools' thread_id.",
+    )
+    threads.add_argument("action", nargs="?", choices=["list", "show", "delete"], default="list", help="default list")
+    threads.add_argument("thread_id", nargs="?", metavar="ID", help="the thread, for show and delete")
+    threads.add_argument("--limit", type=int, default=50, help="how many threads to list (default 50)")
+    threads.add_argument("--json", action="store_true", help="print JSON (the list, or the transcript)")
     stats = commands.add_parser("stats", parents=[common], help="summarise a decision log")
     stats.add_argument("log", type=Path, help="the decision log file (DELEGATE_LOG)")
     stats.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -186,6 +207,8 @@ def run(argv: list[str] | None) -> int:
         configure_logging(settings.log_level, secret_values(environ, catalog.key_env_names))
         if args.command == "stats":
             return show_stats(args)
+        if args.command == "threads":
+            return run_threads(settings, environ, args)
         if settings.classifier and settings.classifier_examples:
             from server.delegation import training_examples
 
@@ -302,6 +325,46 @@ def show_stats(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_threads(settings: Settings, environ: dict[str, str], args: argparse.Namespace) -> int:
+    """List, show or delete conversations; exit 1 when the thread named does not exist."""
+    from server.commands.threads import format_thread_list, format_transcript
+    from server.store.factory import open_store
+    from server.threads import ThreadBook
+
+    if args.action != "list" and not args.thread_id:
+        print(f"delegate-mcp: threads {args.action} needs the thread ID (see `delegate-mcp threads`).", file=sys.stderr)
+        return EXIT_CONFIG
+    store = open_store(settings, environ)
+    book = ThreadBook(store, settings.thread_ttl_days, settings.thread_max_chars)
+    try:
+        if args.action == "list":
+            found = book.recent(max(1, args.limit))
+            listing = [thread.summary() for thread in found]
+            print(
+                json.dumps(listing, indent=2, ensure_ascii=False)
+                if args.json
+                else format_thread_list(found, store.location)
+            )
+        elif args.action == "show":
+            thread = book.load(args.thread_id)
+            print(
+                json.dumps(thread.transcript(), indent=2, ensure_ascii=False)
+                if args.json
+                else format_transcript(thread)
+            )
+        elif book.delete(args.thread_id):
+            print(f"Deleted thread {args.thread_id}.", file=sys.stderr)
+        else:
+            print(f"delegate-mcp: no thread {args.thread_id!r} in {store.location}.", file=sys.stderr)
+            return EXIT_CALL_FAILED
+    except (InvalidInputError, UnknownThreadError) as exc:
+        print(f"delegate-mcp: {exc}", file=sys.stderr)
+        return EXIT_CALL_FAILED
+    finally:
+        store.close()
+    return EXIT_OK
+
+
 def configure_logging(level: str, secrets: list[str]) -> None:
     """Everything logs to stderr (stdout is the protocol), redacted."""
     handler = logging.StreamHandler(sys.stderr)
@@ -390,9 +453,11 @@ def run_ask(delegator: Delegator, args: argparse.Namespace) -> int:
             return EXIT_CONFIG
     try:
         if args.specialist:
-            result = anyio.run(lambda: delegator.ask(args.specialist, task, context, files=args.files))
+            result = anyio.run(
+                lambda: delegator.ask(args.specialist, task, context, files=args.files, thread_id=args.thread)
+            )
         else:
-            result = anyio.run(lambda: delegator.delegate(task, context, files=args.files))
+            result = anyio.run(lambda: delegator.delegate(task, context, files=args.files, thread_id=args.thread))
     except DelegateError as exc:
         print(f"delegate-mcp: {exc}", file=sys.stderr)
         return EXIT_CONFIG if isinstance(exc, (KeyError, FileRefusedError)) else EXIT_CALL_FAILED

@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.mcpserver.resolve import ListRoots, Resolve
 from mcp.server.mcpserver.tools import Tool
 from mcp.shared.exceptions import MCPError
@@ -25,13 +26,15 @@ from server import __version__
 from server.catalog import Catalog, Specialist
 from server.commands.cli_output import catalog_report
 from server.delegation import EMPTY_TASK, Delegator, is_blank
-from server.errors import ConfigError, DelegateError
+from server.errors import ConfigError, DelegateError, InvalidInputError, UnknownThreadError
 from server.feedback import FeedbackReceipt, receipt
 from server.files import root_paths
 from server.progress import NO_PROGRESS, Progress
 from server.results import DelegateResult, summary_line
+from server.threads import ThreadBook
 
 logger = logging.getLogger(__name__)
+RECENT_THREADS = 50
 
 TaskArg = Annotated[
     str,
@@ -53,9 +56,17 @@ AskContextArg = Annotated[
 FilesArg = Annotated[
     list[str] | None,
     Field(
-        description="Optional files for the specialist, as paths or glob patterns (\"src/**/*.py\"), relative to "
+        description='Optional files for the specialist, as paths or glob patterns ("src/**/*.py"), relative to '
         "the project folder. The server reads them itself and passes them with the context: do not read them "
         "yourself or paste them into `context`. Credential files (.env, keys, .git internals) are refused."
+    ),
+]
+ThreadArg = Annotated[
+    str | None,
+    Field(
+        description="To follow up on an earlier answer, pass that result's thread_id: the specialist then sees "
+        'the earlier tasks, material and answers of the conversation, so say only what is new ("now add tests", '
+        '"shorter"). Leave it out for an unrelated task; every result carries a new thread_id to continue from.'
     ),
 ]
 ToolResult = Annotated[CallToolResult, DelegateResult]
@@ -157,18 +168,21 @@ def delegate_tool(delegator: Delegator) -> Tool:
         task: TaskArg,
         context: ContextArg = "",
         files: FilesArg = None,
+        thread_id: ThreadArg = None,
         ctx: Context | None = None,
         roots: ClientRoots = None,
     ) -> ToolResult:
         progress = progress_for(ctx)
-        return await _run(delegator.delegate(task, context, progress, files or [], roots_of(roots)), progress)
+        call = delegator.delegate(task, context, progress, files or [], roots_of(roots), thread_id=thread_id)
+        return await _run(call, progress)
 
     names = ", ".join(delegator.catalog.names)
     description = (
         f"Hand a task to the best specialist model ({names}): a cheap router picks one, it answers. Returns the "
         "answer plus routing metadata: specialist, model, reason, confidence, tokens, cost in USD, latency and "
         "fallbacks tried. Put long material in `context`; name files in `files` and the server reads them (do not "
-        "read them yourself)."
+        "read them yourself). Follow-ups: pass the earlier result's `thread_id`; each turn is routed afresh and the "
+        "specialist sees the whole conversation."
     )
     return _strict(Tool.from_function(delegate, name="delegate", description=description, annotations=_ANNOTATIONS))
 
@@ -180,17 +194,20 @@ def ask_tool(delegator: Delegator, spec: Specialist) -> Tool:
         task: TaskArg,
         context: AskContextArg = "",
         files: FilesArg = None,
+        thread_id: ThreadArg = None,
         ctx: Context | None = None,
         roots: ClientRoots = None,
     ) -> ToolResult:
         progress = progress_for(ctx)
-        return await _run(delegator.ask(spec.name, task, context, progress, files or [], roots_of(roots)), progress)
+        call = delegator.ask(spec.name, task, context, progress, files or [], roots_of(roots), thread_id=thread_id)
+        return await _run(call, progress)
 
     ask.__name__ = spec.tool_name  # names the input schema ask_<name>Arguments
 
     description = (
         f"Ask the {spec.name} specialist directly, with no routing. It handles: {spec.description} Name files in "
-        "`files` and the server reads them (do not read them yourself)."
+        "`files` and the server reads them (do not read them yourself). Follow-ups: pass the earlier result's "
+        "`thread_id`."
     )
     return _strict(Tool.from_function(ask, name=spec.tool_name, description=description, annotations=_ANNOTATIONS))
 
@@ -227,6 +244,7 @@ ARGUMENTS: dict[str, tuple[Any, str]] = {
     "task": (str, "a string"),
     "context": (str, "a string"),
     "files": ((list[str], type(None)), "a list of strings (file paths or glob patterns)"),
+    "thread_id": ((str, type(None)), "a string (the thread_id of an earlier result)"),
 }
 
 
@@ -378,4 +396,36 @@ def build_server(delegator: Delegator, after_handshake: Callable[[], Any] | None
     def usage() -> str:
         return json.dumps(delegator.usage.snapshot(), indent=2)
 
+    if delegator.threads is not None:
+        add_thread_resources(server, delegator.threads)
     return server
+
+
+def add_thread_resources(server: MCPServer, book: ThreadBook) -> None:
+    """delegate://threads (recent conversations) and delegate://threads/{thread_id} (one transcript)."""
+
+    @server.resource(
+        "delegate://threads",
+        name="threads",
+        mime_type="application/json",
+        description=f"Recent conversations, newest first (up to {RECENT_THREADS}): thread_id, title (the first "
+        "task), turns, specialists that answered, created and updated times.",
+    )
+    async def threads() -> str:
+        found = await anyio.to_thread.run_sync(book.recent, RECENT_THREADS)
+        return json.dumps([thread.summary() for thread in found], indent=2, ensure_ascii=False)
+
+    @server.resource(
+        "delegate://threads/{thread_id}",
+        name="thread",
+        mime_type="application/json",
+        description="One conversation as JSON: every turn's task, context, files, answer, specialist, model and time.",
+    )
+    async def thread(thread_id: str) -> str:
+        try:
+            found = await anyio.to_thread.run_sync(book.load, thread_id)
+        except (UnknownThreadError, InvalidInputError) as exc:
+            raise ResourceNotFoundError(str(exc)) from None
+        except DelegateError as exc:
+            raise ResourceError(str(exc)) from None
+        return json.dumps(found.transcript(), indent=2, ensure_ascii=False)

@@ -33,6 +33,7 @@ from server.store.budget import DailyBudget, default_data_dir
 from server.store.decision_log import DecisionLog, entry
 from server.store.factory import open_store
 from server.store.usage import UsageTally
+from server.threads import Thread, ThreadBook, Turn, check_thread_id, new_thread_id, trim_history
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +55,26 @@ def material(context: str, files_text: str = "") -> str:
     return "\n\n".join(part for part in (context, files_text) if part)
 
 
-def specialist_messages(spec: Specialist, task: str, context: str, files_text: str = "") -> list[dict[str, str]]:
-    """The specialist's conversation: its instructions, then the context and files (if any) and the task."""
+def user_content(task: str, context: str, files_text: str = "", material_dropped: bool = False) -> str:
+    """One user message: the context and files (if any), then the task."""
     given = material(context, files_text)
-    content = f"<context>\n{given}\n</context>\n\n{task}" if given else task
-    return [{"role": "system", "content": spec.instructions}, {"role": "user", "content": content}]
+    note = "[The context and files given with this task were left out to save space.]\n\n" if material_dropped else ""
+    return f"{note}<context>\n{given}\n</context>\n\n{task}" if given else f"{note}{task}"
+
+
+def specialist_messages(
+    spec: Specialist, task: str, context: str, files_text: str = "", history: Sequence[Turn] = ()
+) -> list[dict[str, str]]:
+    """The specialist's conversation: its instructions, the thread's earlier turns, then this turn's context and
+    files (if any) and its task."""
+    messages = [{"role": "system", "content": spec.instructions}]
+    for turn in history:
+        messages.append(
+            {"role": "user", "content": user_content(turn.task, turn.context, turn.files_text, turn.material_dropped)}
+        )
+        messages.append({"role": "assistant", "content": turn.answer})
+    messages.append({"role": "user", "content": user_content(task, context, files_text)})
+    return messages
 
 
 def classifier_text(task: str, context: str) -> str:
@@ -174,6 +190,10 @@ class Delegator:
         self._memory: dict[str, str] = {}  # task_key -> the specialist a user said it should go to
         self.usage = UsageTally()
         self._premium_rates: list[tuple[float, float]] | None = None
+        self.threads: ThreadBook | None = None
+        """Conversations, kept in the store unless DELEGATE_THREADS=off."""
+        if settings.threads:
+            self.threads = ThreadBook(self.store, settings.thread_ttl_days, settings.thread_max_chars)
         # The working directory is the one the client started us in; it is read once, like the keys.
         self._file_roots, self._no_roots_reason = configured_roots(settings.file_roots, Path.cwd(), Path.home())
         for missing in [p for p in self._file_roots if not p.is_dir()]:
@@ -296,12 +316,19 @@ class Delegator:
         return await anyio.to_thread.run_sync(reader.read, list(files), len(context), abandon_on_cancel=True)
 
     async def _prepare(
-        self, task: str, context: str, files: Sequence[str] = (), client_roots: Sequence[Path] = ()
-    ) -> tuple[Deadline, FileBundle]:
-        """Start the call's deadline as it arrives, then the checks every call passes (the files read among them)
-        before any provider is called; waiting for start-up work counts against the deadline (and the latency)."""
+        self,
+        task: str,
+        context: str,
+        files: Sequence[str] = (),
+        client_roots: Sequence[Path] = (),
+        thread_id: str | None = None,
+    ) -> tuple[Deadline, FileBundle, Thread | None]:
+        """Start the call's deadline as it arrives, then the checks every call passes (the thread must exist, the
+        files are read) before any provider is called; waiting for start-up work counts against the deadline (and
+        the latency)."""
         deadline = Deadline(self.settings.deadline_s)
         self.validate(task, context)
+        thread = await self._thread(thread_id)
         bundle = await self.read_files(files, context, client_roots)
         if self._budget is not None:
             await anyio.to_thread.run_sync(self._budget.check)
@@ -320,7 +347,19 @@ class Delegator:
                 "do not wait for it.",
                 [],
             )
-        return deadline, bundle
+        return deadline, bundle, thread
+
+    async def _thread(self, thread_id: str | None) -> Thread | None:
+        """The conversation a call continues (UnknownThreadError when there is none), or None for a new one."""
+        if thread_id is None:
+            return None
+        if self.threads is None:
+            raise InvalidInputError(
+                "this server keeps no conversations (DELEGATE_THREADS=off): leave thread_id out and pass the "
+                "earlier material again as context."
+            )
+        check_thread_id(thread_id)
+        return await anyio.to_thread.run_sync(self.threads.load, thread_id)
 
     async def delegate(
         self,
@@ -329,9 +368,12 @@ class Delegator:
         progress: Progress = NO_PROGRESS,
         files: Sequence[str] = (),
         client_roots: Sequence[Path] = (),
+        thread_id: str | None = None,
     ) -> DelegateResult:
-        """Route the task to the best specialist and return its answer with the routing metadata."""
-        return await self._logged("delegate", task, self._delegate(task, context, progress, files, client_roots))
+        """Route the task to the best specialist and return its answer with the routing metadata; with a
+        thread_id, as the next turn of that conversation."""
+        call = self._delegate(task, context, progress, files, client_roots, thread_id)
+        return await self._logged("delegate", task, call)
 
     async def ask(
         self,
@@ -341,19 +383,27 @@ class Delegator:
         progress: Progress = NO_PROGRESS,
         files: Sequence[str] = (),
         client_roots: Sequence[Path] = (),
+        thread_id: str | None = None,
     ) -> DelegateResult:
-        """Send the task straight to one specialist, with no routing."""
+        """Send the task straight to one specialist, with no routing; with a thread_id, as the next turn."""
         spec = self.catalog.get(name)
-        return await self._logged(spec.tool_name, task, self._ask(spec, task, context, progress, files, client_roots))
+        call = self._ask(spec, task, context, progress, files, client_roots, thread_id)
+        return await self._logged(spec.tool_name, task, call)
 
     async def _delegate(
-        self, task: str, context: str, progress: Progress, files: Sequence[str], client_roots: Sequence[Path]
+        self,
+        task: str,
+        context: str,
+        progress: Progress,
+        files: Sequence[str],
+        client_roots: Sequence[Path],
+        thread_id: str | None,
     ) -> DelegateResult:
-        deadline, bundle = await self._prepare(task, context, files, client_roots)
+        deadline, bundle, thread = await self._prepare(task, context, files, client_roots, thread_id)
         outcome = await self.route(task, context, deadline, bundle.text)
         await progress.milestone(f"routed to {outcome.specialist} ({outcome.routing.decided_by})")
         spec = self.catalog.get(outcome.specialist)
-        return await self._answer(spec, outcome, task, context, deadline, progress, bundle)
+        return await self._answer(spec, outcome, task, context, deadline, progress, bundle, thread)
 
     async def _ask(
         self,
@@ -363,16 +413,17 @@ class Delegator:
         progress: Progress,
         files: Sequence[str],
         client_roots: Sequence[Path],
+        thread_id: str | None,
     ) -> DelegateResult:
-        deadline, bundle = await self._prepare(task, context, files, client_roots)
+        deadline, bundle, thread = await self._prepare(task, context, files, client_roots, thread_id)
         direct = Routing(decided_by="direct", reason=f"called directly as {spec.tool_name}")
         outcome = RouteOutcome(spec.name, direct, CallUsage())
-        return await self._answer(spec, outcome, task, context, deadline, progress, bundle)
+        return await self._answer(spec, outcome, task, context, deadline, progress, bundle, thread)
 
     async def route_only(self, task: str, context: str = "", *, remembered: bool = True) -> RouteOutcome:
         """Only the routing decision, as delegate would make it (for evaluation); no specialist is called.
         remembered=False leaves out the exact-task memory of corrections (to measure what the models learned)."""
-        deadline, _ = await self._prepare(task, context)
+        deadline, _, _ = await self._prepare(task, context)
         return await self.route(task, context, deadline, remembered=remembered)
 
     async def route(
@@ -481,9 +532,11 @@ class Delegator:
         deadline: Deadline,
         progress: Progress = NO_PROGRESS,
         bundle: FileBundle | None = None,
+        thread: Thread | None = None,
     ) -> DelegateResult:
         bundle = bundle or FileBundle()
-        messages = specialist_messages(spec, task, context, bundle.text)
+        history, trimmed = self.fit_history(spec, task, context, bundle.text, thread.turns if thread else [])
+        messages = specialist_messages(spec, task, context, bundle.text, history)
         try:
             answer = await self._chain.run(spec, messages, deadline, progress)
         except (AllModelsFailedError, anyio.get_cancelled_exc_class()):
@@ -503,7 +556,7 @@ class Delegator:
         output = cap_output(completion.text, self.settings.max_output_chars)
         if completion.cut:
             output += cut_marker(completion.cut, min(spec.max_output_tokens, self.settings.max_output_tokens))
-        return DelegateResult(
+        result = DelegateResult(
             output=output,
             truncated=output != completion.text,
             specialist=spec.name,
@@ -512,9 +565,53 @@ class Delegator:
             attempts=answer.attempts,
             usage=usage,
             latency_ms=deadline.elapsed_ms(),
+            thread_trimmed=trimmed,
             files=bundle.reads,
             warnings=list(bundle.warnings),
         )
+        turn = Turn(
+            task=task,
+            context=context,
+            files=bundle.reads,
+            files_text=bundle.text,
+            answer=result.output,
+            specialist=spec.name,
+            model=answer.model,
+            at=time.time(),
+        )
+        await self.save_turn(thread.id if thread else None, turn, result)
+        result.latency_ms = deadline.elapsed_ms()
+        return result
+
+    def fit_history(
+        self, spec: Specialist, task: str, context: str, files_text: str, turns: list[Turn]
+    ) -> tuple[list[Turn], bool]:
+        """The thread's turns that fit the specialist's largest usable window with this turn, and whether any
+        material was left out to make them fit (the oldest context and files first, then the oldest turns)."""
+        window = self._chain.largest_window(spec)
+        if window is None or not turns:
+            return turns, False
+        return trim_history(
+            turns, lambda kept: estimate_tokens(specialist_messages(spec, task, context, files_text, kept)) <= window
+        )
+
+    async def save_turn(self, thread_id: str | None, turn: Turn, result: DelegateResult) -> None:
+        """Add the turn to its thread (a new one when thread_id is None) and put the id in the result. A store
+        that cannot be written costs the thread, never the answer: the result carries a warning instead."""
+        if self.threads is None:
+            return
+        continuing = thread_id is not None
+        thread_id = thread_id or new_thread_id()
+        try:
+            with anyio.CancelScope(shield=True):  # the answer is paid for: keep it even if the client gives up
+                await anyio.to_thread.run_sync(self.threads.append, thread_id, turn)
+        except StoreError as exc:
+            logger.warning("a turn of thread %s was not saved: %s", thread_id, exc)
+            later = "later turns of this thread will not see it" if continuing else "it cannot be followed up"
+            result.warnings.append(f"This turn was not saved ({later}): {exc}")
+            if not continuing:
+                return
+        result.thread_id = thread_id
 
     async def _spend(self, cost_usd: float | None) -> None:
         if self._budget is not None and cost_usd:

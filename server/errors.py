@@ -45,6 +45,10 @@ class InputTooLargeError(DelegateError):
     """The input does not fit any usable model's context window; no provider was called."""
 
 
+class UnknownThreadError(DelegateError):
+    """A thread_id that names no live conversation (never created, expired or deleted); nothing was called."""
+
+
 class StoreError(DelegateError):
     """The state store cannot be opened, read or written; the message names its location."""
 

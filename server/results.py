@@ -117,7 +117,10 @@ def summary_line(result: DelegateResult) -> str:
     reasons = fallback_reasons(result.attempts)
     tried = f" · fallback, because {reasons}" if reasons else ""
     cut = " · answer truncated" if result.truncated else ""
+    thread = ""
+    if result.thread_id:
+        thread = f" · thread {result.thread_id}" + (" (older material left out)" if result.thread_trimmed else "")
     return (
         f"{result.specialist} via {result.model} ({how}: {routing.reason}) · {tokens} tokens · {cost} · "
-        f"{result.latency_ms / 1000:.2f} s{tried}{cut}"
+        f"{result.latency_ms / 1000:.2f} s{tried}{cut}{thread}"
     )

@@ -38,6 +38,9 @@ ENV_NAMES: dict[str, str] = {
     "daily_budget_usd": "DELEGATE_DAILY_BUDGET_USD",
     "data_dir": "DELEGATE_DATA_DIR",
     "store": "DELEGATE_STORE",
+    "threads": "DELEGATE_THREADS",
+    "thread_ttl_days": "DELEGATE_THREAD_TTL_DAYS",
+    "thread_max_chars": "DELEGATE_THREAD_MAX_CHARS",
     "router_enabled": "DELEGATE_ROUTER",
     "classifier": "DELEGATE_CLASSIFIER",
     "classifier_threshold": "DELEGATE_CLASSIFIER_THRESHOLD",
@@ -115,6 +118,14 @@ class Settings(BaseModel):
     store: str | None = None
     """Where state lives: a SQLite file path, or redis://host:port/N for a fleet; default a SQLite file in the
     data directory."""
+    threads: bool = True
+    """Keep conversations: every result gets a thread_id to follow up with; off stores nothing."""
+    thread_ttl_days: float = Field(30.0, gt=0)
+    """A thread is forgotten this many days after its last turn."""
+    thread_max_chars: int = Field(400_000, gt=0)
+    """Most characters a thread keeps (about 115k tokens): beyond it the oldest context and files, then the oldest
+    turns, are dropped. The whole history is re-sent every turn, so this bounds a follow-up's cost; it fits the
+    200k-token windows of the default specialists' models with room for the new turn and the answer."""
     router_enabled: bool = True
     """Ask the router model when the classifier abstains; off sends those tasks to the default specialist."""
     classifier: bool = True

@@ -33,7 +33,7 @@ async def test_tools_are_listed_with_input_and_output_schemas(make_delegator: Ca
     assert set(tools) == {"delegate", "ask_coder", "ask_writer", "ask_generalist"}
     for tool in tools.values():
         assert tool.input_schema["required"] == ["task"]
-        assert set(tool.input_schema["properties"]) == {"task", "context", "files"}
+        assert set(tool.input_schema["properties"]) == {"task", "context", "files", "thread_id"}
         assert tool.input_schema["additionalProperties"] is False
         assert {"output", "specialist", "model", "routing", "attempts", "usage", "latency_ms"} <= set(
             tool.output_schema["properties"]

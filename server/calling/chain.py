@@ -153,6 +153,11 @@ class ChainRunner:
     def _usable_models(self, spec: Specialist) -> list[ModelRef]:
         return [ref for ref in spec.chain if self._availability(ref).usable]
 
+    def largest_window(self, spec: Specialist) -> int | None:
+        """The largest input window among the specialist's usable models; None when one is unknown (may be any)."""
+        windows = [llm.max_input_tokens(ref.model) for ref in self._usable_models(spec)]
+        return None if not windows or None in windows else max(w for w in windows if w is not None)
+
     def fits(self, spec: Specialist, tokens: int) -> bool:
         """Whether some usable model of the specialist has a window that may hold `tokens` (unknown windows may)."""
         return any(self._window_allows(ref, tokens) for ref in self._usable_models(spec))
