@@ -577,6 +577,8 @@ def generation_config(body: dict[str, Any]) -> dict[str, Any]:
         ("gemini/gemini-2.5-pro", 0, {"thinkingBudget": 128, "max_output_tokens": 300 + 128}),
         ("gemini/gemini-2.5-flash", 0, {"thinkingBudget": 0, "max_output_tokens": 300}),
         ("openai/o4-mini", None, {"reasoning_effort": "low", "max_completion_tokens": 300 + 1024}),
+        ("openai/o4-mini", 4096, {"reasoning_effort": "low", "max_completion_tokens": 300 + 4096}),
+        ("openai/gpt-5-mini", 0, {"reasoning_effort": "low", "max_completion_tokens": 300 + 1024}),
         ("anthropic/claude-sonnet-4-5", None, {"thinking": None, "max_tokens": 300}),
         ("gemini/gemini-2.0-flash", None, {"thinkingBudget": None, "max_output_tokens": 300}),
     ],

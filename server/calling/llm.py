@@ -210,13 +210,15 @@ def clamp_temperature(model: str, temperature: float) -> float:
 
 
 GEMINI_PRO_MIN_THINKING = 128  # Gemini 2.5 Pro cannot switch thinking off; Flash and Flash-Lite take 0
+OPENAI_MIN_HEADROOM = 1024  # "low" effort is no token bound: even a no-thinking budget keeps this much room
 
 
 def thinking_arguments(model: str, answer_tokens: int, budget: int) -> dict[str, Any]:
     """How to bound thinking per provider, and an output cap that leaves the answer its own share.
 
     Gemini 2.5 and OpenAI reasoning models count thinking against the output cap, so the cap grows by the budget.
-    Gemini takes a token budget (thinkingBudget); OpenAI only an effort, so "low" stands for a small budget.
+    Gemini takes a token budget (thinkingBudget); OpenAI only an effort, so "low" (the lowest every OpenAI
+    reasoning model accepts) stands for a small budget, with at least OPENAI_MIN_HEADROOM tokens of room.
     Claude thinks only when asked for it, and we never ask, so its calls need nothing.
     """
     provider = provider_of(model)
@@ -225,7 +227,7 @@ def thinking_arguments(model: str, answer_tokens: int, budget: int) -> dict[str,
             budget = max(budget, GEMINI_PRO_MIN_THINKING)
         return {"thinking": {"type": "enabled", "budget_tokens": budget}, "max_tokens": answer_tokens + budget}
     if provider in ("openai", "azure"):
-        return {"reasoning_effort": "low", "max_tokens": answer_tokens + budget}
+        return {"reasoning_effort": "low", "max_tokens": answer_tokens + max(budget, OPENAI_MIN_HEADROOM)}
     return {}
 
 
