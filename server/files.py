@@ -8,6 +8,7 @@ import os
 import re
 import stat
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
@@ -68,9 +69,9 @@ class FileBundle:
         """Characters of file content (what counts against the limits)."""
         return sum(len(text) for _, text in self.contents)
 
-    @property
+    @cached_property
     def text(self) -> str:
-        """The files as the specialist sees them, each marked with its path."""
+        """The files as the specialist sees them, each marked with its path (built once, when complete)."""
         return render(self.contents)
 
 
