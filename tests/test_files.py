@@ -608,3 +608,21 @@ def test_route_counts_files_like_delegate_does(sim: ProviderSimulator, specialis
     assert "total_chars=40" in str(sim.calls("sim-router")[-1]["messages"])
     refused = run_cli("route", "Summarise", "--file", ".env", env=env)
     assert refused.returncode == 2 and "credentials" in refused.stderr
+
+
+async def test_a_follow_up_in_a_thread_sees_the_files_as_they_were_read(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, project: Path, tmp_path: Path
+) -> None:
+    delegator = within_project(make_delegator, project, store=str(tmp_path / "state.db"))
+    sim.enqueue("sim-coder", "main returns a greeting")
+    first = await call(delegator, "ask_coder", {"task": "What does main return?", "files": ["src/app.py"]})
+    assert not first.is_error, first.content[0].text
+    (project / "src" / "app.py").write_text("changed after the first turn\n")
+    sim.enqueue("sim-coder", "here are tests")
+    thread_id = first.structured_content["thread_id"]
+    second = await call(delegator, "ask_coder", {"task": "Now add tests", "thread_id": thread_id})
+    assert not second.is_error, second.content[0].text
+    assert second.structured_content["files"] == [], "a follow-up reads no file it did not name"
+    received = sent_to(sim, "sim-coder")
+    assert "hello from app" in received and "changed after the first turn" not in received
+    assert received.index("hello from app") < received.index("main returns a greeting") < received.index("Now add")
