@@ -131,6 +131,27 @@ async def test_history_too_big_for_the_window_drops_old_context_first(
     assert "new log line" in messages[3]["content"], "this turn's own context is never dropped"
 
 
+async def test_the_history_counts_toward_the_window_aware_model_choice(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, specialists_dir: Path
+) -> None:
+    coder = specialists_dir / "coder.md"
+    text = coder.read_text().replace("openai/sim-coder", "openai/gpt-4").replace("sim-backup", "gpt-3.5-turbo")
+    coder.write_text(text)  # an 8,192-token primary, a 16,385-token fallback
+    delegator = make_delegator()
+    sim.enqueue("gpt-4", "Parser.")
+    first = await call(delegator, "ask_coder", {"task": "Why?", "context": "old log line\n" * 1_500})
+    sim.enqueue("gpt-3.5-turbo", "Lexer.")
+    second = await call(
+        delegator,
+        "ask_coder",
+        {"task": "And now?", "context": "new log line\n" * 1_000, "thread_id": first.structured_content["thread_id"]},
+    )
+    data = second.structured_content
+    assert (data["model"], data["thread_trimmed"]) == ("openai/gpt-3.5-turbo", False)
+    assert data["attempts"][0]["error"].startswith("skipped: input is about"), "the history overflows gpt-4"
+    assert "old log line" in sim.calls("gpt-3.5-turbo")[0]["messages"][1]["content"]
+
+
 async def test_an_unknown_thread_is_an_error_naming_it_with_no_provider_call(
     make_delegator: Callable[..., Delegator], sim: ProviderSimulator
 ) -> None:
