@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 
-from server.calling import llm
+from server.calling import embedded, llm
 from server.calling.chain import ChainRunner, estimate_tokens, usable_models
 from server.calling.cooldown import Cooldowns
 from server.catalog import Catalog, Specialist
@@ -554,11 +554,11 @@ class Delegator:
         )
         await self._spend(usage.total_cost_usd)
         output = cap_output(completion.text, self.settings.max_output_chars)
-        if completion.cut:
+        if completion.cut and not answer.model.startswith(f"{embedded.PROVIDER}/"):  # it writes its own cut note
             output += cut_marker(completion.cut, min(spec.max_output_tokens, self.settings.max_output_tokens))
         result = DelegateResult(
             output=output,
-            truncated=output != completion.text,
+            truncated=completion.cut is not None or output != completion.text,
             specialist=spec.name,
             model=answer.model,
             routing=outcome.routing,

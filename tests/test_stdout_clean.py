@@ -49,6 +49,6 @@ def test_ask_shows_an_answer_the_provider_cut(sim: ProviderSimulator, specialist
     done = run_cli("ask", "write code", env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("the start of an answer\n\n[... answer cut by the provider")
-    assert "answer truncated]" in done.stderr, "the summary line on stderr says so"
+    assert " · answer truncated" in done.stderr, "the summary line on stderr says so"
     as_json = json.loads(run_cli("ask", "--json", "write code", env=env).stdout)
     assert as_json["truncated"] is True
