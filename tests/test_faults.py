@@ -100,7 +100,8 @@ async def test_every_call_ends_within_the_deadline_with_what_is_known(
     started = time.monotonic()
     result = await call(delegator, "delegate", {"task": "x"})
     elapsed = time.monotonic() - started
-    assert result.is_error and elapsed < 5.0
+    # generous: litellm's lazy imports on a provider's first call block the event loop, seconds on a loaded machine
+    assert result.is_error and elapsed < 10.0
     text = result.content[0].text
     assert f"{wire.model('sim-general')}: timed out: no first token within 1 s" in text
     assert f"{wire.model('sim-backup')}: skipped: the call's deadline was reached" in text
@@ -115,7 +116,7 @@ async def test_a_retry_that_cannot_fit_the_deadline_is_not_started(
     delegator = faulty(make_delegator, deadline_s=2.5, first_token_timeout_s=1.8, retries=3)
     started = time.monotonic()
     result = await call(delegator, "ask_coder", {"task": "x"})
-    assert result.is_error and time.monotonic() - started < 5.0
+    assert result.is_error and time.monotonic() - started < 10.0  # generous, as above
     assert sim.count("sim-coder") < 4, "the retries that could not fit were not started"
     text = result.content[0].text  # how far the backup got depends on the machine's load
     backup = wire.model("sim-backup")
