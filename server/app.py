@@ -390,11 +390,12 @@ def build_server(delegator: Delegator, after_handshake: Callable[[], Any] | None
         "delegate://usage",
         name="usage",
         mime_type="application/json",
-        description="This server's usage since it started: calls, tokens and cost per specialist and "
-        "in total, and the estimated saving against sending everything to the priciest specialist.",
+        description="Usage since the state store began counting (`since`; shared by every server on the same "
+        "store, kept across restarts): calls, tokens and cost per specialist and in total, and the estimated "
+        "saving against sending everything to the priciest specialist.",
     )
-    def usage() -> str:
-        return json.dumps(delegator.usage.snapshot(), indent=2)
+    async def usage() -> str:
+        return json.dumps(await anyio.to_thread.run_sync(delegator.usage.snapshot), indent=2)
 
     if delegator.threads is not None:
         add_thread_resources(server, delegator.threads)

@@ -7,7 +7,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +153,14 @@ def cap_output(text: str, limit: int) -> str:
     )
 
 
+@dataclass
+class Paid:
+    """What one call has paid so far, for settling its budget reservation."""
+
+    cost_usd: float | None = None
+    result: DelegateResult | None = None
+
+
 class Delegator:
     """Runs delegate and ask calls; shared by the MCP tools and the command line."""
 
@@ -162,7 +172,8 @@ class Delegator:
         self._environ = dict(environ)
         self.store: Store = store if store is not None else open_store(settings, environ)
         """The one state store (threads, jobs, budget, usage); opened and checked at start-up."""
-        cooldowns = Cooldowns(settings.cooldown_s)
+        shared = getattr(self.store, "shared_cooldowns", None)  # only a fleet store (Redis) shares cooldowns
+        cooldowns = Cooldowns(settings.cooldown_s, shared=shared() if shared is not None else None)
         limiter = anyio.CapacityLimiter(settings.max_concurrency)
         self._chain = ChainRunner(
             settings, self._environ, secret_values(environ, catalog.key_env_names), cooldowns, limiter
@@ -171,7 +182,7 @@ class Delegator:
         self._budget = None
         if settings.daily_budget_usd is not None:
             data_dir = settings.data_dir or default_data_dir(environ)
-            self._budget = DailyBudget(settings.daily_budget_usd, data_dir)
+            self._budget = DailyBudget(settings.daily_budget_usd, self.store, data_dir)
         # Keys are read once at start-up, like every MCP server's environment.
         self._usable = [s for s in catalog if usable_models(s, self._environ)]
         self._cache = RouteCache(settings.route_cache_size)
@@ -188,7 +199,8 @@ class Delegator:
         """Whether delegate calls are remembered (task text included) so feedback can name them by call_id."""
         self._corrections: list[Correction] | None = None
         self._memory: dict[str, str] = {}  # task_key -> the specialist a user said it should go to
-        self.usage = UsageTally()
+        self.usage = UsageTally(self.store)
+        self.usage.start()
         self._premium_rates: list[tuple[float, float]] | None = None
         self.threads: ThreadBook | None = None
         """Conversations, kept in the store unless DELEGATE_THREADS=off."""
@@ -330,8 +342,6 @@ class Delegator:
         self.validate(task, context)
         thread = await self._thread(thread_id)
         bundle = await self.read_files(files, context, client_roots)
-        if self._budget is not None:
-            await anyio.to_thread.run_sync(self._budget.check)
         # One-off start-up work, normally done by warm_up() before the first call arrives; on worker threads
         # so the event loop keeps serving.
         with anyio.move_on_after(deadline.remaining()) as waiting:
@@ -400,10 +410,15 @@ class Delegator:
         thread_id: str | None,
     ) -> DelegateResult:
         deadline, bundle, thread = await self._prepare(task, context, files, client_roots, thread_id)
-        outcome = await self.route(task, context, deadline, bundle.text)
-        await progress.milestone(f"routed to {outcome.specialist} ({outcome.routing.decided_by})")
-        spec = self.catalog.get(outcome.specialist)
-        return await self._answer(spec, outcome, task, context, deadline, progress, bundle, thread)
+        turns = thread.turns if thread else []
+        worst = self._worst_case(task, context, bundle.text, turns, self._usable, routed=True)
+        async with self._budgeted(worst) as paid:
+            outcome = await self.route(task, context, deadline, bundle.text)
+            paid.cost_usd = outcome.usage.cost_usd  # the router is paid for even if no specialist answers
+            await progress.milestone(f"routed to {outcome.specialist} ({outcome.routing.decided_by})")
+            spec = self.catalog.get(outcome.specialist)
+            result = paid.result = await self._answer(spec, outcome, task, context, deadline, progress, bundle, thread)
+        return result
 
     async def _ask(
         self,
@@ -418,13 +433,61 @@ class Delegator:
         deadline, bundle, thread = await self._prepare(task, context, files, client_roots, thread_id)
         direct = Routing(decided_by="direct", reason=f"called directly as {spec.tool_name}")
         outcome = RouteOutcome(spec.name, direct, CallUsage())
-        return await self._answer(spec, outcome, task, context, deadline, progress, bundle, thread)
+        worst = self._worst_case(task, context, bundle.text, thread.turns if thread else [], [spec], routed=False)
+        async with self._budgeted(worst) as paid:
+            result = paid.result = await self._answer(spec, outcome, task, context, deadline, progress, bundle, thread)
+        return result
 
     async def route_only(self, task: str, context: str = "", *, remembered: bool = True) -> RouteOutcome:
         """Only the routing decision, as delegate would make it (for evaluation); no specialist is called.
         remembered=False leaves out the exact-task memory of corrections (to measure what the models learned)."""
         deadline, _, _ = await self._prepare(task, context)
-        return await self.route(task, context, deadline, remembered=remembered)
+        async with self._budgeted(self._worst_case(task, context, "", [], [], routed=True)) as paid:
+            outcome = await self.route(task, context, deadline, remembered=remembered)
+            paid.cost_usd = outcome.usage.cost_usd
+        return outcome
+
+    def _worst_case(
+        self, task: str, context: str, files_text: str, turns: list[Turn], specs: list[Specialist], *, routed: bool
+    ) -> float:
+        """The most this call could cost: the router's worst case (when it routes) plus the priciest answer."""
+        if self._budget is None:
+            return 0.0
+        router = 0.0
+        if routed and self._usable:
+            names = [s.name for s in self._usable]
+            default = self.catalog.default.name if self.catalog.default.name in names else names[0]
+            router = self._router.worst_case_usd(task, material(context, files_text), self._usable, default)
+        answers = []
+        for spec in specs:  # the thread's history as _answer will send it: trimmed to the specialist's window
+            history, _ = self.fit_history(spec, task, context, files_text, turns)
+            messages = specialist_messages(spec, task, context, files_text, history)
+            answers.append(self._chain.worst_case_usd(spec, messages))
+        return router + max(answers, default=0.0)
+
+    @asynccontextmanager
+    async def _budgeted(self, worst_case_usd: float) -> AsyncIterator[Paid]:
+        """Reserve the worst case before any provider call; afterwards settle what was paid, never losing an answer."""
+        paid = Paid()
+        if self._budget is None:
+            yield paid
+            return
+        budget = self._budget
+        hold = await anyio.to_thread.run_sync(budget.reserve, worst_case_usd)  # BudgetExceededError: nothing called
+        try:
+            yield paid
+        finally:
+            if paid.result is not None:
+                paid.cost_usd = paid.result.usage.total_cost_usd
+            hold.spent_usd = paid.cost_usd or 0.0
+            with anyio.CancelScope(shield=True):  # money already spent is recorded even if the call is cancelled
+                try:
+                    await anyio.to_thread.run_sync(budget.settle, hold)
+                except StoreError as exc:
+                    warning = f"This call's cost (${hold.spent_usd:.6f}) could not be added to today's budget: {exc}"
+                    logger.warning("%s", warning)
+                    if paid.result is not None:
+                        paid.result.warnings.append(warning)
 
     async def route(
         self, task: str, context: str, deadline: Deadline, files_text: str = "", *, remembered: bool = True
@@ -482,10 +545,10 @@ class Delegator:
         try:
             result = (await call).model_copy(update={"call_id": call_id})
         except anyio.get_cancelled_exc_class():
-            self.usage.record_cancelled()
+            await self._count(self.usage.record_cancelled)
             raise
         except DelegateError as exc:
-            self.usage.record(None, None)
+            await self._count(self.usage.record, None, None)
             if self._log is not None:
                 await self._write_log(
                     entry(tool, task, None, exc.__class__.__name__, None, include_task=self._log.include_task)
@@ -494,7 +557,9 @@ class Delegator:
         if self._premium_rates is None:  # litellm is loaded by now; keys and prices do not change while we run
             self._premium_rates = premium_rates(self.catalog, self._environ)
         premium = premium_cost(self._premium_rates, result.usage.specialist)
-        self.usage.record(result, premium)
+        problem = await self._count(self.usage.record, result, premium)
+        if problem:
+            result = result.model_copy(update={"warnings": [*result.warnings, problem]})
         if self._log is not None:
             await self._write_log(entry(tool, task, result, None, premium, include_task=self._log.include_task))
         if self.feedback_on and tool == "delegate":
@@ -513,6 +578,16 @@ class Delegator:
             except StoreError as exc:
                 logger.warning("cannot remember the call for feedback: %s", exc)
                 return "this call could not be remembered for feedback (the store failed)"
+        return None
+
+    async def _count(self, record: Callable[..., None], *args: Any) -> str | None:
+        """Update the usage totals in the store; a store failure costs the answer nothing (a warning)."""
+        with anyio.CancelScope(shield=True):
+            try:
+                await anyio.to_thread.run_sync(record, *args)
+            except StoreError as exc:
+                logger.warning("cannot update the usage totals: %s", exc)
+                return f"The usage totals could not be updated: {exc}"
         return None
 
     async def _write_log(self, line: dict[str, Any]) -> None:
@@ -540,8 +615,7 @@ class Delegator:
         try:
             answer = await self._chain.run(spec, messages, deadline, progress)
         except (AllModelsFailedError, anyio.get_cancelled_exc_class()):
-            self.usage.record_unanswered(outcome.usage)
-            await self._spend(outcome.usage.cost_usd)  # the router was still paid for
+            await self._count(self.usage.record_unanswered, outcome.usage)
             raise
         completion = answer.completion
         specialist_usage = CallUsage(
@@ -552,7 +626,6 @@ class Delegator:
             specialist=specialist_usage,
             total_cost_usd=total_cost(outcome.usage.cost_usd, specialist_usage.cost_usd),
         )
-        await self._spend(usage.total_cost_usd)
         output = cap_output(completion.text, self.settings.max_output_chars)
         if completion.cut and not answer.model.startswith(f"{embedded.PROVIDER}/"):  # it writes its own cut note
             output += cut_marker(completion.cut, min(spec.max_output_tokens, self.settings.max_output_tokens))
@@ -612,8 +685,3 @@ class Delegator:
             if not continuing:
                 return
         result.thread_id = thread_id
-
-    async def _spend(self, cost_usd: float | None) -> None:
-        if self._budget is not None and cost_usd:
-            with anyio.CancelScope(shield=True):  # money already spent is recorded even if the call is cancelled
-                await anyio.to_thread.run_sync(self._budget.add, cost_usd)

@@ -20,6 +20,7 @@ from mcp import Client
 from server.app import build_server
 from server.delegation import Delegator
 from server.store.budget import DailyBudget, today
+from server.store.sqlite import SQLiteStore
 from tests.conftest import WIRES, Wire, route_to, specialist_file
 from tests.simulator import ProviderSimulator
 
@@ -482,8 +483,16 @@ async def test_spend_is_recorded_and_survives_a_restart(
 
 
 def test_the_ledger_is_safe_under_concurrent_writers(tmp_path: Path) -> None:
-    budgets = [DailyBudget(100.0, tmp_path) for _ in range(4)]  # like four server processes
-    threads = [threading.Thread(target=lambda b=b: [b.add(0.01) for _ in range(50)]) for b in budgets]
+    stores = [SQLiteStore(tmp_path / "state.sqlite3") for _ in range(4)]  # like four server processes
+    budgets = [DailyBudget(100.0, store) for store in stores]
+
+    def spend(budget: DailyBudget) -> None:
+        for _ in range(50):
+            hold = budget.reserve(0.02)
+            hold.spent_usd = 0.01
+            budget.settle(hold)
+
+    threads = [threading.Thread(target=spend, args=(b,)) for b in budgets]
     for thread in threads:
         thread.start()
     for thread in threads:

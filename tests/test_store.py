@@ -16,6 +16,7 @@ from server.errors import StoreError
 from server.store.base import Store
 from server.store.redis_store import RedisStore, safe_location
 from server.store.sqlite import SQLiteStore
+from tests.simulator import ProviderSimulator
 from tests.test_console_script import run_cli
 
 
@@ -174,3 +175,45 @@ def test_a_redis_ledger_with_garbage_stops_start_up(redis_url: str) -> None:
 def test_a_thread_written_by_one_redis_client_is_read_by_another(redis_url: str) -> None:
     RedisStore(redis_url).put("thread", "t1", {"turns": 2}, ttl_s=60)
     assert RedisStore(redis_url).get("thread", "t1") == {"turns": 2}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_usage_totals_survive_a_restart_and_add_up_across_servers(
+    make_delegator: Callable[..., Any], request: pytest.FixtureRequest, tmp_path: Path, kind: str
+) -> None:
+    where = str(tmp_path / "shared.sqlite3") if kind == "sqlite" else request.getfixturevalue("redis_url")
+    first = make_delegator(store=where)
+    await first.ask("coder", "one")
+    first.close()
+    second, third = make_delegator(store=where), make_delegator(store=where)  # a restart, and a second server
+    await second.ask("writer", "two")
+    await third.ask("coder", "three")
+    usage = third.usage.snapshot()
+    assert usage["calls"] == 3 and usage["errors"] == 0 and usage["since"]
+    assert {name: entry["calls"] for name, entry in usage["per_specialist"].items()} == {"coder": 2, "writer": 1}
+    assert usage["input_tokens"] > 0 and second.usage.snapshot()["calls"] == 3
+
+
+async def test_a_dead_model_found_by_one_server_is_skipped_by_every_server_on_redis(
+    make_delegator: Callable[..., Any], sim: ProviderSimulator, redis_url: str
+) -> None:
+    sim.enqueue("sim-coder", hang=True)
+    finder = make_delegator(store=redis_url, cooldown_s=30, first_token_timeout_s=0.5)
+    other = make_delegator(store=redis_url, cooldown_s=30, first_token_timeout_s=0.5)
+    found = await finder.ask("coder", "a")
+    assert found.model == "openai/sim-backup" and (found.attempts[0].error or "").startswith("timed out")
+    result = await other.ask("coder", "b")
+    assert (result.attempts[0].error or "").startswith("skipped: cooling down")
+    assert result.model == "openai/sim-backup" and sim.count("sim-coder") == 1
+
+
+async def test_without_redis_cooldowns_stay_in_each_process(
+    make_delegator: Callable[..., Any], sim: ProviderSimulator, tmp_path: Path
+) -> None:
+    sim.enqueue("sim-coder", hang=True)
+    where = str(tmp_path / "shared.sqlite3")
+    finder = make_delegator(store=where, cooldown_s=30, first_token_timeout_s=0.5)
+    other = make_delegator(store=where, cooldown_s=30, first_token_timeout_s=0.5)
+    await finder.ask("coder", "a")
+    assert (await other.ask("coder", "b")).model == "openai/sim-coder"
+    assert sim.count("sim-coder") == 2

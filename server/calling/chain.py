@@ -162,6 +162,19 @@ class ChainRunner:
         """Whether some usable model of the specialist has a window that may hold `tokens` (unknown windows may)."""
         return any(self._window_allows(ref, tokens) for ref in self._usable_models(spec))
 
+    def worst_case_usd(self, spec: Specialist, messages: list[dict[str, str]]) -> float:
+        """The most one answer could cost: the input and the output cap at the priciest model that may answer.
+
+        Models litellm cannot price count as $0 (the embedded model is free; others cannot be budgeted)."""
+        tokens = estimate_tokens(messages)
+        cap = min(spec.max_output_tokens, self._settings.max_output_tokens)
+        costs = [
+            tokens * rates[0] + cap * rates[1]
+            for ref in self._usable_models(spec)
+            if self._window_allows(ref, tokens) and (rates := llm.price(ref.model))
+        ]
+        return max(costs, default=0.0)
+
     @staticmethod
     def _window_allows(ref: ModelRef, tokens: int) -> bool:
         window = llm.max_input_tokens(ref.model)

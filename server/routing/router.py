@@ -15,6 +15,7 @@ import anyio
 from pydantic import BaseModel, ValidationError
 
 from server.calling import llm
+from server.calling.chain import CHARS_PER_TOKEN
 from server.calling.cooldown import Cooldowns
 from server.calling.providers import availability, needs_placeholder_key
 from server.catalog import Specialist
@@ -169,6 +170,20 @@ class Router:
         if key not in self._prompts:  # built once per candidate set, not per call
             self._prompts[key] = (system_prompt(candidates, default, self._shots), response_format(key))
         return self._prompts[key]
+
+    def worst_case_usd(self, task: str, context: str, candidates: Sequence[Specialist], default: str) -> float:
+        """The most a routing call could cost: its prompt and output cap at the priciest usable router model."""
+        if len(candidates) <= 1 or not self._settings.router_enabled:
+            return 0.0
+        system, _ = self._prompt_for(candidates, default)
+        chars = len(system) + len(user_prompt(task, context, self._settings.router_preview_chars))
+        tokens = chars / CHARS_PER_TOKEN + 16
+        costs = [
+            tokens * rates[0] + ROUTER_MAX_OUTPUT_TOKENS * rates[1]
+            for model, _ in self.router_models()
+            if (rates := llm.price(model))
+        ]
+        return max(costs, default=0.0)
 
     async def route(
         self, task: str, context: str, candidates: Sequence[Specialist], default: str, deadline: Deadline

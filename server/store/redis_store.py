@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import math
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
 from server.errors import StoreError
 from server.store.base import JSON
+
+if TYPE_CHECKING:
+    from server.store.redis_cooldowns import RedisCooldowns
 
 PREFIX = "delegate:"
 _TIMEOUT_S = 5.0
@@ -184,10 +188,11 @@ class RedisStore:
         """Release the connection pool."""
         self._redis.close()
 
-    @property
-    def client(self) -> redis.Redis:
-        """The Redis client, for other parts of the store package (shared cooldowns)."""
-        return self._redis
+    def shared_cooldowns(self) -> RedisCooldowns:
+        """Model cooldowns every server on this Redis shares."""
+        from server.store.redis_cooldowns import RedisCooldowns
+
+        return RedisCooldowns(self._redis, self.location)
 
     def _decode(self, raw: str) -> JSON:
         try:

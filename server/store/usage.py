@@ -1,12 +1,16 @@
-"""Usage since the server started: calls, tokens and cost per specialist, and the saving against premium."""
+"""Usage totals kept in the store (so they survive restarts and add up across a fleet): calls, tokens and cost per
+specialist, and the saving against premium."""
 
 from __future__ import annotations
 
-import threading
-from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Any
 
 from server.results import CallUsage, DelegateResult
+from server.store.base import Store
+
+KIND, KEY = "usage", "totals"
+BUCKET_FIELDS = ("calls", "input_tokens", "output_tokens", "cost_usd", "priced", "calls_cost_unknown")
 
 NOTE = (
     "cost_usd adds up the known costs; calls_cost_unknown counts calls whose model has no price (their cost is "
@@ -20,16 +24,27 @@ def _bucket() -> dict[str, Any]:
     return {"calls": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "priced": 0, "calls_cost_unknown": 0}
 
 
-def _add(entry: dict[str, Any], usages: list[CallUsage], cost_usd: float | None) -> None:
-    """Count one call's tokens, and its cost when known (unknown costs are counted, never added as zero)."""
-    entry["calls"] += 1
-    entry["input_tokens"] += sum(u.input_tokens for u in usages)
-    entry["output_tokens"] += sum(u.output_tokens for u in usages)
+def _add(prefix: str, usages: list[CallUsage], cost_usd: float | None) -> dict[str, float]:
+    """The counter increments for one call: its tokens, and its cost when known (unknown is counted, not zero)."""
+    counts = {
+        f"{prefix}calls": 1,
+        f"{prefix}input_tokens": sum(u.input_tokens for u in usages),
+        f"{prefix}output_tokens": sum(u.output_tokens for u in usages),
+    }
     if cost_usd is None:
-        entry["calls_cost_unknown"] += 1
+        counts[f"{prefix}calls_cost_unknown"] = 1
     else:
-        entry["cost_usd"] += cost_usd
-        entry["priced"] += 1
+        counts[f"{prefix}cost_usd"] = cost_usd
+        counts[f"{prefix}priced"] = 1
+    return counts
+
+
+def _read_bucket(counters: dict[str, float], prefix: str) -> dict[str, Any]:
+    entry = _bucket()
+    for field in BUCKET_FIELDS:
+        value = counters.get(prefix + field, 0.0)
+        entry[field] = value if field == "cost_usd" else round(value)
+    return entry
 
 
 def _shown(entry: dict[str, Any]) -> dict[str, Any]:
@@ -45,64 +60,65 @@ def _shown(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 class UsageTally:
-    """Running totals for the delegate://usage resource; safe to update from any task or thread."""
+    """Totals for the delegate://usage resource, as counters in the store; every method blocks (store I/O)."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._calls = 0
-        self._errors = 0
-        self._cancelled = 0
-        self._per_specialist: dict[str, dict[str, Any]] = defaultdict(_bucket)
-        self._unanswered = _bucket()
-        self._priced_actual = 0.0
-        self._priced_premium = 0.0
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def start(self) -> None:
+        """Note when counting began (once per store); call at start-up."""
+        if self._store.get(KIND, "since") is None:
+            self._store.put(KIND, "since", {"time": datetime.now(UTC).isoformat(timespec="seconds")})
 
     def record(self, result: DelegateResult | None, premium_cost_usd: float | None) -> None:
         """Count one call: a result, or None for a call that failed."""
-        with self._lock:
-            self._calls += 1
-            if result is None:
-                self._errors += 1
-                return
-            usage = result.usage
-            _add(self._per_specialist[result.specialist], [usage.router, usage.specialist], usage.total_cost_usd)
-            if premium_cost_usd is not None and usage.total_cost_usd is not None:
-                self._priced_actual += usage.total_cost_usd
-                self._priced_premium += premium_cost_usd
+        if result is None:
+            self._store.add_counts(KIND, KEY, {"calls": 1, "errors": 1})
+            return
+        usage = result.usage
+        counts = {
+            "calls": 1.0,
+            **_add(f"specialist/{result.specialist}/", [usage.router, usage.specialist], usage.total_cost_usd),
+        }
+        if premium_cost_usd is not None and usage.total_cost_usd is not None:
+            counts.update(priced_actual=usage.total_cost_usd, priced_premium=premium_cost_usd)
+        self._store.add_counts(KIND, KEY, counts)
 
     def record_cancelled(self) -> None:
         """Count a call the client cancelled before it had an answer."""
-        with self._lock:
-            self._calls += 1
-            self._cancelled += 1
+        self._store.add_counts(KIND, KEY, {"calls": 1, "cancelled": 1})
 
     def record_unanswered(self, router: CallUsage) -> None:
         """Add what routing cost a call that then got no answer (every model failed, or it was cancelled)."""
         if router.input_tokens or router.output_tokens or router.cost_usd:
-            with self._lock:
-                _add(self._unanswered, [router], router.cost_usd)
+            self._store.add_counts(KIND, KEY, _add("unanswered/", [router], router.cost_usd))
 
     def snapshot(self) -> dict[str, Any]:
         """The totals as JSON-ready data."""
-        with self._lock:
-            buckets = [*self._per_specialist.values(), self._unanswered]
-            total = _bucket()
-            for entry in buckets:
-                for field in ("input_tokens", "output_tokens", "cost_usd", "priced", "calls_cost_unknown"):
-                    total[field] += entry[field]
-            saving = self._priced_premium - self._priced_actual
-            return {
-                "calls": self._calls,
-                "errors": self._errors,
-                "cancelled": self._cancelled,
-                "input_tokens": total["input_tokens"],
-                "output_tokens": total["output_tokens"],
-                "cost_usd": _shown(total)["cost_usd"],
-                "calls_cost_unknown": total["calls_cost_unknown"],
-                "per_specialist": {name: _shown(entry) for name, entry in sorted(self._per_specialist.items())},
-                "unanswered": _shown(self._unanswered),
-                "always_premium_usd": round(self._priced_premium, 8),
-                "saving_usd": round(saving, 8),
-                "saving": round(saving / self._priced_premium, 4) if self._priced_premium else None,
-                "note": NOTE,
-            }
+        counters = self._store.counts(KIND, KEY)
+        since = (self._store.get(KIND, "since") or {}).get("time")
+        names = sorted({field.split("/")[1] for field in counters if field.startswith("specialist/")})
+        per_specialist = {name: _read_bucket(counters, f"specialist/{name}/") for name in names}
+        unanswered = _read_bucket(counters, "unanswered/")
+        total = _bucket()
+        for entry in [*per_specialist.values(), unanswered]:
+            for field in ("input_tokens", "output_tokens", "cost_usd", "priced", "calls_cost_unknown"):
+                total[field] += entry[field]
+        premium = counters.get("priced_premium", 0.0)
+        saving = premium - counters.get("priced_actual", 0.0)
+        return {
+            "since": since,
+            "calls": round(counters.get("calls", 0)),
+            "errors": round(counters.get("errors", 0)),
+            "cancelled": round(counters.get("cancelled", 0)),
+            "input_tokens": total["input_tokens"],
+            "output_tokens": total["output_tokens"],
+            "cost_usd": _shown(total)["cost_usd"],
+            "calls_cost_unknown": total["calls_cost_unknown"],
+            "per_specialist": {name: _shown(entry) for name, entry in per_specialist.items()},
+            "unanswered": _shown(unanswered),
+            "always_premium_usd": round(premium, 8),
+            "saving_usd": round(saving, 8),
+            "saving": round(saving / premium, 4) if premium else None,
+            "note": NOTE,
+        }
