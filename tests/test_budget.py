@@ -207,3 +207,20 @@ async def test_two_server_processes_sharing_redis_never_overspend(
     assert spent <= LIMIT
     assert spent == pytest.approx(answered * ANSWER_COST)
     assert sim.count("gpt-4.1-mini") == answered
+
+
+async def test_a_follow_up_reserves_for_the_thread_history_it_sends(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, tmp_path: Path
+) -> None:
+    sim.set_default("gpt-4.1-mini", "lorem ipsum " * 2_500, usage=USAGE)  # a long first answer: turn 2 sends it back
+    delegator = make_delegator(
+        specialists_dir=priced_folder(tmp_path, sim), daily_budget_usd=0.003, max_output_tokens=200
+    )
+    first = await delegator.ask("only", "write a lot")
+    assert first.thread_id
+    # Alone, the follow-up's worst case is about $0.0003 and would fit the $0.0027 left; with the 30,000-character
+    # history it is about $0.004 (8,600 input tokens at $0.40 per million), which does not.
+    with pytest.raises(BudgetExceededError, match=r"could cost up to \$0\.00[3-9]"):
+        await delegator.ask("only", "now shorter", thread_id=first.thread_id)
+    assert sim.count("gpt-4.1-mini") == 1
+    assert (await delegator.ask("only", "a new question")).output
