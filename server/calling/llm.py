@@ -24,6 +24,9 @@ _import_lock = threading.Lock()
 OnText = Callable[[int], Awaitable[None]]  # called with the answer's length so far, while it streams
 HTTP_CLIENT_TIMEOUT_S = 600.0
 _module: ModuleType | None = None
+_handler: Any = None  # litellm's AsyncHTTPHandler over the coalescing transport, built on first use
+# Providers litellm calls through its own HTTP handler (a `client=` it accepts); OpenAI-format models use the SDK.
+HTTP_HANDLER_PROVIDERS = frozenset({"anthropic", "gemini"})
 LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "LiteLLM Proxy.stdout", "litellm", "httpx", "openai")
 
 
@@ -97,6 +100,9 @@ def _load() -> ModuleType:
                     {"provider": embedded.PROVIDER, "custom_handler": embedded.make_provider(litellm)}
                 ]
             litellm.drop_params = True
+            # Streamed answers: merge the provider's many small chunks before litellm parses them (coalesce.py).
+            # OpenAI-format models go through the OpenAI SDK, whose HTTP client litellm takes from here.
+            litellm.aclient_session = _coalescing_client()
             _module = litellm
     return _module
 
@@ -150,6 +156,26 @@ def prime() -> None:
         logging.getLogger(__name__).debug("litellm warm-up call failed; the first real call will be slower")
 
 
+def _coalescing_client() -> Any:
+    """An httpx client whose event-stream answers have their text deltas merged."""
+    import httpx
+
+    from server.calling.coalesce import CoalescingTransport
+
+    return httpx.AsyncClient(transport=CoalescingTransport(), timeout=HTTP_CLIENT_TIMEOUT_S)
+
+
+def _coalescing_handler(litellm: ModuleType) -> Any:
+    """litellm's HTTP handler over the coalescing client, for providers litellm calls with its own handler."""
+    global _handler
+    if _handler is None:
+        from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
+
+        _handler = AsyncHTTPHandler(timeout=HTTP_CLIENT_TIMEOUT_S)
+        _handler.client = _coalescing_client()
+    return _handler
+
+
 async def ready() -> ModuleType:
     """litellm, imported on a worker thread if it is not loaded yet (the event loop keeps serving meanwhile).
     Cancellable: a caller whose deadline runs out stops waiting, and the import goes on in the background."""
@@ -164,6 +190,8 @@ async def complete(
     A streamed answer's pieces are appended to `sink` as they arrive, so a caller can read the text so far."""
     litellm = await ready()
     kwargs = _arguments(request, litellm)
+    if request.first_token_timeout_s is not None and provider_of(request.model) in HTTP_HANDLER_PROVIDERS:
+        kwargs["client"] = _coalescing_handler(litellm)
     try:
         with anyio.fail_after(request.timeout_s):
             if request.first_token_timeout_s is not None:
