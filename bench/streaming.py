@@ -77,8 +77,8 @@ async def one(req: llm.CompletionRequest) -> None:
     assert completion.text == ANSWER, f"{req.model}: got {len(completion.text)} characters"
 
 
-async def cpu_per_call(req: llm.CompletionRequest, calls: int) -> float:
-    """Median client CPU per call, in ms (each call measured alone)."""
+async def cpu_per_call(req: llm.CompletionRequest, calls: int) -> list[float]:
+    """Client CPU of each call, in ms, sorted (each call measured alone)."""
     for _ in range(3):
         await one(req)  # warm: first-call lazy imports, connection pool
     samples = []
@@ -86,8 +86,7 @@ async def cpu_per_call(req: llm.CompletionRequest, calls: int) -> float:
         started = time.process_time()
         await one(req)
         samples.append((time.process_time() - started) * 1000)
-    samples.sort()
-    return samples[len(samples) // 2]
+    return sorted(samples)
 
 
 async def throughput(req: llm.CompletionRequest, calls: int, in_flight: int = 8) -> float:
@@ -118,14 +117,17 @@ async def main() -> None:
     try:
         await llm.ready()
         for wire in args.wire or WIRES:
-            streamed = await cpu_per_call(request(url, wire, True), args.calls)
-            plain = await cpu_per_call(request(url, wire, False), args.calls)
+            streamed_samples = await cpu_per_call(request(url, wire, True), args.calls)
+            plain_samples = await cpu_per_call(request(url, wire, False), args.calls)
+            streamed, plain = streamed_samples[len(streamed_samples) // 2], plain_samples[len(plain_samples) // 2]
             rate = await throughput(request(url, wire, True), args.calls * 2)
             results[wire] = {
                 "streamed_ms": streamed,
                 "unstreamed_ms": plain,
                 "ratio": streamed / plain,
                 "calls_per_s_per_core": rate,
+                "streamed_samples": streamed_samples,
+                "unstreamed_samples": plain_samples,
             }
             print(
                 f"{wire:9} streamed {streamed:6.1f} ms CPU/call   unstreamed {plain:5.1f} ms   "

@@ -187,8 +187,9 @@ def delegate_tool(delegator: Delegator) -> Tool:
     return _strict(Tool.from_function(delegate, name="delegate", description=description, annotations=_ANNOTATIONS))
 
 
-def ask_tool(delegator: Delegator, spec: Specialist) -> Tool:
-    """A tool that calls one specialist directly."""
+def ask_tool(delegator: Delegator, spec: Specialist, like: Tool | None = None) -> Tool:
+    """A tool that calls one specialist directly; `like`, another ask tool, lends its schemas (all ask tools share
+    one signature, and building a tool's schemas is most of what start-up spends before it can list tools)."""
 
     async def ask(
         task: TaskArg,
@@ -209,7 +210,25 @@ def ask_tool(delegator: Delegator, spec: Specialist) -> Tool:
         "`files` and the server reads them (do not read them yourself). Follow-ups: pass the earlier result's "
         "`thread_id`."
     )
+    if like is not None:
+        update = {
+            "fn": ask,
+            "name": spec.tool_name,
+            "description": description,
+            "parameters": {**like.parameters, "title": f"{spec.tool_name}Arguments"},
+            "resolved_params": dict(like.resolved_params),
+            "resolver_plans": dict(like.resolver_plans),
+        }
+        return like.model_copy(update=update)
     return _strict(Tool.from_function(ask, name=spec.tool_name, description=description, annotations=_ANNOTATIONS))
+
+
+def ask_tools(delegator: Delegator) -> list[Tool]:
+    """One ask_<name> tool per specialist, the first one's schemas shared by the rest."""
+    tools: list[Tool] = []
+    for spec in delegator.catalog:
+        tools.append(ask_tool(delegator, spec, tools[0] if tools else None))
+    return tools
 
 
 def feedback_tool(delegator: Delegator) -> Tool:
@@ -358,7 +377,7 @@ def chosen_tools(all_names: list[str], wanted: str | None) -> list[str]:
 def build_server(delegator: Delegator, after_handshake: Callable[[], Any] | None = None) -> MCPServer:
     """The MCP server exposing delegate, ask_<name> and two resources; tools are built once, here."""
     catalog = delegator.catalog
-    tools = [delegate_tool(delegator)] + [ask_tool(delegator, spec) for spec in catalog]
+    tools = [delegate_tool(delegator), *ask_tools(delegator)]
     if delegator.feedback_on:
         tools.append(feedback_tool(delegator))
     keep = set(chosen_tools([t.name for t in tools], delegator.settings.tools))
