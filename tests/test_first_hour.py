@@ -151,3 +151,24 @@ async def test_usage_counts_cancelled_calls(make_delegator: Callable[..., Delega
             group.cancel_scope.cancel()
     usage = delegator.usage.snapshot()
     assert (usage["calls"], usage["cancelled"], usage["errors"]) == (1, 1, 0)
+
+
+def test_the_parsed_front_matter_shipped_with_the_builtins_is_current() -> None:
+    from server.catalog import PARSED_FRONT_MATTER, front_matter_index
+
+    folder = Path(__file__).resolve().parent.parent / "specialists"
+    shipped = json.loads((folder / PARSED_FRONT_MATTER).read_text(encoding="utf-8"))
+    assert shipped == front_matter_index(folder), (
+        "a built-in specialist file changed: regenerate specialists/front-matter.json with\n"
+        "python -c \"import json; from pathlib import Path; from server.catalog import front_matter_index as f; "
+        "Path('specialists/front-matter.json').write_text(json.dumps(f(Path('specialists')), indent=1, "
+        "ensure_ascii=False) + '\\n')\""
+    )
+
+
+def test_builtins_load_without_importing_yaml() -> None:
+    import subprocess
+
+    code = "import sys; from server.catalog import load_catalog; load_catalog({}); print('yaml' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
