@@ -310,6 +310,37 @@ def bench_streaming(calls: int) -> list[Row]:
     return rows
 
 
+ISSUE_13 = [  # (the issue's figure, the start of this run's row name, the goal as the issue states it)
+    ("cold start vs a bare MCPServer", "cold start", "≤ 1.05×"),
+    ("first call vs `import litellm`", "first call", "keep (1.02×)"),
+    ("delegate vs the same two litellm calls", "per-call", "keep ≤ 1.2×"),
+    ("128 concurrent vs direct", "concurrency: 128", "keep (1.01×)"),
+    (
+        "2,000-char answer streamed vs not, client CPU per call (OpenAI)",
+        "streamed answer, 2,000 chars in 250 chunks, client CPU per call (openai",
+        "≤ 2×",
+    ),
+    ("… Anthropic wire", "streamed answer, 2,000 chars in 250 chunks, client CPU per call (anthropic", "≤ 2×"),
+    ("… Gemini wire", "streamed answer, 2,000 chars in 250 chunks, client CPU per call (gemini", "≤ 2×"),
+]
+
+
+def issue_table(rows: list[Row]) -> str:
+    """Issue 13's table with this run's figures: each row's ratio, its two medians, and the goal."""
+    lines = ["| figure | this run | goal |", "|---|---|---|"]
+    for label, prefix, goal in ISSUE_13:
+        found = next((r for r in rows if r["name"].startswith(prefix)), None)
+        if found is None or not found["ratio"]:
+            lines.append(f"| {label} | not measured in this run | {goal} |")
+            continue
+        base = found["base"]["median"] if found["base"] else 0
+        figure = f"{found['ratio']:.2f}× ({fmt(found['ours']['median'])} vs {fmt(base)} {found['unit']})"
+        if found.get("note"):
+            figure += f"; {found['note']}"
+        lines.append(f"| {label} | {figure} | {goal} |")
+    return "\n".join(lines)
+
+
 def misses(rows: list[Row]) -> str:
     """One line per ratio goal that this run missed, and by how much."""
     lines = []
@@ -385,7 +416,7 @@ async def main() -> None:
     report = (
         f"Machine: {machine()}\n\nRun: `python bench/run.py{' --quick' if QUICK else ''}`, "
         f"{time.monotonic() - started:.0f} s, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n"
-        f"{table(rows)}\n\n{misses(rows)}"
+        f"{table(rows)}\n\n{misses(rows)}\nIssue 13's figures:\n\n{issue_table(rows)}\n"
     )
     print(report)
     if not QUICK and not only:
