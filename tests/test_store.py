@@ -170,6 +170,10 @@ def test_a_redis_ledger_with_garbage_stops_start_up(redis_url: str) -> None:
             client.set("delegate:ledger:budget:2026-01-01", garbage)
         with pytest.raises(StoreError, match="impossible amount"):
             RedisStore(redis_url)
+    completed = run_cli("specialists", env={**os.environ, "DELEGATE_STORE": redis_url})
+    assert completed.returncode == 2 and "impossible amount" in completed.stderr and redis_url in completed.stderr
+    with redis.Redis.from_url(redis_url) as client:
+        assert client.get("delegate:ledger:budget:2026-01-01") == b"-3"  # left as it was, never reset
 
 
 def test_a_thread_written_by_one_redis_client_is_read_by_another(redis_url: str) -> None:
