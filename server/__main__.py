@@ -215,10 +215,10 @@ def run(argv: list[str] | None) -> int:
             training_examples(catalog, settings.classifier_examples)  # a bad file stops start-up, not a later call
         delegator = Delegator(settings, catalog, environ)
         if args.command in (None, "serve"):
-            from server.app import chosen_tools
+            from server.app import chosen_tools, tool_names
 
             extra = ["feedback"] if delegator.feedback_on else []
-            chosen_tools(["delegate", *(spec.tool_name for spec in catalog), *extra], settings.tools)
+            chosen_tools([*tool_names(catalog), *extra], settings.tools)
             if settings.transport == "http":
                 from server.http import exposure_problem
 
@@ -451,6 +451,7 @@ def run_ask(delegator: Delegator, args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_CONFIG
+    delegator.hand_off_at_deadline = False  # nothing could collect a job after this process ends: wait for it
     try:
         if args.specialist:
             result = anyio.run(

@@ -9,7 +9,7 @@ import types
 import typing
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
@@ -29,8 +29,9 @@ from server.delegation import EMPTY_TASK, Delegator, is_blank
 from server.errors import ConfigError, DelegateError, InvalidInputError, UnknownThreadError
 from server.feedback import FeedbackReceipt, receipt
 from server.files import root_paths
+from server.jobs import MAX_WAIT_S
 from server.progress import NO_PROGRESS, Progress
-from server.results import DelegateResult, summary_line
+from server.results import DelegateResult, PanelResult, panel_text, summary_line
 from server.threads import ThreadBook
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,23 @@ ThreadArg = Annotated[
         '"shorter"). Leave it out for an unrelated task; every result carries a new thread_id to continue from.'
     ),
 ]
+BackgroundArg = Annotated[
+    bool,
+    Field(
+        description="true: start the work and return at once with a job_id (status \"running\"); "
+        "collect the answer later with delegate_result. For work you expect to take minutes."
+    ),
+]
+JobIdArg = Annotated[str, Field(description="The job_id a delegate or ask_ result returned with status \"running\".")]
+WaitArg = Annotated[
+    float,
+    Field(
+        ge=0,
+        description=f"Seconds to wait for the job to finish before answering (at most {MAX_WAIT_S:g}); "
+        "0 answers at once with the text so far.",
+    ),
+]
+CancelArg = Annotated[bool, Field(description="true: stop the job and close its model request; returns what it wrote.")]
 ToolResult = Annotated[CallToolResult, DelegateResult]
 CallIdArg = Annotated[str, Field(description="The call_id of the delegate result the feedback is about.")]
 GoodArg = Annotated[bool, Field(description="true: the right specialist answered; false: it was misrouted.")]
@@ -91,7 +109,9 @@ def server_instructions(catalog: Catalog) -> str:
         "debugging code; drafting, rewriting or summarising long documents (pass them as `context` rather than "
         "reading them into your own context); everyday questions, extraction and formatting. Call `ask_<name>` "
         "to choose the specialist yourself. Specialists see only the task and context you pass, not this "
-        "conversation. Do not delegate what needs your tools, files or conversation history.\n"
+        "conversation. Do not delegate what needs your tools, files or conversation history. A result with "
+        'status "running" is still being written: call `delegate_result` with its job_id for the rest. Call '
+        "`panel` for independent answers from several specialists and a synthesis (design decisions, tricky bugs).\n"
         f"Specialists:\n{roster}"
     )
 
@@ -143,7 +163,10 @@ async def _run(call: Awaitable[DelegateResult], progress: Progress) -> CallToolR
     """Await a delegation; turn our errors into clean isError results and hide anything unexpected."""
     try:
         result = await call
-        await progress.milestone(f"done: {result.specialist} answered with {result.model}")
+        if result.status == "running":
+            await progress.milestone(f"still answering: handed back as job {result.job_id}")
+        else:
+            await progress.milestone(f"{result.status}: {result.specialist} answered with {result.model}")
         return to_tool_result(result)
     except DelegateError as exc:
         raise ToolError(str(exc)) from None
@@ -169,11 +192,14 @@ def delegate_tool(delegator: Delegator) -> Tool:
         context: ContextArg = "",
         files: FilesArg = None,
         thread_id: ThreadArg = None,
+        background: BackgroundArg = False,
         ctx: Context | None = None,
         roots: ClientRoots = None,
     ) -> ToolResult:
         progress = progress_for(ctx)
-        call = delegator.delegate(task, context, progress, files or [], roots_of(roots), thread_id=thread_id)
+        call = delegator.delegate(
+            task, context, progress, files or [], roots_of(roots), thread_id=thread_id, background=background
+        )
         return await _run(call, progress)
 
     names = ", ".join(delegator.catalog.names)
@@ -182,7 +208,8 @@ def delegate_tool(delegator: Delegator) -> Tool:
         "answer plus routing metadata: specialist, model, reason, confidence, tokens, cost in USD, latency and "
         "fallbacks tried. Put long material in `context`; name files in `files` and the server reads them (do not "
         "read them yourself). Follow-ups: pass the earlier result's `thread_id`; each turn is routed afresh and the "
-        "specialist sees the whole conversation."
+        'specialist sees the whole conversation. An answer still coming at the deadline returns status "running", '
+        "the text so far and a job_id for delegate_result."
     )
     return _strict(Tool.from_function(delegate, name="delegate", description=description, annotations=_ANNOTATIONS))
 
@@ -196,11 +223,14 @@ def ask_tool(delegator: Delegator, spec: Specialist, like: Tool | None = None) -
         context: AskContextArg = "",
         files: FilesArg = None,
         thread_id: ThreadArg = None,
+        background: BackgroundArg = False,
         ctx: Context | None = None,
         roots: ClientRoots = None,
     ) -> ToolResult:
         progress = progress_for(ctx)
-        call = delegator.ask(spec.name, task, context, progress, files or [], roots_of(roots), thread_id=thread_id)
+        call = delegator.ask(
+            spec.name, task, context, progress, files or [], roots_of(roots), thread_id=thread_id, background=background
+        )
         return await _run(call, progress)
 
     ask.__name__ = spec.tool_name  # names the input schema ask_<name>Arguments
@@ -257,6 +287,70 @@ def feedback_tool(delegator: Delegator) -> Tool:
     )
 
 
+def result_tool(delegator: Delegator) -> Tool:
+    """delegate_result: the rest of an answer handed back as a job."""
+
+    async def delegate_result(
+        job_id: JobIdArg, wait_s: WaitArg = 0, cancel: CancelArg = False, ctx: Context | None = None
+    ) -> ToolResult:
+        progress = progress_for(ctx)
+        return await _run(delegator.job_result(job_id, wait_s, cancel, progress), progress)
+
+    description = (
+        'Get the rest of an answer that was still coming when a delegate or ask_ call returned status "running" '
+        'with a job_id. Returns the usual result: status "done" with the whole answer, or "running" with the text '
+        f"so far. Pass wait_s (up to {MAX_WAIT_S:g}) to wait for it; cancel=true stops the job."
+    )
+    annotations = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
+    return _strict(
+        Tool.from_function(delegate_result, name="delegate_result", description=description, annotations=annotations)
+    )
+
+
+SpecialistsArg = Annotated[
+    list[str],
+    Field(description="Specialists to ask, by name; empty asks every specialist with a usable model (at least two)."),
+]
+SynthesizeArg = Annotated[
+    bool,
+    Field(description="true: a judge model compares the answers, blind to who wrote them, and writes a synthesis."),
+]
+
+
+def panel_tool(delegator: Delegator) -> Tool:
+    """panel: several independent answers to one task, and a synthesis."""
+
+    async def panel(
+        task: TaskArg,
+        context: ContextArg = "",
+        files: FilesArg = None,
+        specialists: SpecialistsArg = [],  # noqa: B006 (never mutated; the schema shows the default)
+        synthesize: SynthesizeArg = True,
+        ctx: Context | None = None,
+        roots: ClientRoots = None,
+    ) -> Annotated[CallToolResult, PanelResult]:
+        progress = progress_for(ctx)
+        try:
+            call = delegator.panel(task, context, specialists, synthesize, progress, files or [], roots_of(roots))
+            result = await call
+        except DelegateError as exc:
+            raise ToolError(str(exc)) from None
+        except Exception:
+            logger.exception("delegate-mcp panel failed unexpectedly")
+            raise ToolError("delegate-mcp hit an internal error; the server log (stderr) has the details.") from None
+        content = [TextContent(type="text", text=panel_text(result))]
+        return CallToolResult(content=content, structured_content=result.model_dump(mode="json"))
+
+    names = ", ".join(delegator.catalog.names)
+    description = (
+        f"Get second opinions: the same task goes to several specialists at once ({names}; by default every one "
+        "with a usable model), each answering independently, then a judge compares the answers without knowing "
+        "who wrote which and writes a synthesis naming where they agree and disagree. For design decisions, "
+        "tricky bugs, anything worth more than one view. Costs one call per specialist plus the judge."
+    )
+    return _strict(Tool.from_function(panel, name="panel", description=description, annotations=_ANNOTATIONS))
+
+
 # Each argument our tools take, the JSON type it needs, and that type in words. Tools that take more add them here.
 # A kind may be a generic alias such as list[str]: a list whose items all have that type.
 ARGUMENTS: dict[str, tuple[Any, str]] = {
@@ -264,7 +358,32 @@ ARGUMENTS: dict[str, tuple[Any, str]] = {
     "context": (str, "a string"),
     "files": ((list[str], type(None)), "a list of strings (file paths or glob patterns)"),
     "thread_id": ((str, type(None)), "a string (the thread_id of an earlier result)"),
+    "background": (bool, "true or false"),
 }
+RESULT_ARGUMENTS: dict[str, tuple[Any, str]] = {
+    "job_id": (str, "a string"),
+    "wait_s": ((int, float), "a number of seconds"),
+    "cancel": (bool, "true or false"),
+}
+PANEL_ARGUMENTS: dict[str, tuple[Any, str]] = {
+    "task": (str, "a string"),
+    "context": (str, "a string"),
+    "files": ((list[str], type(None)), "a list of strings (file paths or glob patterns)"),
+    "specialists": (list[str], "an array of specialist names"),
+    "synthesize": (bool, "true or false"),
+}
+
+
+class Signature(NamedTuple):
+    """What a tool takes: its arguments' types, and the required ones with what they are for."""
+
+    arguments: dict[str, tuple[Any, str]]
+    required: dict[str, str]
+
+
+TASK_TOOL = Signature(ARGUMENTS, {"task": "the complete task for the specialist"})
+RESULT_TOOL = Signature(RESULT_ARGUMENTS, {"job_id": "the job_id a delegate or ask_ result returned"})
+PANEL_TOOL = Signature(PANEL_ARGUMENTS, {"task": "the complete task every specialist answers"})
 
 
 def _type_name(value: Any) -> str:
@@ -286,24 +405,26 @@ def _has_type(value: Any, kind: Any) -> bool:
     return False
 
 
-def argument_problem(tool: str, arguments: Any) -> str | None:
+def argument_problem(tool: str, arguments: Any, signature: Signature = TASK_TOOL) -> str | None:
     """What is wrong with a call's arguments, in words a model can act on; None when they are fine."""
+    table, required = signature
     if not isinstance(arguments, dict):
-        return f"{tool} takes an object: 'task' (required, a string) and optionally {', '.join(ARGUMENTS)}."
+        needed = ", ".join(f"'{name}' (required, {table[name][1]})" for name in required)
+        optional = ", ".join(name for name in table if name not in required)
+        return f"{tool} takes an object: {needed}" + (f" and optionally {optional}." if optional else ".")
     problems = []
-    unknown = sorted(set(arguments) - set(ARGUMENTS))
+    unknown = sorted(set(arguments) - set(table))
     if unknown:
         problems.append(
             f"unknown argument{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
-            f"({tool} takes only {', '.join(map(repr, ARGUMENTS))})"
+            f"({tool} takes only {', '.join(map(repr, table))})"
         )
-    if "task" not in arguments:
-        problems.append("'task' is required: the complete task for the specialist")
-    elif isinstance(arguments["task"], str) and is_blank(arguments["task"]):
+    problems += [f"'{name}' is required: {what}" for name, what in required.items() if name not in arguments]
+    if "task" in table and isinstance(arguments.get("task"), str) and is_blank(arguments["task"]):
         problems.append(EMPTY_TASK)
     problems += [
         f"'{name}' must be {words}, not {_type_name(arguments[name])}"
-        for name, (kind, words) in ARGUMENTS.items()
+        for name, (kind, words) in table.items()
         if name in arguments and not _has_type(arguments[name], kind)
     ]
     return f"Invalid arguments for {tool}: " + "; ".join(problems) + "." if problems else None
@@ -313,14 +434,15 @@ class ArgumentCheck:
     """Middleware that answers malformed calls of our tools with a plain explanation (pydantic's own message,
     with its URLs and input echoes, stays the backstop)."""
 
-    def __init__(self, tools: set[str]) -> None:
+    def __init__(self, tools: dict[str, Signature]) -> None:
         self._tools = tools
 
     async def __call__(self, ctx: Any, call_next: Any) -> Any:
         """Check tools/call arguments before validation; pass everything else through."""
         params = ctx.params if ctx.method == "tools/call" else None
         if isinstance(params, dict) and params.get("name") in self._tools:
-            problem = argument_problem(params["name"], params.get("arguments") or {})
+            name = params["name"]
+            problem = argument_problem(name, params.get("arguments") or {}, self._tools[name])
             if problem:
                 return CallToolResult(content=[TextContent(type="text", text=problem)], is_error=True)
         return await call_next(ctx)
@@ -374,16 +496,25 @@ def chosen_tools(all_names: list[str], wanted: str | None) -> list[str]:
     return [name for name in all_names if name in names]
 
 
+def tool_names(catalog: Catalog) -> list[str]:
+    """Every tool the server can expose (feedback aside, which is offered when it is on), in the listed order."""
+    return ["delegate", *(spec.tool_name for spec in catalog), "delegate_result", "panel"]
+
+
 def build_server(delegator: Delegator, after_handshake: Callable[[], Any] | None = None) -> MCPServer:
-    """The MCP server exposing delegate, ask_<name> and two resources; tools are built once, here."""
+    """The MCP server exposing delegate, ask_<name>, delegate_result, panel and resources; built once, here."""
     catalog = delegator.catalog
     tools = [delegate_tool(delegator), *ask_tools(delegator)]
+    tools += [result_tool(delegator), panel_tool(delegator)]
     if delegator.feedback_on:
         tools.append(feedback_tool(delegator))
     keep = set(chosen_tools([t.name for t in tools], delegator.settings.tools))
     tools = [t for t in tools if t.name in keep]
-    # The plain-language argument check knows the task-taking tools; feedback's own arguments are few and typed.
-    middleware: list[Any] = [ArgumentCheck({t.name for t in tools if "task" in t.parameters.get("properties", {})})]
+    # The plain-language argument check; feedback's own arguments are few and typed.
+    signatures = {"delegate_result": RESULT_TOOL, "panel": PANEL_TOOL}
+    middleware: list[Any] = [
+        ArgumentCheck({t.name: signatures.get(t.name, TASK_TOOL) for t in tools if t.name != "feedback"})
+    ]
     if after_handshake:
         middleware.append(AfterHandshake(after_handshake))
     server = MCPServer(

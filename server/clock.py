@@ -8,9 +8,11 @@ import time
 class Deadline:
     """The time left for one tool call."""
 
-    def __init__(self, seconds: float) -> None:
-        self.started = time.monotonic()
-        self.expires = self.started + seconds
+    def __init__(self, seconds: float, started: float | None = None) -> None:
+        now = time.monotonic()
+        self.started = now if started is None else started
+        """When the call began (elapsed time counts from here)."""
+        self.expires = now + seconds
 
     def remaining(self) -> float:
         """Seconds left, never negative."""

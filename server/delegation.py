@@ -4,28 +4,40 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 
 from server.calling import embedded, llm
-from server.calling.chain import ChainRunner, estimate_tokens, usable_models
+from server.calling.chain import CHARS_PER_TOKEN, ChainRunner, Partial, estimate_tokens, usable_models
 from server.calling.cooldown import Cooldowns
 from server.catalog import Catalog, Specialist
 from server.clock import Deadline, ms_since
 from server.errors import AllModelsFailedError, ConfigError, DelegateError, InvalidInputError, StoreError
 from server.feedback import Correction, FeedbackBook, task_key
 from server.files import FileBundle, FileReader, FileRules, configured_roots, resolved_roots, split_list
+from server.jobs import HANDOFF_MARGIN_S, Job, JobManager, new_job_id
+from server.panel import Panel, choose_members, judge_messages
 from server.progress import NO_PROGRESS, Progress
 from server.redact import secret_values
-from server.results import CallUsage, DelegateResult, Routing, Usage, confidence_text, total_cost
+from server.results import (
+    CallUsage,
+    DelegateResult,
+    PanelAnswer,
+    PanelResult,
+    Routing,
+    Usage,
+    confidence_text,
+    total_cost,
+)
 from server.routing.classifier import Classifier
 from server.routing.classifier_cache import load_or_train
 from server.routing.router import RouteCache, RouteOutcome, Router
@@ -153,6 +165,19 @@ def cap_output(text: str, limit: int) -> str:
     )
 
 
+class Answering(NamedTuple):
+    """Everything _answer needs for one call's answer, in its argument order (a job carries it on)."""
+
+    spec: Specialist
+    outcome: RouteOutcome
+    task: str
+    context: str
+    deadline: Deadline
+    progress: Progress
+    bundle: FileBundle
+    thread: Thread | None
+
+
 @dataclass
 class Paid:
     """What one call has paid so far, for settling its budget reservation."""
@@ -210,6 +235,14 @@ class Delegator:
         self._file_roots, self._no_roots_reason = configured_roots(settings.file_roots, Path.cwd(), Path.home())
         for missing in [p for p in self._file_roots if not p.is_dir()]:
             logger.warning("DELEGATE_FILE_ROOTS names %s, which is not a folder; no file is read from it", missing)
+        self.jobs = JobManager(settings, self.store)
+        """Answers that outlive their tool call (delegate_result reads them)."""
+        if settings.panel_judge and settings.panel_judge not in catalog.names:
+            raise ConfigError(
+                f"DELEGATE_PANEL_JUDGE: unknown specialist {settings.panel_judge!r}. Known: {', '.join(catalog.names)}."
+            )
+        self.hand_off_at_deadline = True
+        """Hand a job back at the call's deadline (the server); one-shot commands wait for the whole answer."""
 
     def close(self) -> None:
         """Release the store's connections."""
@@ -334,6 +367,7 @@ class Delegator:
         files: Sequence[str] = (),
         client_roots: Sequence[Path] = (),
         thread_id: str | None = None,
+        background: bool = False,
     ) -> tuple[Deadline, FileBundle, Thread | None]:
         """Start the call's deadline as it arrives, then the checks every call passes (the thread must exist, the
         files are read) before any provider is called; waiting for start-up work counts against the deadline (and
@@ -341,6 +375,10 @@ class Delegator:
         deadline = Deadline(self.settings.deadline_s)
         self.validate(task, context)
         thread = await self._thread(thread_id)
+        if background and not self.settings.jobs:
+            raise InvalidInputError("background needs jobs, which are off (DELEGATE_JOBS=off): call without it.")
+        if background and self.jobs.full():
+            raise self.jobs.full_error()
         bundle = await self.read_files(files, context, client_roots)
         # One-off start-up work, normally done by warm_up() before the first call arrives; on worker threads
         # so the event loop keeps serving.
@@ -379,10 +417,11 @@ class Delegator:
         files: Sequence[str] = (),
         client_roots: Sequence[Path] = (),
         thread_id: str | None = None,
+        background: bool = False,
     ) -> DelegateResult:
         """Route the task to the best specialist and return its answer with the routing metadata; with a
         thread_id, as the next turn of that conversation."""
-        call = self._delegate(task, context, progress, files, client_roots, thread_id)
+        call = self._delegate(task, context, progress, files, client_roots, thread_id, background)
         return await self._logged("delegate", task, call)
 
     async def ask(
@@ -394,11 +433,39 @@ class Delegator:
         files: Sequence[str] = (),
         client_roots: Sequence[Path] = (),
         thread_id: str | None = None,
+        background: bool = False,
     ) -> DelegateResult:
         """Send the task straight to one specialist, with no routing; with a thread_id, as the next turn."""
         spec = self.catalog.get(name)
-        call = self._ask(spec, task, context, progress, files, client_roots, thread_id)
+        call = self._ask(spec, task, context, progress, files, client_roots, thread_id, background)
         return await self._logged(spec.tool_name, task, call)
+
+    async def job_result(
+        self, job_id: str, wait_s: float = 0, cancel: bool = False, progress: Progress = NO_PROGRESS
+    ) -> DelegateResult:
+        """A job's result: done with the whole answer, or running with the text so far (delegate_result)."""
+        return await self.jobs.result(job_id, wait_s, cancel, progress)
+
+    async def panel(
+        self,
+        task: str,
+        context: str = "",
+        specialists: Sequence[str] = (),
+        synthesize: bool = True,
+        progress: Progress = NO_PROGRESS,
+        files: Sequence[str] = (),
+        client_roots: Sequence[Path] = (),
+    ) -> PanelResult:
+        """The same task to several specialists at once, each blind to the others, and a synthesis of them."""
+        members = choose_members(self.catalog, self._usable, list(specialists))
+        judge = self.catalog.get(self.settings.panel_judge or self.catalog.default.name) if synthesize else None
+        deadline, bundle, _ = await self._prepare(task, context, files, client_roots)
+        given = material(context, bundle.text)
+        # The whole panel is reserved before any call: every member's worst case, and the judge's.
+        async with self._budgeted(self._panel_worst_case(task, given, members, judge)) as paid:
+            result = await Panel(self._chain).run(task, given, members, judge, deadline, progress)
+            paid.cost_usd = result.usage.total_cost_usd
+        return result.model_copy(update={"files": bundle.reads, "warnings": [*bundle.warnings, *result.warnings]})
 
     async def _delegate(
         self,
@@ -408,17 +475,23 @@ class Delegator:
         files: Sequence[str],
         client_roots: Sequence[Path],
         thread_id: str | None,
+        background: bool,
     ) -> DelegateResult:
-        deadline, bundle, thread = await self._prepare(task, context, files, client_roots, thread_id)
+        deadline, bundle, thread = await self._prepare(task, context, files, client_roots, thread_id, background)
         turns = thread.turns if thread else []
         worst = self._worst_case(task, context, bundle.text, turns, self._usable, routed=True)
-        async with self._budgeted(worst) as paid:
+        settle = AsyncExitStack()
+        paid = await settle.enter_async_context(self._budgeted(worst))
+        try:
             outcome = await self.route(task, context, deadline, bundle.text)
             paid.cost_usd = outcome.usage.cost_usd  # the router is paid for even if no specialist answers
             await progress.milestone(f"routed to {outcome.specialist} ({outcome.routing.decided_by})")
             spec = self.catalog.get(outcome.specialist)
-            result = paid.result = await self._answer(spec, outcome, task, context, deadline, progress, bundle, thread)
-        return result
+        except BaseException:
+            await settle.aclose()
+            raise
+        answer = Answering(spec, outcome, task, context, deadline, progress, bundle, thread)
+        return await self._respond("delegate", answer, paid, settle, background)
 
     async def _ask(
         self,
@@ -429,14 +502,102 @@ class Delegator:
         files: Sequence[str],
         client_roots: Sequence[Path],
         thread_id: str | None,
+        background: bool,
     ) -> DelegateResult:
-        deadline, bundle, thread = await self._prepare(task, context, files, client_roots, thread_id)
+        deadline, bundle, thread = await self._prepare(task, context, files, client_roots, thread_id, background)
         direct = Routing(decided_by="direct", reason=f"called directly as {spec.tool_name}")
         outcome = RouteOutcome(spec.name, direct, CallUsage())
         worst = self._worst_case(task, context, bundle.text, thread.turns if thread else [], [spec], routed=False)
-        async with self._budgeted(worst) as paid:
-            result = paid.result = await self._answer(spec, outcome, task, context, deadline, progress, bundle, thread)
-        return result
+        settle = AsyncExitStack()
+        paid = await settle.enter_async_context(self._budgeted(worst))
+        answer = Answering(spec, outcome, task, context, deadline, progress, bundle, thread)
+        return await self._respond(spec.tool_name, answer, paid, settle, background)
+
+    async def _respond(
+        self, tool: str, answer: Answering, paid: Paid, settle: AsyncExitStack, background: bool
+    ) -> DelegateResult:
+        """Answer within the deadline; an answer still streaming then goes on as a job (or is cut, jobs off). The
+        budget reservation is settled when the answer ends: by this call, or by its job after the hand-off."""
+        spec, outcome, deadline = answer.spec, answer.outcome, answer.deadline
+        if not self.settings.jobs:
+            partial = Partial()
+            async with settle:
+                try:
+                    paid.result = await self._answer(*answer, partial)
+                except AllModelsFailedError:
+                    if not partial.text:
+                        raise
+                    why = "Jobs are off (DELEGATE_JOBS=off)"
+                    paid.result = self._cut(spec, outcome, partial, deadline, answer.bundle, why)
+            return paid.result
+        job = Job(new_job_id(), spec.name, outcome.routing, outcome.usage, deadline.started)
+        job.partial.try_limit_s = self.settings.job_max_s
+        job_answer = answer._replace(
+            deadline=Deadline(self.settings.job_max_s, started=deadline.started), progress=job.progress
+        )
+
+        async def work(job: Job) -> DelegateResult:
+            async with settle:  # settled here, whether the call or the job returns the answer
+                paid.result = await self._answer(*job_answer, job.partial)
+            return paid.result
+
+        async def record(job: Job) -> None:  # a handed-off job counts in usage and the log when it ends
+            await self._record(tool, answer.task, job.result if job.status == "done" else None, job.error)
+
+        job.on_finish = record
+        self.jobs.start(job, work)
+        if background:
+            return await self.jobs.hand_off(job)
+        wait = deadline.remaining() - HANDOFF_MARGIN_S if self.hand_off_at_deadline else math.inf
+        try:
+            ended = await self.jobs.wait(job, wait, answer.progress)
+        except anyio.get_cancelled_exc_class():
+            job.cancel()  # the client gave up on this call before a job id reached it: stop paying for it
+            raise
+        if not ended and not self.jobs.full():
+            return await self.jobs.hand_off(job)
+        if not ended:
+            job.cancel()
+            await self.jobs.wait(job, math.inf)
+            if job.partial.text:
+                why = f"{self.settings.max_jobs} jobs were already running (DELEGATE_MAX_JOBS)"
+                return self._cut(spec, outcome, job.partial, deadline, answer.bundle, why)
+        if job.error is not None:
+            raise job.error
+        if job.result is None:
+            raise AllModelsFailedError(
+                f"No answer from specialist '{spec.name}' within the call's deadline (DELEGATE_DEADLINE_S), and "
+                f"{self.settings.max_jobs} jobs were already running (DELEGATE_MAX_JOBS) to carry it on.",
+                job.partial.attempts,
+            )
+        return job.result
+
+    def _cut(
+        self,
+        spec: Specialist,
+        outcome: RouteOutcome,
+        partial: Partial,
+        deadline: Deadline,
+        bundle: FileBundle,
+        why: str,
+    ) -> DelegateResult:
+        """What streamed before the deadline (or a stall), marked truncated: it was paid for, so it is kept."""
+        marker = (
+            f"[... answer cut after {len(partial.text):,} characters: the model stopped or the call's deadline "
+            f"(DELEGATE_DEADLINE_S = {self.settings.deadline_s:g} s) came. {why}, so the rest was not written.]"
+        )
+        return DelegateResult(
+            output=f"{cap_output(partial.text, self.settings.max_output_chars)}\n\n{marker}",
+            specialist=spec.name,
+            model=partial.model or "",
+            routing=outcome.routing,
+            attempts=partial.attempts,
+            usage=Usage(router=outcome.usage, total_cost_usd=outcome.usage.cost_usd),
+            latency_ms=deadline.elapsed_ms(),
+            truncated=True,
+            files=bundle.reads,
+            warnings=list(bundle.warnings),
+        )
 
     async def route_only(self, task: str, context: str = "", *, remembered: bool = True) -> RouteOutcome:
         """Only the routing decision, as delegate would make it (for evaluation); no specialist is called.
@@ -464,6 +625,19 @@ class Delegator:
             messages = specialist_messages(spec, task, context, files_text, history)
             answers.append(self._chain.worst_case_usd(spec, messages))
         return router + max(answers, default=0.0)
+
+    def _panel_worst_case(
+        self, task: str, given: str, members: list[Specialist], judge: Specialist | None
+    ) -> float:
+        """The most a panel could cost: each member's priciest answer, and the judge reading answers at their caps."""
+        if self._budget is None:
+            return 0.0
+        total = sum(self._worst_case(task, given, "", [], [m], routed=False) for m in members)
+        if judge is not None and len(members) > 1:
+            caps = [min(m.max_output_tokens, self.settings.max_output_tokens) for m in members]
+            longest = [PanelAnswer(specialist="", output="x" * int(c * CHARS_PER_TOKEN), ok=True) for c in caps]
+            total += self._chain.worst_case_usd(judge, judge_messages(task, longest)[0])
+        return total
 
     @asynccontextmanager
     async def _budgeted(self, worst_case_usd: float) -> AsyncIterator[Paid]:
@@ -548,12 +722,24 @@ class Delegator:
             await self._count(self.usage.record_cancelled)
             raise
         except DelegateError as exc:
+            await self._record(tool, task, None, exc)
+            raise
+        if result.status != "running":  # a job handed off records itself when it ends
+            await self._record(tool, task, result, None)
+        if self.feedback_on and tool == "delegate":
+            problem = await self._remember(call_id, task, result)
+            if problem:
+                result = result.model_copy(update={"warnings": [*result.warnings, problem]})
+        return result
+
+    async def _record(self, tool: str, task: str, result: DelegateResult | None, error: Exception | None) -> None:
+        """Count one call for delegate://usage and, when the decision log is on, append its line."""
+        if result is None:
             await self._count(self.usage.record, None, None)
             if self._log is not None:
-                await self._write_log(
-                    entry(tool, task, None, exc.__class__.__name__, None, include_task=self._log.include_task)
-                )
-            raise
+                name = error.__class__.__name__ if error is not None else "cancelled"
+                await self._write_log(entry(tool, task, None, name, None, include_task=self._log.include_task))
+            return
         if self._premium_rates is None:  # litellm is loaded by now; keys and prices do not change while we run
             self._premium_rates = premium_rates(self.catalog, self._environ)
         premium = premium_cost(self._premium_rates, result.usage.specialist)
@@ -562,11 +748,6 @@ class Delegator:
             result = result.model_copy(update={"warnings": [*result.warnings, problem]})
         if self._log is not None:
             await self._write_log(entry(tool, task, result, None, premium, include_task=self._log.include_task))
-        if self.feedback_on and tool == "delegate":
-            problem = await self._remember(call_id, task, result)
-            if problem:
-                result = result.model_copy(update={"warnings": [*result.warnings, problem]})
-        return result
 
     async def _remember(self, call_id: str, task: str, result: DelegateResult) -> str | None:
         """Keep the call so feedback can name it; a store failure costs the answer nothing (a warning)."""
@@ -608,12 +789,13 @@ class Delegator:
         progress: Progress = NO_PROGRESS,
         bundle: FileBundle | None = None,
         thread: Thread | None = None,
+        partial: Partial | None = None,
     ) -> DelegateResult:
         bundle = bundle or FileBundle()
         history, trimmed = self.fit_history(spec, task, context, bundle.text, thread.turns if thread else [])
         messages = specialist_messages(spec, task, context, bundle.text, history)
         try:
-            answer = await self._chain.run(spec, messages, deadline, progress)
+            answer = await self._chain.run(spec, messages, deadline, progress, partial)
         except (AllModelsFailedError, anyio.get_cancelled_exc_class()):
             await self._count(self.usage.record_unanswered, outcome.usage)
             raise

@@ -55,3 +55,35 @@ class StoreError(DelegateError):
 
 class FileRefusedError(InvalidInputError):
     """A file named in `files` cannot be given to a model (outside the roots, secret, binary, too big, missing)."""
+
+
+class UnknownJobError(DelegateError):
+    """A job_id that names no job: never started here, or its result expired."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            f"Unknown job_id {job_id!r}: no such job, or its result expired (finished jobs are kept for "
+            "DELEGATE_JOB_TTL_S). Pass the job_id a delegate or ask_ result returned, or start the task again."
+        )
+
+
+class JobLostError(DelegateError):
+    """A job whose server stopped before it finished."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            f"Job {job_id!r} is lost: the server restarted while it was running, so its answer was never finished. "
+            "Start the task again."
+        )
+
+
+class JobFailedError(DelegateError):
+    """A job ended without an answer (every model failed, or it ran past DELEGATE_JOB_MAX_S)."""
+
+
+class TooManyJobsError(DelegateError):
+    """DELEGATE_MAX_JOBS jobs are running; nothing was started."""
+
+
+class PanelFailedError(DelegateError):
+    """Fewer panel members answered than a panel needs (two, or one when one was asked)."""

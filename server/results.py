@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 DecidedBy = Literal["router", "classifier", "default", "direct", "feedback"]
-Status = Literal["done", "running"]
+Status = Literal["done", "running", "cancelled"]
 
 
 class Routing(BaseModel):
@@ -70,7 +70,11 @@ class DelegateResult(BaseModel):
     thread_trimmed: bool = Field(False, description="Older thread material was left out to fit the model's window.")
     files: list[FileRead] = Field(default_factory=list, description="Files the server read for this call.")
     truncated: bool = Field(False, description="The answer was cut: by the provider's output cap, or the deadline.")
-    status: Status = Field("done", description="done: the answer is complete; running: a job is still answering.")
+    status: Status = Field(
+        "done",
+        description="done: the answer is complete; running: a job is still answering (output holds the text so "
+        "far); cancelled: the job was stopped (output holds what it had written).",
+    )
     job_id: str | None = Field(None, description="Pass to delegate_result to get the rest of a running answer.")
     warnings: list[str] = Field(default_factory=list, description="Problems that did not stop the answer.")
     call_id: str | None = Field(None, description="This call's id (decision log; pass it to feedback).")
@@ -117,10 +121,70 @@ def summary_line(result: DelegateResult) -> str:
     reasons = fallback_reasons(result.attempts)
     tried = f" · fallback, because {reasons}" if reasons else ""
     cut = " · answer truncated" if result.truncated else ""
+    running = f" · still running as job {result.job_id}" if result.status == "running" else ""
     thread = ""
     if result.thread_id:
         thread = f" · thread {result.thread_id}" + (" (older material left out)" if result.thread_trimmed else "")
     return (
-        f"{result.specialist} via {result.model} ({how}: {routing.reason}) · {tokens} tokens · {cost} · "
-        f"{result.latency_ms / 1000:.2f} s{tried}{cut}{thread}"
+        f"{result.specialist} via {result.model or 'no model yet'} ({how}: {routing.reason}) · {tokens} tokens · "
+        f"{cost} · {result.latency_ms / 1000:.2f} s{tried}{cut}{thread}{running}"
     )
+
+
+class PanelAnswer(BaseModel):
+    """One specialist's independent answer in a panel."""
+
+    specialist: str
+    model: str | None = Field(None, description="The model that answered (or was answering, for a late answer).")
+    output: str = Field("", description="The answer; for a late answer, what had arrived when time ran out.")
+    ok: bool
+    error: str | None = Field(None, description="Why this specialist has no (complete) answer.")
+    usage: CallUsage = Field(default_factory=CallUsage)
+    latency_ms: float = 0.0
+
+
+class PanelUsage(BaseModel):
+    """Tokens and cost of the judge's synthesis, and the cost of everything."""
+
+    judge: CallUsage = Field(default_factory=CallUsage)
+    total_cost_usd: float | None = Field(None, description="Every answer and the synthesis; null when none is known.")
+
+
+class PanelResult(BaseModel):
+    """Several independent answers to one task, and a synthesis of them."""
+
+    answers: list[PanelAnswer] = Field(description="Every specialist asked, in order: answered, failed or late.")
+    synthesis: str | None = Field(None, description="The judge's synthesis: agreements and disagreements; or null.")
+    judge: str | None = Field(None, description="The specialist that wrote the synthesis.")
+    judge_model: str | None = Field(None, description="The model that wrote the synthesis.")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="The letter each answer had for the judge, and its specialist."
+    )
+    usage: PanelUsage = Field(default_factory=PanelUsage)
+    latency_ms: float = Field(description="Wall time of the whole panel, in milliseconds.")
+    files: list[FileRead] = Field(default_factory=list, description="Files the server read for every member.")
+    warnings: list[str] = Field(default_factory=list, description="Problems that did not stop the panel.")
+
+
+def panel_text(result: PanelResult) -> str:
+    """Each answer under its specialist's name, then the synthesis, then one summary line."""
+    parts = []
+    for answer in result.answers:
+        model = f" ({answer.model})" if answer.model else ""
+        if answer.ok:
+            parts.append(f"## {answer.specialist}{model}\n\n{answer.output}")
+        else:
+            got = f"\n\n{answer.output}" if answer.output else ""
+            parts.append(f"## {answer.specialist}{model}: no answer ({answer.error}){got}")
+    if result.synthesis is not None:
+        labels = ", ".join(f"{letter} = {name}" for letter, name in result.labels.items())
+        parts.append(f"## Synthesis (by {result.judge}, {result.judge_model}; {labels})\n\n{result.synthesis}")
+    answered = sum(1 for a in result.answers if a.ok)
+    cost = "cost unknown" if result.usage.total_cost_usd is None else f"${result.usage.total_cost_usd:.6f}"
+    tokens = sum(a.usage.input_tokens + a.usage.output_tokens for a in result.answers)
+    tokens += result.usage.judge.input_tokens + result.usage.judge.output_tokens
+    summary = (
+        f"panel of {len(result.answers)}: {answered} answered · {tokens} tokens · {cost} · "
+        f"{result.latency_ms / 1000:.2f} s"
+    )
+    return "\n\n".join(parts) + f"\n\n---\n{summary}"

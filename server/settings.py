@@ -58,6 +58,11 @@ ENV_NAMES: dict[str, str] = {
     "http_allowed_hosts": "DELEGATE_HTTP_ALLOWED_HOSTS",
     "http_allowed_origins": "DELEGATE_HTTP_ALLOWED_ORIGINS",
     "log_level": "DELEGATE_LOG_LEVEL",
+    "jobs": "DELEGATE_JOBS",
+    "job_max_s": "DELEGATE_JOB_MAX_S",
+    "job_ttl_s": "DELEGATE_JOB_TTL_S",
+    "max_jobs": "DELEGATE_MAX_JOBS",
+    "panel_judge": "DELEGATE_PANEL_JUDGE",
 }
 # Settings whose values are secrets: an error about them never shows the value.
 SECRET_FIELDS = frozenset({"http_token"})
@@ -160,6 +165,16 @@ class Settings(BaseModel):
     """Comma-separated Origin headers accepted; default: loopback origins."""
     log_level: str = Field("WARNING", pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     """Level of the log written to stderr."""
+    jobs: bool = True
+    """Hand an answer still streaming at the deadline back as a job (off: return it cut, marked truncated)."""
+    job_max_s: float = Field(600.0, gt=0, le=86_400)
+    """Longest time a job may work in all; it is stopped after that."""
+    job_ttl_s: float = Field(86_400.0, gt=0)
+    """How long a finished job's result stays readable with delegate_result (default a day)."""
+    max_jobs: int = Field(16, gt=0)
+    """Most jobs working at once; more are refused with no provider called."""
+    panel_judge: str | None = None
+    """The specialist that writes a panel's synthesis; default the default specialist."""
 
     @property
     def router_models(self) -> list[str]:

@@ -77,7 +77,7 @@ async def test_a_real_client_lists_tools_and_delegates_over_stdio(
     async with Client(params, mode="legacy") as session:
         names = sorted(tool.name for tool in (await session.list_tools()).tools)
         result = await session.call_tool("delegate", {"task": "Write a Rust hello world"})
-    assert names == ["ask_coder", "ask_generalist", "ask_writer", "delegate"]
+    assert names == ["ask_coder", "ask_generalist", "ask_writer", "delegate", "delegate_result", "panel"]
     assert not result.is_error
     assert result.structured_content["output"] == "fn main() {}"
     assert result.structured_content["routing"]["decided_by"] == "router"

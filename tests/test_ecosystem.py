@@ -33,7 +33,8 @@ async def test_delegate_tools_exposes_only_the_named_tools(make_delegator: Calla
 def test_an_unknown_tool_name_stops_start_up(sim: ProviderSimulator, specialists_dir: Path) -> None:
     completed = run_cli("--tools", "delegate,ask_poet", env=server_env(sim, specialists_dir))
     assert completed.returncode == 2 and completed.stdout == ""
-    assert "unknown tool 'ask_poet'. Known tools: delegate, ask_coder, ask_generalist, ask_writer." in completed.stderr
+    known = "delegate, ask_coder, ask_generalist, ask_writer, delegate_result, panel"
+    assert f"unknown tool 'ask_poet'. Known tools: {known}." in completed.stderr
 
 
 async def test_usage_and_specialists_resources(

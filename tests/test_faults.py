@@ -97,7 +97,8 @@ async def test_every_call_ends_within_the_deadline_with_what_is_known(
     sim.set_default("sim-router", hang=True)
     sim.set_default("sim-general", hang=True)
     sim.set_default("sim-backup", hang=True)
-    delegator = faulty(make_delegator, deadline_s=3.0, router_timeout_s=1.0, first_token_timeout_s=1.0)
+    # Jobs off: the call itself reports what happened (with jobs on, the work would go on as a job).
+    delegator = faulty(make_delegator, deadline_s=3.0, router_timeout_s=1.0, first_token_timeout_s=1.0, jobs=False)
     started = time.monotonic()
     result = await call(delegator, "delegate", {"task": "x"})
     elapsed = time.monotonic() - started
@@ -114,7 +115,7 @@ async def test_a_retry_that_cannot_fit_the_deadline_is_not_started(
 ) -> None:
     sim.set_default("sim-coder", status=503)
     sim.set_default("sim-backup", hang=True)
-    delegator = faulty(make_delegator, deadline_s=2.5, first_token_timeout_s=1.8, retries=3)
+    delegator = faulty(make_delegator, deadline_s=2.5, first_token_timeout_s=1.8, retries=3, jobs=False)
     started = time.monotonic()
     result = await call(delegator, "ask_coder", {"task": "x"})
     assert result.is_error and time.monotonic() - started < 10.0  # generous, as above
@@ -216,7 +217,9 @@ async def test_a_wait_on_an_overloaded_answer_cools_the_model_that_long(
     delegator = faulty(make_delegator)
     await call(delegator, "ask_coder", {"task": "x"})
     later = (await call(delegator, "ask_coder", {"task": "y"})).structured_content
-    assert later["attempts"][0]["error"].startswith("skipped: cooling down after recent failures (60 s left")
+    error = later["attempts"][0]["error"]
+    # 60 s from the failure, less the moments the fallback and the second call took (shown rounded).
+    assert re.match(r"skipped: cooling down after recent failures \((59|60) s left", error), error
     assert sim.count("sim-coder") == 1
 
 

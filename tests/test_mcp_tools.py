@@ -30,10 +30,10 @@ async def call(delegator: Delegator, tool: str, arguments: dict[str, Any], **cli
 async def test_tools_are_listed_with_input_and_output_schemas(make_delegator: Callable[..., Delegator]) -> None:
     async with Client(build_server(make_delegator())) as session:
         tools = {tool.name: tool for tool in (await session.list_tools()).tools}
-    assert set(tools) == {"delegate", "ask_coder", "ask_writer", "ask_generalist"}
-    for tool in tools.values():
+    assert set(tools) == {"delegate", "ask_coder", "ask_writer", "ask_generalist", "delegate_result", "panel"}
+    for tool in (t for name, t in tools.items() if name not in ("delegate_result", "panel")):
         assert tool.input_schema["required"] == ["task"]
-        assert set(tool.input_schema["properties"]) == {"task", "context", "files", "thread_id"}
+        assert set(tool.input_schema["properties"]) == {"task", "context", "files", "thread_id", "background"}
         assert tool.input_schema["additionalProperties"] is False
         assert {"output", "specialist", "model", "routing", "attempts", "usage", "latency_ms"} <= set(
             tool.output_schema["properties"]
@@ -133,7 +133,9 @@ async def test_fallback_after_rate_limit_malformed_body_or_empty_answer(
 
 async def test_fallback_after_a_timeout(make_delegator: Callable[..., Delegator], sim: ProviderSimulator) -> None:
     sim.enqueue("sim-coder", hang=True)
-    data = (await call(make_delegator(attempt_timeout_s=1.0), "ask_coder", {"task": "x"})).structured_content
+    # With jobs on, a try may stream as long as a job may run; the per-try limit is the jobs-off behaviour.
+    delegator = make_delegator(attempt_timeout_s=1.0, jobs=False)
+    data = (await call(delegator, "ask_coder", {"task": "x"})).structured_content
     assert data["model"] == "openai/sim-backup"
     assert data["attempts"][0]["error"].startswith("timed out")
     assert 900 <= data["attempts"][0]["latency_ms"] < 3000
@@ -281,7 +283,7 @@ async def test_with_no_keys_at_all_the_server_starts_and_says_which_keys_to_set(
     catalog = load_catalog({}, cloud_only_builtins(tmp_path / "cloud"))
     delegator = Delegator(Settings.from_env({}, data_dir=tmp_path), catalog, {})
     async with Client(build_server(delegator)) as session:
-        assert len((await session.list_tools()).tools) == 4
+        assert len((await session.list_tools()).tools) == 6
         result = await session.call_tool("delegate", {"task": "What is 2 + 2?"})
     assert result.is_error
     assert "Specialist 'generalist' has no usable model" in result.content[0].text

@@ -21,7 +21,7 @@ CLIENT_SCRIPT = Path(__file__).parent / "ts" / "client.mjs"
 SDK = "@modelcontextprotocol/sdk@1"
 # The last Inspector line whose engines accept Node 20; 0.16 and later need Node >= 22.7.5 (2.x: >= 22.19).
 INSPECTOR = "@modelcontextprotocol/inspector@0.15"
-TOOLS = ["ask_coder", "ask_generalist", "ask_writer", "delegate"]
+TOOLS = ["ask_coder", "ask_generalist", "ask_writer", "delegate", "delegate_result", "panel"]
 
 
 def npm_install(prefix: Path, *packages: str) -> None:
@@ -109,6 +109,50 @@ def test_the_typescript_sdk_client_lists_tools_and_calls_them_over_stdio(
     assert bogus.get("isError") is True, bogus
     assert "bogus" in bogus["text"]
     assert (sim.count("sim-router"), sim.count("sim-coder"), sim.count("sim-writer")) == (1, 1, 1)
+
+
+def test_the_typescript_sdk_client_collects_a_job_handed_back_at_the_deadline(
+    sim: ProviderSimulator, specialists_dir: Path, node_prefix: Path
+) -> None:
+    essay = "".join(f"part {i:02d} " for i in range(30))  # 30 chunks, one every 0.2 s: about 6 s
+    sim.enqueue("sim-writer", essay, chunk_delay=0.2)
+    collect = {"name": "delegate_result", "arguments": {"job_id": "$job_id", "wait_s": 50}}
+    # A 3 s deadline is shorter than litellm's import under load: the first call may be refused while it loads.
+    sim.enqueue("sim-general", "warm")
+    warm = {"name": "ask_generalist", "arguments": {"task": "hi"}, "retryWhile": "still starting up"}
+    calls = [warm, {"name": "ask_writer", "arguments": {"task": "A long essay"}}, *[collect] * 6]
+    report = ts_client(node_prefix, server_env(sim, specialists_dir, DELEGATE_DEADLINE_S="3"), calls)
+
+    _, first, *later = report["calls"]
+    assert "error" not in first and not first["isError"], first
+    assert first["structuredContent"]["status"] == "running", first
+    assert first["text"].startswith("part 00") and "Call delegate_result with job_id" in first["text"]
+    finals = [c for c in later if c.get("structuredContent", {}).get("status") == "done"]
+    assert all("error" not in c and not c["isError"] for c in later), later
+    assert finals, [c["structuredContent"]["status"] for c in later]
+    assert finals[0]["structuredContent"]["output"] == essay
+    assert finals[0]["structuredContent"]["job_id"] == first["structuredContent"]["job_id"]
+
+
+def test_the_typescript_sdk_client_runs_a_panel(
+    sim: ProviderSimulator, specialists_dir: Path, node_prefix: Path
+) -> None:
+    sim.enqueue("sim-coder", "Use a queue.")
+    sim.enqueue("sim-writer", status=400)  # the writer's model refuses; its fallback answers
+    sim.enqueue("sim-backup", "Use a cron job.")
+    sim.enqueue("sim-general", "Use a queue, with retries.")
+    sim.enqueue("sim-general", "A and C agree on a queue; B prefers cron.")
+    calls = [{"name": "panel", "arguments": {"task": "How?"}}]
+    report = ts_client(node_prefix, server_env(sim, specialists_dir), calls)
+
+    (panel,) = report["calls"]
+    # Reported (not "error") only if the SDK accepted the structuredContent against the panel's outputSchema.
+    assert "error" not in panel and not panel["isError"], panel
+    data = panel["structuredContent"]
+    assert {a["specialist"]: a["ok"] for a in data["answers"]} == {"coder": True, "generalist": True, "writer": True}
+    assert data["synthesis"] == "A and C agree on a queue; B prefers cron."
+    assert sorted(data["labels"].values()) == ["coder", "generalist", "writer"]
+    assert "## writer (openai/sim-backup)" in panel["text"] and "## Synthesis (by generalist" in panel["text"]
 
 
 def test_the_mcp_inspector_cli_lists_tools_and_delegates(

@@ -46,6 +46,8 @@ class Partial:
     """The streamed pieces of the current try; a fallback starts a fresh list."""
     attempts: list[Attempt] = field(default_factory=list)
     """Every try so far, failed ones included."""
+    try_limit_s: float | None = None
+    """When set, one try may take this long instead of DELEGATE_ATTEMPT_TIMEOUT_S (a job's bound)."""
 
     def begin(self, model: str) -> list[str]:
         """A new try of `model` starts: forget the text of the one before; the list to stream into."""
@@ -200,8 +202,7 @@ class ChainRunner:
     ) -> ChainAnswer:
         """Try the chain until a model answers; raise when none is usable, none fits, or all fail.
 
-        With `partial`, the answer so far is readable while it streams, and one try may use all of the deadline
-        (a job's): the first-token and stall limits still catch a dead model early."""
+        With `partial`, the answer so far is readable while it streams."""
         if not self._usable_models(spec):
             raise NoUsableModelError(
                 f"Specialist '{spec.name}' has no usable model. Set "
@@ -319,7 +320,8 @@ class ChainRunner:
                 model=ref.model,
                 messages=messages,
                 max_output_tokens=min(spec.max_output_tokens, settings.max_output_tokens),
-                timeout_s=remaining if partial is not None else min(settings.attempt_timeout_s, remaining),
+                # A job's try may stream for as long as the job may run: first-token and stall limits catch hangs.
+                timeout_s=min((partial and partial.try_limit_s) or settings.attempt_timeout_s, remaining),
                 temperature=spec.temperature,
                 api_base=ref.api_base,
                 api_key=api_key_for(ref, self._environ),

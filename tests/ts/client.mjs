@@ -4,6 +4,8 @@
 //   spec = {"command": "/path/to/server", "args": [], "calls": [{"name": "delegate", "arguments": {...}}],
 //           "cwd": "/folder/to/start/the/server/in", "roots": ["file:///project"]}   (cwd and roots optional)
 // With "roots" the client declares the roots capability and answers roots/list with them, as IDE clients do.
+//   An argument whose value is "$job_id" gets the job_id of the latest result that carried one.
+//   A call with "retryWhile": "text" is repeated (every 0.5 s, for up to 60 s) while it errors with that text.
 // The server inherits this process's environment. Bare imports resolve from this file's folder, so run a
 // copy placed next to a node_modules that holds @modelcontextprotocol/sdk (npm install --prefix <dir>).
 import { readFileSync } from "node:fs";
@@ -38,10 +40,20 @@ try {
   report.server = client.getServerVersion() ?? null;
   const { tools } = await client.listTools();
   report.tools = tools.map((tool) => ({ name: tool.name, hasOutputSchema: Boolean(tool.outputSchema) }));
+  let jobId = null;
   for (const call of spec.calls ?? []) {
     try {
+      const args = Object.fromEntries(
+        Object.entries(call.arguments ?? {}).map(([key, value]) => [key, value === "$job_id" ? jobId : value]),
+      );
       // callTool validates structuredContent against the tool's outputSchema and throws when it does not match.
-      const result = await client.callTool({ name: call.name, arguments: call.arguments ?? {} });
+      let result = await client.callTool({ name: call.name, arguments: args });
+      for (let tries = 0; call.retryWhile && result.isError && tries < 120; tries++) {
+        if (!JSON.stringify(result.content ?? []).includes(call.retryWhile)) break;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        result = await client.callTool({ name: call.name, arguments: args });
+      }
+      jobId = result.structuredContent?.job_id ?? jobId;
       const text = (result.content ?? []).find((block) => block.type === "text");
       report.calls.push({
         name: call.name,
