@@ -93,6 +93,22 @@ async def test_a_slow_answer_is_handed_back_at_the_deadline_and_finished_by_dele
     assert delegator.usage.snapshot()["calls"] == 1, "a handed-off job is counted once, when it ends"
 
 
+async def test_a_job_adds_its_final_answer_to_its_thread(
+    build: Callable[..., Delegator], sim: ProviderSimulator
+) -> None:
+    sim.enqueue("sim-writer", LONG, **SLOW)
+    sim.enqueue("sim-writer", "shorter now")
+    async with Client(build_server(build())) as session:
+        first = (await session.call_tool("ask_writer", {"task": "essay"})).structured_content
+        assert first["status"] == "running" and first["thread_id"] is None, "the thread is written when the job ends"
+        done = (await collect(session, first["job_id"])).structured_content
+        assert done["thread_id"]
+        follow = await session.call_tool("ask_writer", {"task": "shorter", "thread_id": done["thread_id"]})
+    assert not follow.is_error
+    history = sim.calls("sim-writer")[1]["messages"]
+    assert {"role": "assistant", "content": LONG} in history, "the follow-up sees the job's whole answer"
+
+
 async def test_delegate_result_shows_the_text_so_far_and_the_progress_while_the_job_runs(
     build: Callable[..., Delegator], sim: ProviderSimulator
 ) -> None:
