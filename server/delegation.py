@@ -725,21 +725,24 @@ class Delegator:
             await self._record(tool, task, None, exc)
             raise
         if result.status != "running":  # a job handed off records itself when it ends
-            await self._record(tool, task, result, None)
+            result = await self._record(tool, task, result, None) or result
         if self.feedback_on and tool == "delegate":
             problem = await self._remember(call_id, task, result)
             if problem:
                 result = result.model_copy(update={"warnings": [*result.warnings, problem]})
         return result
 
-    async def _record(self, tool: str, task: str, result: DelegateResult | None, error: Exception | None) -> None:
-        """Count one call for delegate://usage and, when the decision log is on, append its line."""
+    async def _record(
+        self, tool: str, task: str, result: DelegateResult | None, error: Exception | None
+    ) -> DelegateResult | None:
+        """Count one call for delegate://usage and, when the decision log is on, append its line; the result,
+        with a warning when the usage totals could not be updated."""
         if result is None:
             await self._count(self.usage.record, None, None)
             if self._log is not None:
                 name = error.__class__.__name__ if error is not None else "cancelled"
                 await self._write_log(entry(tool, task, None, name, None, include_task=self._log.include_task))
-            return
+            return None
         if self._premium_rates is None:  # litellm is loaded by now; keys and prices do not change while we run
             self._premium_rates = premium_rates(self.catalog, self._environ)
         premium = premium_cost(self._premium_rates, result.usage.specialist)
@@ -748,6 +751,7 @@ class Delegator:
             result = result.model_copy(update={"warnings": [*result.warnings, problem]})
         if self._log is not None:
             await self._write_log(entry(tool, task, result, None, premium, include_task=self._log.include_task))
+        return result
 
     async def _remember(self, call_id: str, task: str, result: DelegateResult) -> str | None:
         """Keep the call so feedback can name it; a store failure costs the answer nothing (a warning)."""
