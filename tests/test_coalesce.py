@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 import anyio
+import httpx
 import pytest
 
 from server.calling import llm
-from server.calling.coalesce import merge_events
+from server.calling.coalesce import CoalescingStream, merge_events
 from tests.sim import WIRE_NAMES, ProviderSimulator
 
 ANSWER = "".join(f"word{i} " for i in range(300))  # 2,100 characters: 263 chunks of 8
@@ -116,3 +118,19 @@ async def test_a_slow_stream_still_shows_progress_and_the_first_token_at_once(
     assert arrivals[0] - started < 1.5, "the first text is handed on without waiting for the window"
     assert 4 <= len(arrivals) <= 20, "text keeps arriving while the answer streams, a few times a second"
 
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_the_end_of_an_answer_is_not_held_back_by_the_window(anyio_backend: str) -> None:
+    class Upstream(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield openai_delta("a") + b"\n\n"
+            await anyio.sleep(0.05)
+            yield openai_delta("b") + b"\n\n" + b"data: [DONE]\n\n"
+
+    stream = CoalescingStream(Upstream(), window_s=30)  # a window far longer than the answer
+    started = anyio.current_time()
+    received = b"".join([piece async for piece in stream])
+    assert anyio.current_time() - started < 10, "the body's end flushes at once"
+    assert received.endswith(b"data: [DONE]\n\n") and b'"content": "b"' in received.replace(b'":"', b'": "')

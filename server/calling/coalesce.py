@@ -135,6 +135,7 @@ class CoalescingStream(httpx.AsyncByteStream):
         self._pending = b""
         self._last = 0.0
         self._finished = False
+        self._ended = asyncio.Event()
 
     async def _read(self, queue: asyncio.Queue[Any]) -> None:
         try:
@@ -143,6 +144,8 @@ class CoalescingStream(httpx.AsyncByteStream):
             queue.put_nowait(_END)
         except Exception as exc:  # handed to the reader, which raises it where httpx expects it
             queue.put_nowait(exc)
+        finally:
+            self._ended.set()
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         """Yield merged events; the first bytes after a quiet spell are passed on at once. A second iteration
@@ -152,8 +155,10 @@ class CoalescingStream(httpx.AsyncByteStream):
         while not self._finished:
             items = [await self._queue.get()]
             wait = self._last + self._window_s - time.monotonic()
-            if wait > 0 and items[-1] is not _END:
-                await asyncio.sleep(wait)  # the reader keeps filling the queue meanwhile
+            if wait > 0 and not self._ended.is_set():
+                # Gather until the window closes, or at once when the body ends: the last text is never held back.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._ended.wait(), wait)
             while not self._queue.empty():
                 items.append(self._queue.get_nowait())
             for item in items:
