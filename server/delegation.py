@@ -21,7 +21,14 @@ from server.calling.chain import CHARS_PER_TOKEN, ChainRunner, Partial, estimate
 from server.calling.cooldown import Cooldowns
 from server.catalog import Catalog, Specialist
 from server.clock import Deadline, ms_since
-from server.errors import AllModelsFailedError, ConfigError, DelegateError, InvalidInputError, StoreError
+from server.errors import (
+    AllModelsFailedError,
+    ConfigError,
+    DelegateError,
+    InvalidInputError,
+    PanelFailedError,
+    StoreError,
+)
 from server.feedback import Correction, FeedbackBook, task_key
 from server.files import FileBundle, FileReader, FileRules, configured_roots, resolved_roots, split_list
 from server.jobs import HANDOFF_MARGIN_S, Job, JobManager, new_job_id
@@ -463,7 +470,11 @@ class Delegator:
         given = material(context, bundle.text)
         # The whole panel is reserved before any call: every member's worst case, and the judge's.
         async with self._budgeted(self._panel_worst_case(task, given, members, judge)) as paid:
-            result = await Panel(self._chain).run(task, given, members, judge, deadline, progress)
+            try:
+                result = await Panel(self._chain).run(task, given, members, judge, deadline, progress)
+            except PanelFailedError as exc:
+                paid.cost_usd = exc.cost_usd  # the answers that arrived were paid for
+                raise
             paid.cost_usd = result.usage.total_cost_usd
         return result.model_copy(update={"files": bundle.reads, "warnings": [*bundle.warnings, *result.warnings]})
 

@@ -87,3 +87,8 @@ class TooManyJobsError(DelegateError):
 
 class PanelFailedError(DelegateError):
     """Fewer panel members answered than a panel needs (two, or one when one was asked)."""
+
+    def __init__(self, message: str, cost_usd: float | None = None) -> None:
+        super().__init__(message)
+        self.cost_usd = cost_usd
+        """What the answers that did arrive cost (they were paid for)."""

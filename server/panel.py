@@ -116,7 +116,8 @@ class Panel:
             why = "; ".join(f"{a.specialist}: {a.error}" for a in done if not a.ok)
             raise PanelFailedError(
                 f"The panel needs {needed} answers and got {len(answered)}. {why}. Try again, or name specialists "
-                "whose models are up (delegate-mcp doctor)."
+                "whose models are up (delegate-mcp doctor).",
+                total_cost(*(a.usage.cost_usd for a in answered)),
             )
         result = PanelResult(answers=done, latency_ms=0.0)
         if judge is not None and len(answered) > 1:

@@ -151,3 +151,14 @@ async def test_every_member_gets_the_files_the_server_read(
     assert [f["path"] for f in data["files"]] == ["design.md"]
     for model in ("sim-coder", "sim-writer"):
         assert "We store sessions in Redis." in sim.calls(model)[0]["messages"][1]["content"]
+
+
+async def test_a_budget_that_cannot_hold_the_whole_panel_refuses_it_before_any_call(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, specialists_dir: Any
+) -> None:
+    for name, model in (("coder", "openai/sim-coder"), ("writer", "openai/sim-writer")):
+        path = specialists_dir / f"{name}.md"
+        path.write_text(path.read_text().replace(model, "openai/gpt-4.1-mini"))
+    result = await call(make_delegator(daily_budget_usd=0.001), {"task": "x", "specialists": ["coder", "writer"]})
+    assert result.is_error and "budget" in result.content[0].text.lower()
+    assert sim.history == [], "the whole panel is reserved before any provider call"
