@@ -417,6 +417,21 @@ async def test_a_cancelled_call_aborts_the_upstream_request_and_the_server_keeps
     assert not after.is_error
 
 
+@each_wire
+async def test_a_call_cancelled_mid_answer_closes_the_upstream_stream(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire
+) -> None:
+    sim.enqueue("sim-coder", "".join(f"part {i:02d} " for i in range(60)), chunk_delay=0.1)
+    async with Client(build_server(faulty(make_delegator))) as session:
+        with anyio.move_on_after(2.0):
+            await session.call_tool("ask_coder", {"task": "x"})
+        for _ in range(40):
+            if sim.aborted("sim-coder"):
+                break
+            await anyio.sleep(0.05)
+    assert sim.aborted("sim-coder") == 1, "an abandoned answer must stop streaming (and billing) upstream"
+
+
 @pytest.mark.filterwarnings("ignore:ping is removed")
 async def test_fifty_concurrent_delegate_calls_return_their_own_answers_and_ping_still_works(
     make_delegator: Callable[..., Delegator], sim: ProviderSimulator

@@ -152,10 +152,6 @@ async def test_cancel_stops_the_job_and_keeps_what_it_wrote(
     assert cancelled["output"].startswith("part 00")
 
 
-@pytest.mark.xfail(
-    reason="since 30f030d the coalescing transport leaves a mid-stream upstream connection open after the stream "
-    "is closed (a plain call cancelled mid-stream shows it too); passed before that commit"
-)
 async def test_cancel_closes_the_upstream_request(build: Callable[..., Delegator], sim: ProviderSimulator) -> None:
     sim.enqueue("sim-writer", LONG, **SLOW)
     async with Client(build_server(build())) as session:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -127,8 +128,9 @@ def merge_events(events: list[bytes]) -> bytes:
 class CoalescingStream(httpx.AsyncByteStream):
     """A server-sent-event body whose text deltas are merged: whatever arrived within the window, as one."""
 
-    def __init__(self, upstream: httpx.AsyncByteStream, window_s: float = WINDOW_S) -> None:
+    def __init__(self, upstream: httpx.AsyncByteStream, window_s: float = WINDOW_S, network: Any = None) -> None:
         self._upstream = upstream
+        self._network = network
         self._window_s = window_s
         self._pump: asyncio.Task[None] | None = None
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -181,8 +183,22 @@ class CoalescingStream(httpx.AsyncByteStream):
                 self._last = time.monotonic()
                 yield merge_events(events)
 
+    def _abort(self) -> None:
+        """Shut the connection down under an unfinished body: the provider sees the request end and stops.
+
+        Cancelling the pump mid-read and closing the body through httpcore leaves the socket open (seen with
+        httpcore 1.0: the connection stays established, its unread answer queued), so an abandoned answer would
+        go on streaming, and billing, until it ends."""
+        if self._finished or self._ended.is_set() or self._network is None:
+            return
+        sock = self._network.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
     async def aclose(self) -> None:
         """Stop reading and close the upstream body (a cancelled call closes its HTTP request at once)."""
+        self._abort()
         if self._pump is not None and not self._pump.done():
             self._pump.cancel()
             with contextlib.suppress(BaseException):
@@ -219,7 +235,7 @@ class CoalescingTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             status_code=response.status_code,
             headers=response.headers,
-            stream=CoalescingStream(response.stream),
+            stream=CoalescingStream(response.stream, network=response.extensions.get("network_stream")),
             extensions=response.extensions,
         )
 
