@@ -66,7 +66,9 @@ def test_the_first_calls_deadline_includes_the_wait_for_warm_up(sim: ProviderSim
     sim.set_default("sim-coder", hang=True)
     sim.set_default("sim-backup", hang=True)
     deadline_s = 4.0
-    process, sent = start_with_a_first_call(server_env(sim, specialists_dir, DELEGATE_DEADLINE_S=str(deadline_s)))
+    # Jobs off: with jobs on, a model still silent at the deadline is handed off as a job instead of failing.
+    env = server_env(sim, specialists_dir, DELEGATE_DEADLINE_S=str(deadline_s), DELEGATE_JOBS="off")
+    process, sent = start_with_a_first_call(env)
     try:
         reply = read_reply(process)
         seen_s = time.monotonic() - sent
