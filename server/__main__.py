@@ -104,6 +104,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     feedback.add_argument("call_id", nargs="?", help="the call_id of a delegate result (remembered for 30 days)")
     feedback.add_argument("--task", help="correct the routing of this task text instead of a remembered call")
+    feedback.add_argument("--thread", metavar="ID", help="instead of a call_id: the thread of the call...")
+    feedback.add_argument("--turn", type=int, metavar="N", help="...and its turn in that thread (1 is the first)")
     verdict = feedback.add_mutually_exclusive_group()
     verdict.add_argument("--good", action="store_true", help="the call went to the right specialist")
     verdict.add_argument("--should-be", metavar="NAME", help="the specialist the task should have gone to")
@@ -412,11 +414,17 @@ def run_feedback(delegator: Delegator, args: argparse.Namespace) -> int:
             return EXIT_OK
         if not (args.good or args.should_be):
             raise InvalidInputError("say --good (well routed) or --should-be NAME (the specialist it should go to).")
-        if bool(args.call_id) == bool(args.task):
-            raise InvalidInputError("give either a CALL_ID or --task TEXT.")
+        by_thread = args.thread is not None or args.turn is not None
+        if [bool(args.call_id), bool(args.task), by_thread].count(True) != 1:
+            raise InvalidInputError("give one of: a CALL_ID, --task TEXT, or --thread ID with --turn N.")
         correction = anyio.run(
             lambda: delegator.give_feedback(
-                call_id=args.call_id, task=args.task, good=args.good, should_be=args.should_be
+                call_id=args.call_id,
+                task=args.task,
+                thread_id=args.thread,
+                turn=args.turn,
+                good=args.good,
+                should_be=args.should_be,
             )
         )
     except DelegateError as exc:

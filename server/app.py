@@ -88,7 +88,11 @@ WaitArg = Annotated[
 ]
 CancelArg = Annotated[bool, Field(description="true: stop the job and close its model request; returns what it wrote.")]
 ToolResult = Annotated[CallToolResult, DelegateResult]
-CallIdArg = Annotated[str, Field(description="The call_id of the delegate result the feedback is about.")]
+CallIdArg = Annotated[
+    str, Field(description="The call_id of the delegate result the feedback is about (or give thread_id and turn).")
+]
+FeedbackThreadArg = Annotated[str, Field(description="Instead of call_id: the thread_id of the conversation...")]
+TurnArg = Annotated[int, Field(ge=0, description="...and the turn in it (1 is the first).")]
 GoodArg = Annotated[bool, Field(description="true: the right specialist answered; false: it was misrouted.")]
 ShouldBeArg = Annotated[
     str,
@@ -265,16 +269,30 @@ def feedback_tool(delegator: Delegator) -> Tool:
     """The tool that marks a delegate call as well or badly routed (offered when feedback is on)."""
     names = ", ".join(delegator.catalog.names)
 
-    async def feedback(call_id: CallIdArg, good: GoodArg, should_be: ShouldBeArg = "") -> FeedbackReceipt:
+    async def feedback(
+        good: GoodArg,
+        call_id: CallIdArg = "",
+        should_be: ShouldBeArg = "",
+        thread_id: FeedbackThreadArg = "",
+        turn: TurnArg = 0,
+    ) -> FeedbackReceipt:
         try:
-            correction = await delegator.give_feedback(call_id=call_id, good=good, should_be=should_be or None)
+            if bool(call_id) == bool(thread_id or turn):
+                raise InvalidInputError("feedback names one call: give call_id, or thread_id and turn, not both.")
+            correction = await delegator.give_feedback(
+                call_id=call_id or None,
+                thread_id=thread_id or None,
+                turn=turn or None,
+                good=good,
+                should_be=should_be or None,
+            )
         except DelegateError as exc:
             raise ToolError(str(exc)) from None
         return receipt(correction)
 
     description = (
         "Tell delegate-mcp whether a delegate call went to the right specialist, so it routes better: pass the "
-        "result's call_id, good=true/false and, when false, should_be (one of "
+        "result's call_id (or its thread_id and turn number), good=true/false and, when false, should_be (one of "
         f"{names}). The same task then goes to should_be at once, and similar tasks learn from it."
     )
     return _strict(

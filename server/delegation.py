@@ -292,14 +292,39 @@ class Delegator:
         self._memory = {task_key(c.task): c.should_be for c in reversed(corrections)}
         self._router.set_corrections([(c.task, c.should_be) for c in corrections if not c.good])
 
+    async def _thread_turn(self, thread_id: str | None, turn: int | None) -> tuple[str, str, str]:
+        """The task and specialist of turn `turn` (1 is the first) of a thread, and the feedback key for it."""
+        if not thread_id or turn is None:
+            raise InvalidInputError("feedback on a thread needs both thread_id and turn (1 is the first turn).")
+        thread = await self._thread(thread_id)
+        assert thread is not None
+        if not 1 <= turn <= len(thread.turns):
+            raise InvalidInputError(
+                f"thread {thread_id!r} has {len(thread.turns)} turn(s); turn must be 1 to {len(thread.turns)}."
+            )
+        chosen = thread.turns[turn - 1]
+        return chosen.task, chosen.specialist, f"thread-{thread_id}-{turn}"
+
     async def give_feedback(
-        self, *, call_id: str | None = None, task: str | None = None, good: bool, should_be: str | None = None
+        self,
+        *,
+        call_id: str | None = None,
+        task: str | None = None,
+        thread_id: str | None = None,
+        turn: int | None = None,
+        good: bool,
+        should_be: str | None = None,
     ) -> Correction:
-        """Record feedback on a call; a correction takes effect at once and retrains the classifier in the
-        background (the exact task is routed as corrected meanwhile)."""
+        """Record feedback on a call (by call_id, or by thread_id and turn number); a correction takes effect at
+        once and retrains the classifier in the background (the exact task is routed as corrected meanwhile)."""
+        routed_to = key = None
+        if thread_id is not None or turn is not None:
+            task, routed_to, key = await self._thread_turn(thread_id, turn)
 
         def record() -> Correction:
-            correction = self.feedback.record(call_id=call_id, task=task, good=good, should_be=should_be)
+            correction = self.feedback.record(
+                call_id=call_id, task=task, good=good, should_be=should_be, routed_to=routed_to, key=key
+            )
             self._learn_all([correction, *[c for c in self.corrections() if c.call_id != correction.call_id]])
             return correction
 

@@ -88,10 +88,17 @@ class FeedbackBook:
         self._store.put(CALL_KIND, call_id, record, ttl_s=CALL_TTL_S)
 
     def record(
-        self, *, call_id: str | None = None, task: str | None = None, good: bool, should_be: str | None
+        self,
+        *,
+        call_id: str | None = None,
+        task: str | None = None,
+        good: bool,
+        should_be: str | None,
+        routed_to: str | None = None,
+        key: str | None = None,
     ) -> Correction:
-        """Record feedback on a remembered call (by id) or on a task's text; the stored correction."""
-        routed_to = None
+        """Record feedback on a remembered call (by id), on a thread's turn (its task, routing and key) or on a
+        task's text; the stored correction."""
         if call_id:
             call = self._store.get(CALL_KIND, call_id)
             if call is None:
@@ -113,7 +120,7 @@ class FeedbackBook:
                 f"should_be must name the specialist the task should have gone to: one of {', '.join(self._names)}"
                 + (f" (got {should_be!r})." if should_be else ".")
             )
-        key = call_id or f"task-{task_key(task)}"
+        key = call_id or key or f"task-{task_key(task)}"
         correction = Correction(key, task[:MAX_TASK_CHARS], routed_to, should_be, good, time.time())
         self._store.put(FEEDBACK_KIND, key, correction.to_json())
         return correction

@@ -170,3 +170,52 @@ def test_the_feedback_command_corrects_a_task_and_eval_reports_on_the_feedback(
         [script(), "feedback", "--task", UNSURE, "--should-be", "poet"], env=env, capture_output=True, text=True
     )
     assert bad.returncode == 2 and "one of coder, generalist, writer" in bad.stderr
+
+
+async def test_a_thread_turn_is_corrected_by_thread_id_and_turn_over_mcp(
+    builtins: Callable[..., Delegator], sim: ProviderSimulator
+) -> None:
+    sim.set_default("sim-router", route_to("writer", 0.6))
+    async with mcp.Client(build_server(builtins())) as client:
+        first = await client.call_tool("delegate", {"task": "Hello there, a first question"})
+        thread_id = first.structured_content["thread_id"]
+        await client.call_tool("delegate", {"task": UNSURE, "thread_id": thread_id})
+        done = await client.call_tool(
+            "feedback", {"thread_id": thread_id, "turn": 2, "good": False, "should_be": "generalist"}
+        )
+        assert not done.is_error, done.content[0].text
+        assert done.structured_content["routed_to"] == "writer"
+        again = await client.call_tool("delegate", {"task": UNSURE})
+        assert again.structured_content["specialist"] == "generalist"
+        beyond = await client.call_tool("feedback", {"thread_id": thread_id, "turn": 3, "good": True})
+        both = await client.call_tool("feedback", {"call_id": "x", "thread_id": thread_id, "turn": 1, "good": True})
+    assert beyond.is_error and "has 2 turn(s); turn must be 1 to 2" in beyond.content[0].text
+    assert both.is_error and "not both" in both.content[0].text
+
+
+@pytest.mark.subprocess
+def test_the_feedback_command_corrects_a_turn_of_a_thread(sim: ProviderSimulator, tmp_path: Path) -> None:
+    env = builtin_env(sim, DELEGATE_DATA_DIR=str(tmp_path / "data"), DELEGATE_CLASSIFIER="off")
+    sim.set_default("sim-router", route_to("writer", 0.6))
+    asked = subprocess.run(
+        [script(), "ask", UNSURE, "--json"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert asked.returncode == 0, asked.stderr
+    thread_id = json.loads(asked.stdout)["thread_id"]
+    done = subprocess.run(
+        [script(), "feedback", "--thread", thread_id, "--turn", "1", "--should-be", "generalist"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "This task now goes to generalist" in done.stdout
+    unknown = subprocess.run(
+        [script(), "feedback", "--thread", "th_0000000000000000", "--turn", "1", "--good"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert unknown.returncode == 2 and "th_0000000000000000" in unknown.stderr
