@@ -489,9 +489,10 @@ class Delegator:
         client_roots: Sequence[Path] = (),
     ) -> PanelResult:
         """The same task to several specialists at once, each blind to the others, and a synthesis of them."""
-        members = choose_members(self.catalog, self._usable, list(specialists))
+        named = choose_members(self.catalog, self._usable, list(specialists)) if specialists else None
         judge = self.catalog.get(self.settings.panel_judge or self.catalog.default.name) if synthesize else None
         deadline, bundle, _ = await self._prepare(task, context, files, client_roots)
+        members = named or choose_members(self.catalog, self._usable, [], self._fit(task))
         given = material(context, bundle.text)
         # The whole panel is reserved before any call: every member's worst case, and the judge's.
         async with self._budgeted(self._panel_worst_case(task, given, members, judge)) as paid:
@@ -698,6 +699,11 @@ class Delegator:
                     logger.warning("%s", warning)
                     if paid.result is not None:
                         paid.result.warnings.append(warning)
+
+    def _fit(self, task: str) -> dict[str, float] | None:
+        """How well the task fits each specialist, by the classifier (None when it is off or still training)."""
+        classifier = self.classifier if self.wait_for_classifier else self._classifier
+        return classifier.fit(classifier_text(task, "")) if classifier else None
 
     async def route(
         self, task: str, context: str, deadline: Deadline, files_text: str = "", *, remembered: bool = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import anyio
 
@@ -20,6 +20,8 @@ JUDGE_SHARE = 1 / 3
 """Part of the call's time kept for the synthesis: the answers must be in before the rest has passed."""
 LATE_MARGIN_S = 0.2
 MAX_MEMBERS = 6
+FIT_SHARE = 0.15
+"""A specialist sits on a default panel when the classifier gives the task at least this share for it."""
 PREVIEW_CHARS = 160
 JUDGE_INSTRUCTIONS = (
     "You are the judge of a panel. Several assistants answered the same task independently; you see their "
@@ -30,8 +32,11 @@ JUDGE_INSTRUCTIONS = (
 )
 
 
-def choose_members(catalog: Catalog, usable: Sequence[Specialist], names: Sequence[str]) -> list[Specialist]:
-    """The named specialists (checked), or every usable one; a panel needs at least two when none are named."""
+def choose_members(
+    catalog: Catalog, usable: Sequence[Specialist], names: Sequence[str], fit: Mapping[str, float] | None = None
+) -> list[Specialist]:
+    """The named specialists (checked); else the usable ones the task fits (`fit`: the classifier's share per
+    specialist), best first and at least two, or every usable one when nothing says how well it fits."""
     if names:
         if len(set(names)) != len(names):
             raise InvalidInputError("specialists: each specialist may sit on the panel once; remove the repeats.")
@@ -44,7 +49,11 @@ def choose_members(catalog: Catalog, usable: Sequence[Specialist], names: Sequen
             f"A panel needs at least two specialists with a usable model; usable now: {which}. Set another "
             "provider key (delegate-mcp doctor says which), or name the specialists to ask."
         )
-    return list(usable)[:MAX_MEMBERS]
+    if not fit:
+        return list(usable)[:MAX_MEMBERS]
+    ranked = sorted(usable, key=lambda spec: -fit.get(spec.name, 0.0))
+    fitting = [spec for spec in ranked if fit.get(spec.name, 0.0) >= FIT_SHARE]
+    return (fitting if len(fitting) >= 2 else ranked[:2])[:MAX_MEMBERS]
 
 
 def member_messages(spec: Specialist, task: str, context: str) -> list[dict[str, str]]:

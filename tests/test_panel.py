@@ -11,9 +11,11 @@ import pytest
 from mcp import Client
 
 from server.app import build_server
-from server.delegation import Delegator
-from server.panel import anonymise, judge_messages
+from server.catalog import load_catalog
+from server.delegation import Delegator, training_examples
+from server.panel import anonymise, choose_members, judge_messages
 from server.results import PanelAnswer
+from server.routing.classifier import Classifier
 from tests.simulator import ProviderSimulator
 
 pytestmark = pytest.mark.anyio
@@ -162,3 +164,22 @@ async def test_a_budget_that_cannot_hold_the_whole_panel_refuses_it_before_any_c
     result = await call(make_delegator(daily_budget_usd=0.001), {"task": "x", "specialists": ["coder", "writer"]})
     assert result.is_error and "budget" in result.content[0].text.lower()
     assert sim.history == [], "the whole panel is reserved before any provider call"
+
+
+def test_a_default_panel_is_the_specialists_the_task_fits_and_at_least_two() -> None:
+    catalog = load_catalog({})
+    usable = list(catalog)
+    coder, generalist, writer = (catalog.get(name) for name in ("coder", "generalist", "writer"))
+    fit_code = {"coder": 0.82, "generalist": 0.12, "writer": 0.06}
+    assert choose_members(catalog, usable, [], fit_code) == [coder, generalist]  # two even when one fits
+    fit_open = {"coder": 0.2, "generalist": 0.45, "writer": 0.35}
+    assert choose_members(catalog, usable, [], fit_open) == [generalist, writer, coder]
+    assert choose_members(catalog, usable, [], None) == usable  # no classifier: every usable specialist
+
+
+def test_the_classifier_fit_ranks_the_specialist_a_task_belongs_to_first() -> None:
+    catalog = load_catalog({})
+    classifier = Classifier(training_examples(catalog, None), 0.75)
+    fit = classifier.fit("Fix this Python function: it raises KeyError when the dict is empty")
+    assert max(fit, key=fit.__getitem__) == "coder" and abs(sum(fit.values()) - 1) < 1e-9
+    assert classifier.fit("zzzz qqqq") == {}

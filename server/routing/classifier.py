@@ -295,6 +295,12 @@ class Classifier:
     def _few(self, label: str) -> str:
         return f"{label} has fewer than {MIN_EXAMPLES} examples, so the router decides its tasks"
 
+    def fit(self, text: str) -> dict[str, float]:
+        """How well the task fits each specialist, 0 to 1, summing to 1; each specialist's share of the training
+        texts is taken out, so one with few examples is not drowned by those with many (empty: no known word)."""
+        vector = self.model.tfidf.vector(features(text))
+        return self.model.probabilities(vector, self._balance) if vector else {}
+
     def decide(self, text: str) -> Prediction | None:
         """A confident prediction, or None to abstain."""
         return self.assess(text).decision
