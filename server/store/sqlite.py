@@ -48,6 +48,9 @@ class SQLiteStore:
             os.chmod(self.path, 0o600)
             connection = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
             connection.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode NORMAL syncs at checkpoints, not on every commit: the file stays consistent after a
+            # crash, and a call's several small writes stop paying one fsync each (0.2 ms here, ms on laptops).
+            connection.execute("PRAGMA synchronous=NORMAL")
             connection.executescript(_SCHEMA)
             problems = [row[0] for row in connection.execute("PRAGMA quick_check")]
             bad = connection.execute("SELECT name, amount FROM ledgers").fetchall()
