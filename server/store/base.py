@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Protocol
+
+from server.errors import StoreError
 
 JSON = dict[str, Any]
 
@@ -55,3 +58,14 @@ class Store(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+def decode_document(raw: str, location: str, fix: str) -> JSON:
+    """A stored document from its JSON text; StoreError naming the store (and how to fix it) when it is damaged."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise StoreError(f"{location}: a stored document is not valid JSON. {fix}") from None
+    if not isinstance(value, dict):
+        raise StoreError(f"{location}: a stored document is not a JSON object. {fix}")
+    return value

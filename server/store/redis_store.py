@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 
 from server.errors import StoreError
-from server.store.base import JSON
+from server.store.base import JSON, decode_document
 
 if TYPE_CHECKING:
     from server.store.redis_cooldowns import RedisCooldowns
@@ -92,7 +92,7 @@ class RedisStore:
             raw = self._get(_doc(kind, key))
         except redis.RedisError as exc:
             raise self._failed(exc) from None
-        return None if raw is None else self._decode(raw)
+        return None if raw is None else decode_document(raw, self.location, _FIX)
 
     def put(self, kind: str, key: str, value: JSON, ttl_s: float | None = None) -> None:
         """Store a document, replacing any earlier one; it expires after ttl_s seconds when given."""
@@ -131,7 +131,8 @@ class RedisStore:
                 if gone:  # expired documents leave their index entry behind; tidy it here
                     self._redis.zrem(_index(kind), *gone)
                     start -= len(gone)
-                found += [(key, self._decode(raw)) for key, raw in zip(keys, values, strict=True) if raw is not None]
+                pairs = zip(keys, values, strict=True)
+                found += [(key, decode_document(raw, self.location, _FIX)) for key, raw in pairs if raw is not None]
         except redis.RedisError as exc:
             raise self._failed(exc) from None
         return found[:limit]
@@ -193,15 +194,6 @@ class RedisStore:
         from server.store.redis_cooldowns import RedisCooldowns
 
         return RedisCooldowns(self._redis, self.location)
-
-    def _decode(self, raw: str) -> JSON:
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            raise StoreError(f"{self.location}: a stored document is not valid JSON. {_FIX}") from None
-        if not isinstance(value, dict):
-            raise StoreError(f"{self.location}: a stored document is not a JSON object. {_FIX}")
-        return value
 
 
 _FIX = "Fix or delete the key (nothing was changed), or point DELEGATE_STORE elsewhere, then start again."

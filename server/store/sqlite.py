@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from server.errors import StoreError
-from server.store.base import JSON
+from server.store.base import JSON, decode_document
 
 STORE_NAME = "state.sqlite3"
 _SCHEMA = """
@@ -88,7 +88,7 @@ class SQLiteStore:
                 "SELECT value FROM documents WHERE kind = ? AND key = ? AND (expires IS NULL OR expires > ?)",
                 (kind, key, self._now()),
             ).fetchone()
-        return _decode(row[0], self.path) if row else None
+        return decode_document(row[0], self.location, _FIX) if row else None
 
     def put(self, kind: str, key: str, value: JSON, ttl_s: float | None = None) -> None:
         """Store a document, replacing any earlier one; it expires after ttl_s seconds when given."""
@@ -114,7 +114,7 @@ class SQLiteStore:
                 "ORDER BY updated DESC LIMIT ?",
                 (kind, self._now(), limit),
             ).fetchall()
-        return [(key, _decode(value, self.path)) for key, value in rows]
+        return [(key, decode_document(value, self.location, _FIX)) for key, value in rows]
 
     def reserve(self, ledger: str, amount: float, limit: float) -> float | None:
         """Atomically add `amount` to a ledger if the total stays within `limit`; the new total, or None."""
@@ -172,13 +172,3 @@ def _is_amount(value: object) -> bool:
 def _ledger(db: sqlite3.Connection, name: str) -> float:
     row = db.execute("SELECT amount FROM ledgers WHERE name = ?", (name,)).fetchone()
     return float(row[0]) if row else 0.0
-
-
-def _decode(raw: str, path: Path) -> JSON:
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        raise StoreError(f"{path}: a stored document is not valid JSON. {_FIX}") from None
-    if not isinstance(value, dict):
-        raise StoreError(f"{path}: a stored document is not a JSON object. {_FIX}")
-    return value

@@ -7,6 +7,10 @@ import uuid
 from typing import Any
 
 from tests.sim.script import Behaviour, Turn, sse
+from tests.sim.wire_openai import _text
+from tests.sim.wire_openai import model as model  # the same in both formats: the request body names it
+from tests.sim.wire_openai import streaming as streaming
+from tests.sim.wire_openai import user_text as user_text
 
 NAME = "anthropic"
 ERROR_TYPES = {
@@ -32,28 +36,12 @@ def matches(path: str) -> bool:
     return path.split("?")[0].rstrip("/") == "/v1/messages"
 
 
-def model(path: str, body: dict[str, Any]) -> str:
-    """The model a request names."""
-    return str(body.get("model", ""))
 
 
-def streaming(path: str, body: dict[str, Any]) -> bool:
-    """Whether the client asked for a stream."""
-    return bool(body.get("stream"))
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return ""
 
 
-def user_text(body: dict[str, Any]) -> str:
-    """The last user message."""
-    users = [m for m in body.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"]
-    return _text(users[-1].get("content")) if users else ""
 
 
 def prompt_chars(body: dict[str, Any]) -> int:
