@@ -113,7 +113,7 @@ async def test_every_call_ends_within_the_deadline_with_what_is_known(
 async def test_a_retry_that_cannot_fit_the_deadline_is_not_started(
     make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire
 ) -> None:
-    sim.set_default("sim-coder", status=503)
+    sim.set_default("sim-coder", status=503, retry_after=2.0)  # asks for longer than the deadline leaves
     sim.set_default("sim-backup", hang=True)
     delegator = faulty(make_delegator, deadline_s=2.5, first_token_timeout_s=1.8, retries=3, jobs=False)
     started = time.monotonic()
