@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -29,7 +27,7 @@ from server.errors import (
     PanelFailedError,
     StoreError,
 )
-from server.feedback import Correction, FeedbackBook, task_key
+from server.feedback import Correction, FeedbackBook
 from server.files import FileBundle, FileReader, FileRules, configured_roots, resolved_roots, split_list
 from server.jobs import HANDOFF_MARGIN_S, Job, JobManager, new_job_id
 from server.panel import Panel, choose_members, judge_messages
@@ -46,7 +44,7 @@ from server.results import (
     total_cost,
 )
 from server.routing.classifier import Classifier
-from server.routing.classifier_cache import load_or_train
+from server.routing.lifecycle import ClassifierLifecycle, classifier_text, training_examples
 from server.routing.router import RouteCache, RouteOutcome, Router
 from server.settings import Settings
 from server.store.base import Store
@@ -57,6 +55,16 @@ from server.store.usage import UsageTally
 from server.threads import Thread, ThreadBook, Turn, check_thread_id, new_thread_id, trim_history
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "EMPTY_TASK",
+    "Delegator",
+    "classifier_text",
+    "is_blank",
+    "material",
+    "specialist_messages",
+    "training_examples",
+]
 
 
 # Characters that show nothing: a task made only of them (and whitespace) is empty.
@@ -96,42 +104,6 @@ def specialist_messages(
         messages.append({"role": "assistant", "content": turn.answer})
     messages.append({"role": "user", "content": user_content(task, context, files_text)})
     return messages
-
-
-def classifier_text(task: str, context: str) -> str:
-    """What the classifier reads: the task only. The kind of work is asked for in the task; the context is
-    material (a log, a contract, code) whose vocabulary misleads a bag-of-words model."""
-    del context
-    return task
-
-
-def training_examples(
-    catalog: Catalog, extra: Path | None, corrections: list[Correction] | None = None
-) -> dict[str, list[str]]:
-    """Each specialist's description and examples, a user's labelled JSONL file when given, and the tasks users
-    corrected through feedback (under the specialist they should have gone to)."""
-    examples = {spec.name: [spec.description, *spec.examples] for spec in catalog}
-    for correction in reversed(corrections or []):  # oldest first: the order is part of the cache key
-        if correction.should_be in examples:
-            examples[correction.should_be].append(correction.task)
-    if extra is not None:
-        for number, line in enumerate(_read_lines(extra), start=1):
-            try:
-                item = json.loads(line)
-                examples[item["expected"]].append(str(item["task"]))
-            except (ValueError, KeyError, TypeError):
-                raise ConfigError(
-                    f"{extra}:{number}: expected a JSON object with 'task' and 'expected' (one of "
-                    f"{', '.join(examples)}) (DELEGATE_CLASSIFIER_EXAMPLES)."
-                ) from None
-    return examples
-
-
-def _read_lines(path: Path) -> list[str]:
-    try:
-        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the classifier examples ({exc.__class__.__name__}).") from None
 
 
 def premium_rates(catalog: Catalog, environ: Mapping[str, str]) -> list[tuple[float, float]]:
@@ -218,19 +190,15 @@ class Delegator:
         # Keys are read once at start-up, like every MCP server's environment.
         self._usable = [s for s in catalog if usable_models(s, self._environ)]
         self._cache = RouteCache(settings.route_cache_size)
-        self._classifier: Classifier | None = None
-        self._classifier_lock = threading.Lock()
         self._calls_started = 0
         self._in_flight = 0
-        self.wait_for_classifier = True
-        """True for one-shot commands (ask, eval); the server sets False so early calls never wait for training."""
         self._log = DecisionLog(settings.decision_log, settings.log_tasks) if settings.decision_log else None
         self.feedback = FeedbackBook(self.store, catalog.names)
         """Corrections users made to routing, kept in the store."""
+        data_dir = settings.data_dir or default_data_dir(environ)
+        self._lifecycle = ClassifierLifecycle(settings, catalog, self.feedback, self._router, data_dir)
         self.feedback_on = settings.feedback or "feedback" in (settings.tools or "").replace(" ", "").split(",")
         """Whether delegate calls are remembered (task text included) so feedback can name them by call_id."""
-        self._corrections: list[Correction] | None = None
-        self._memory: dict[str, str] = {}  # task_key -> the specialist a user said it should go to
         self.usage = UsageTally(self.store)
         self.usage.start()
         self._premium_rates: list[tuple[float, float]] | None = None
@@ -261,36 +229,22 @@ class Delegator:
         return self._environ
 
     @property
+    def wait_for_classifier(self) -> bool:
+        """True for one-shot commands (ask, eval); the server sets False so early calls never wait for training."""
+        return self._lifecycle.wait
+
+    @wait_for_classifier.setter
+    def wait_for_classifier(self, wait: bool) -> None:
+        self._lifecycle.wait = wait
+
+    @property
     def classifier(self) -> Classifier | None:
         """The embedded classifier, trained on first use (under a second), or by warm_up() in the background."""
-        if self.settings.classifier and self._classifier is None:
-            with self._classifier_lock:
-                if self._classifier is None:
-                    self._classifier = self._train()
-        return self._classifier
-
-    def _train(self) -> Classifier:
-        """The classifier for the catalogue and the corrections so far (from the cache when it has them)."""
-        corrections = self.corrections()
-        examples = training_examples(self.catalog, self.settings.classifier_examples, corrections)
-        data_dir = self.settings.data_dir or default_data_dir(self._environ)
-        return load_or_train(examples, self.settings.classifier_threshold, data_dir)
+        return self._lifecycle.classifier
 
     def corrections(self) -> list[Correction]:
         """The corrections users made, read from the store once (blocking); they also teach the router."""
-        if self._corrections is None:
-            try:
-                found = self.feedback.corrections()
-            except StoreError as exc:  # routing still works without the lessons
-                logger.warning("cannot read routing feedback from the store: %s", exc)
-                found = []
-            self._learn_all(found)
-        return self._corrections or []
-
-    def _learn_all(self, corrections: list[Correction]) -> None:
-        self._corrections = corrections
-        self._memory = {task_key(c.task): c.should_be for c in reversed(corrections)}
-        self._router.set_corrections([(c.task, c.should_be) for c in corrections if not c.good])
+        return self._lifecycle.corrections()
 
     async def _thread_turn(self, thread_id: str | None, turn: int | None) -> tuple[str, str, str]:
         """The task and specialist of turn `turn` (1 is the first) of a thread, and the feedback key for it."""
@@ -320,27 +274,13 @@ class Delegator:
         routed_to = key = None
         if thread_id is not None or turn is not None:
             task, routed_to, key = await self._thread_turn(thread_id, turn)
-
-        def record() -> Correction:
-            correction = self.feedback.record(
+        correction = await anyio.to_thread.run_sync(
+            lambda: self._lifecycle.record(
                 call_id=call_id, task=task, good=good, should_be=should_be, routed_to=routed_to, key=key
             )
-            self._learn_all([correction, *[c for c in self.corrections() if c.call_id != correction.call_id]])
-            return correction
-
-        correction = await anyio.to_thread.run_sync(record)
-        if self.settings.classifier and self._classifier is not None:
-            threading.Thread(target=self._retrain, name="classifier-retrain", daemon=True).start()
+        )
+        self._lifecycle.retrain_in_background()
         return correction
-
-    def _retrain(self) -> None:
-        try:
-            classifier = self._train()
-        except Exception:  # the previous classifier keeps working
-            logger.warning("retraining the classifier after feedback failed", exc_info=True)
-            return
-        with self._classifier_lock:
-            self._classifier = classifier
 
     def warm_up(self) -> None:
         """Import and prime litellm, then train the classifier, so the first call pays for none of it (on a thread)."""
@@ -348,10 +288,7 @@ class Delegator:
             llm.warm_up_in_background().join()
             if not self._calls_started:  # a call already under way primes litellm itself; do not compete with it
                 llm.prime()
-            quiet_by = time.monotonic() + 30
-            while self._in_flight and time.monotonic() < quiet_by:  # training is CPU-bound: let calls finish
-                time.sleep(0.05)
-            _ = self.classifier
+            self._lifecycle.warm_up(lambda: self._in_flight > 0)
         except Exception:  # warm-up only saves time; a call that needs the failing part reports it properly
             logger.warning("background warm-up failed; the first call will do the work", exc_info=True)
 
@@ -416,10 +353,10 @@ class Delegator:
         # so the event loop keeps serving.
         with anyio.move_on_after(deadline.remaining()) as waiting:
             await llm.ready()
-            if self._corrections is None:
-                await anyio.to_thread.run_sync(self.corrections)
-            if self.wait_for_classifier and self.settings.classifier and self._classifier is None:
-                await anyio.to_thread.run_sync(lambda: self.classifier)
+            if not self._lifecycle.corrections_read:
+                await anyio.to_thread.run_sync(self._lifecycle.corrections)
+            if self._lifecycle.needs_training:
+                await anyio.to_thread.run_sync(lambda: self._lifecycle.classifier)
         if waiting.cancelled_caught:
             raise AllModelsFailedError(
                 f"The call's deadline ({self.settings.deadline_s:g} s, DELEGATE_DEADLINE_S) ran out while the server "
@@ -702,7 +639,7 @@ class Delegator:
 
     def _fit(self, task: str) -> dict[str, float] | None:
         """How well the task fits each specialist, by the classifier (None when it is off or still training)."""
-        classifier = self.classifier if self.wait_for_classifier else self._classifier
+        classifier = self._lifecycle.current()
         return classifier.fit(classifier_text(task, "")) if classifier else None
 
     async def route(
@@ -720,12 +657,12 @@ class Delegator:
         if not candidates:
             raise self._chain.too_large_error(self._usable, tokens)
         names = [s.name for s in candidates]
-        corrected = self._memory.get(task_key(task)) if remembered and self._memory else None
+        corrected = self._lifecycle.remembered(task) if remembered else None
         if corrected in names:
             routing = Routing(decided_by="feedback", reason=f"a user corrected this task's routing to {corrected}")
             return RouteOutcome(corrected, routing, CallUsage())
         # A server answering its first calls does not wait for the classifier's training: the router decides.
-        classifier = self.classifier if self.wait_for_classifier else self._classifier
+        classifier = self._lifecycle.current()
         started = time.monotonic()
         decision = classifier.decide(classifier_text(task, context)) if classifier else None
         if decision is not None and decision.label in names:
