@@ -2,55 +2,32 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
-from contextlib import AsyncExitStack
 from pathlib import Path
 
 import anyio
 
-from server.calling.chain import ChainRunner, usable_models
-from server.calling.cooldown import Cooldowns
 from server.catalog import Catalog, Specialist
 from server.clock import Deadline
-from server.errors import ConfigError, PanelFailedError
-from server.feedback import Correction, FeedbackBook
+from server.components import build_components, build_stages
+from server.errors import PanelFailedError
+from server.feedback import Correction
 from server.files import FileBundle, FileRules
-from server.jobs import JobManager
-from server.panel import Panel, choose_members
-from server.pipeline.answer import Answer, Answering
-from server.pipeline.budget import Budget
-from server.pipeline.handoff import Handoff
-from server.pipeline.messages import material, specialist_messages
-from server.pipeline.prepare import EMPTY_TASK, FileRoots, Prepare, Request, file_rules, is_blank, validate
-from server.pipeline.record import Record, Tally
-from server.pipeline.route import Route, direct
-from server.pipeline.startup import StartUp
+from server.panel import choose_members
+from server.pipeline.answer import Answering
+from server.pipeline.messages import material
+from server.pipeline.prepare import EMPTY_TASK, Request, file_rules, is_blank, validate
+from server.pipeline.route import direct
 from server.progress import NO_PROGRESS, Progress
-from server.redact import secret_values
 from server.results import DelegateResult, PanelResult
 from server.routing.classifier import Classifier
-from server.routing.lifecycle import ClassifierLifecycle, classifier_text, training_examples
-from server.routing.router import RouteCache, RouteOutcome, Router
+from server.routing.lifecycle import training_examples
+from server.routing.router import RouteOutcome
 from server.settings import Settings
 from server.store.base import Store
-from server.store.budget import DailyBudget, default_data_dir
-from server.store.decision_log import DecisionLog
-from server.store.factory import open_store
-from server.store.usage import UsageTally
-from server.threads import ThreadBook
 
-logger = logging.getLogger(__name__)
-
-__all__ = [  # moved to the pipeline and routing; named here too for the modules that import them from here
-    "EMPTY_TASK",
-    "Delegator",
-    "classifier_text",
-    "is_blank",
-    "material",
-    "specialist_messages",
-    "training_examples",
-]
+# Moved to the pipeline and to routing; still named here for app.py and __main__.py, which import them from here.
+__all__ = ["EMPTY_TASK", "Delegator", "is_blank", "material", "training_examples"]
 
 
 class Delegator:
@@ -61,51 +38,24 @@ class Delegator:
     ) -> None:
         self.settings = settings
         self.catalog = catalog
-        self._environ = dict(environ)
-        self.store: Store = store if store is not None else open_store(settings, environ)
+        parts = build_components(settings, catalog, environ, store)
+        self._environ = parts.environ
+        self._usable = parts.usable
+        self._lifecycle = parts.lifecycle
+        self._roots = parts.file_roots
+        self.store: Store = parts.store
         """The one state store (threads, jobs, budget, usage); opened and checked at start-up."""
-        shared = getattr(self.store, "shared_cooldowns", None)  # only a fleet store (Redis) shares cooldowns
-        cooldowns = Cooldowns(settings.cooldown_s, shared=shared() if shared is not None else None)
-        limiter = anyio.CapacityLimiter(settings.max_concurrency)
-        chain = ChainRunner(settings, self._environ, secret_values(environ, catalog.key_env_names), cooldowns, limiter)
-        router = Router(settings, self._environ, cooldowns, limiter)
-        data_dir = settings.data_dir or default_data_dir(environ)
-        daily = (
-            DailyBudget(settings.daily_budget_usd, self.store, data_dir)
-            if settings.daily_budget_usd is not None
-            else None
-        )
-        # Keys are read once at start-up, like every MCP server's environment.
-        usable = [s for s in catalog if usable_models(s, self._environ)]
-        cache = RouteCache(settings.route_cache_size)
-        log = DecisionLog(settings.decision_log, settings.log_tasks) if settings.decision_log else None
-        self.feedback = FeedbackBook(self.store, catalog.names)
+        self.feedback = parts.feedback
         """Corrections users made to routing, kept in the store."""
-        self._lifecycle = ClassifierLifecycle(settings, catalog, self.feedback, router, data_dir)
-        self.feedback_on = settings.feedback or "feedback" in (settings.tools or "").replace(" ", "").split(",")
+        self.feedback_on = parts.feedback_on
         """Whether delegate calls are remembered (task text included) so feedback can name them by call_id."""
-        self.usage = UsageTally(self.store)
-        self.usage.start()
-        self.threads: ThreadBook | None = None
+        self.usage = parts.usage
+        """The totals of delegate://usage."""
+        self.threads = parts.threads
         """Conversations, kept in the store unless DELEGATE_THREADS=off."""
-        if settings.threads:
-            self.threads = ThreadBook(self.store, settings.thread_ttl_days, settings.thread_max_chars)
-        self._roots = FileRoots.from_settings(settings)
-        self.jobs = JobManager(settings, self.store)
+        self.jobs = parts.jobs
         """Answers that outlive their tool call (delegate_result reads them)."""
-        if settings.panel_judge and settings.panel_judge not in catalog.names:
-            raise ConfigError(
-                f"DELEGATE_PANEL_JUDGE: unknown specialist {settings.panel_judge!r}. Known: {', '.join(catalog.names)}."
-            )
-        self._usable = usable
-        self._startup = StartUp(self._lifecycle, settings.deadline_s)
-        self._prepare = Prepare(settings, self._roots, self.threads, self.jobs, self._startup)
-        self._route = Route(catalog, usable, chain, router, cache, self._lifecycle, settings.router_preview_chars)
-        self._budget = Budget(daily, catalog, usable, chain, router, settings.max_output_tokens)
-        tally = Tally(self.usage)
-        self._record = Record(catalog, self._environ, tally, log, self.feedback, self.feedback_on)
-        self._handoff = Handoff(settings, self.jobs, Answer(settings, chain, self.threads, tally), self._record)
-        self._panel = Panel(chain)
+        self._stages = build_stages(settings, catalog, parts)
 
     def close(self) -> None:
         """Release the store's connections."""
@@ -128,11 +78,11 @@ class Delegator:
     @property
     def hand_off_at_deadline(self) -> bool:
         """Hand a job back at the call's deadline (the server); one-shot commands wait for the whole answer."""
-        return self._handoff.at_deadline
+        return self._stages.handoff.at_deadline
 
     @hand_off_at_deadline.setter
     def hand_off_at_deadline(self, hand_off: bool) -> None:
-        self._handoff.at_deadline = hand_off
+        self._stages.handoff.at_deadline = hand_off
 
     @property
     def classifier(self) -> Classifier | None:
@@ -157,7 +107,7 @@ class Delegator:
         once and retrains the classifier in the background (the exact task is routed as corrected meanwhile)."""
         routed_to = key = None
         if thread_id is not None or turn is not None:
-            task, routed_to, key = await self._prepare.turn_of(thread_id, turn)
+            task, routed_to, key = await self._stages.prepare.turn_of(thread_id, turn)
         correction = await anyio.to_thread.run_sync(
             lambda: self._lifecycle.record(
                 call_id=call_id, task=task, good=good, should_be=should_be, routed_to=routed_to, key=key
@@ -168,7 +118,7 @@ class Delegator:
 
     def warm_up(self) -> None:
         """Import and prime litellm, then train the classifier, so the first call pays for none of it (on a thread)."""
-        self._startup.warm_up()
+        self._stages.startup.warm_up()
 
     def validate(self, task: str, context: str) -> None:
         """Reject an empty task or oversized input before any provider is called."""
@@ -180,13 +130,13 @@ class Delegator:
 
     async def read_files(self, files: Sequence[str], context: str, client_roots: Sequence[Path] = ()) -> FileBundle:
         """Resolve and read the call's files on a worker thread; refused files raise before any provider call."""
-        return await self._prepare.read_files(files, context, client_roots)
+        return await self._stages.prepare.read_files(files, context, client_roots)
 
     async def route(
         self, task: str, context: str, deadline: Deadline, files_text: str = "", *, remembered: bool = True
     ) -> RouteOutcome:
         """Choose a specialist as delegate does (the route stage)."""
-        return await self._route.route(task, context, deadline, files_text, remembered=remembered)
+        return await self._stages.route.route(task, context, deadline, files_text, remembered=remembered)
 
     async def delegate(
         self,
@@ -201,8 +151,8 @@ class Delegator:
         """Route the task to the best specialist and return its answer with the routing metadata; with a
         thread_id, as the next turn of that conversation."""
         request = Request(task, context, files, client_roots, thread_id, background)
-        with self._startup.counted():
-            return await self._record.logged("delegate", task, self._delegate(request, progress))
+        with self._stages.startup.counted():
+            return await self._stages.record.logged("delegate", task, self._delegate(request, progress))
 
     async def ask(
         self,
@@ -218,8 +168,8 @@ class Delegator:
         """Send the task straight to one specialist, with no routing; with a thread_id, as the next turn."""
         spec = self.catalog.get(name)
         request = Request(task, context, files, client_roots, thread_id, background)
-        with self._startup.counted():
-            return await self._record.logged(spec.tool_name, task, self._ask(spec, request, progress))
+        with self._stages.startup.counted():
+            return await self._stages.record.logged(spec.tool_name, task, self._ask(spec, request, progress))
 
     async def job_result(
         self, job_id: str, wait_s: float = 0, cancel: bool = False, progress: Progress = NO_PROGRESS
@@ -240,13 +190,14 @@ class Delegator:
         """The same task to several specialists at once, each blind to the others, and a synthesis of them."""
         named = choose_members(self.catalog, self._usable, list(specialists)) if specialists else None
         judge = self.catalog.get(self.settings.panel_judge or self.catalog.default.name) if synthesize else None
-        prepared = await self._prepare.run(Request(task, context, files, client_roots))
-        members = named or choose_members(self.catalog, self._usable, [], self._route.fit(task))
+        prepared = await self._stages.prepare.run(Request(task, context, files, client_roots))
+        members = named or choose_members(self.catalog, self._usable, [], self._stages.route.fit(task))
         given = material(context, prepared.bundle.text)
         # The whole panel is reserved before any call: every member's worst case, and the judge's.
-        async with self._budget.reserved(self._budget.panel_worst_case(task, given, members, judge)) as paid:
+        budget = self._stages.budget
+        async with budget.reserved(budget.panel_worst_case(task, given, members, judge)) as paid:
             try:
-                result = await self._panel.run(task, given, members, judge, prepared.deadline, progress)
+                result = await self._stages.panel.run(task, given, members, judge, prepared.deadline, progress)
             except PanelFailedError as exc:
                 paid.cost_usd = exc.cost_usd  # the answers that arrived were paid for
                 raise
@@ -256,14 +207,13 @@ class Delegator:
 
     async def _delegate(self, request: Request, progress: Progress) -> DelegateResult:
         """prepare → budget reserved → route → answer (maybe handed off as a job) → budget settled."""
-        prepared = await self._prepare.run(request)
+        prepared = await self._stages.prepare.run(request)
         task, context, bundle = request.task, request.context, prepared.bundle
         turns = prepared.thread.turns if prepared.thread else []
-        worst = self._budget.worst_case(task, context, bundle.text, turns, self._usable, routed=True)
-        settle = AsyncExitStack()
-        paid = await settle.enter_async_context(self._budget.reserved(worst))
+        worst = self._stages.budget.worst_case(task, context, bundle.text, turns, self._usable, routed=True)
+        paid, settle = await self._stages.budget.held(worst)
         try:
-            outcome = await self._route.route(task, context, prepared.deadline, bundle.text)
+            outcome = await self._stages.route.route(task, context, prepared.deadline, bundle.text)
             paid.cost_usd = outcome.usage.cost_usd  # the router is paid for even if no specialist answers
             await progress.milestone(f"routed to {outcome.specialist} ({outcome.routing.decided_by})")
             spec = self.catalog.get(outcome.specialist)
@@ -271,26 +221,25 @@ class Delegator:
             await settle.aclose()
             raise
         answering = Answering(spec, outcome, task, context, prepared.deadline, progress, bundle, prepared.thread)
-        return await self._handoff.respond("delegate", answering, paid, settle, request.background)
+        return await self._stages.handoff.respond("delegate", answering, paid, settle, request.background)
 
     async def _ask(self, spec: Specialist, request: Request, progress: Progress) -> DelegateResult:
         """prepare → budget reserved → answer (maybe handed off as a job) → budget settled; no routing."""
-        prepared = await self._prepare.run(request)
+        prepared = await self._stages.prepare.run(request)
         bundle, thread = prepared.bundle, prepared.thread
         turns = thread.turns if thread else []
-        worst = self._budget.worst_case(request.task, request.context, bundle.text, turns, [spec], routed=False)
-        settle = AsyncExitStack()
-        paid = await settle.enter_async_context(self._budget.reserved(worst))
-        answering = Answering(
-            spec, direct(spec), request.task, request.context, prepared.deadline, progress, bundle, thread
-        )
-        return await self._handoff.respond(spec.tool_name, answering, paid, settle, request.background)
+        task, context = request.task, request.context
+        worst = self._stages.budget.worst_case(task, context, bundle.text, turns, [spec], routed=False)
+        paid, settle = await self._stages.budget.held(worst)
+        answering = Answering(spec, direct(spec), task, context, prepared.deadline, progress, bundle, thread)
+        return await self._stages.handoff.respond(spec.tool_name, answering, paid, settle, request.background)
 
     async def route_only(self, task: str, context: str = "", *, remembered: bool = True) -> RouteOutcome:
         """Only the routing decision, as delegate would make it (for evaluation); no specialist is called.
         remembered=False leaves out the exact-task memory of corrections (to measure what the models learned)."""
-        prepared = await self._prepare.run(Request(task, context))
-        async with self._budget.reserved(self._budget.worst_case(task, context, "", [], [], routed=True)) as paid:
-            outcome = await self._route.route(task, context, prepared.deadline, remembered=remembered)
+        prepared = await self._stages.prepare.run(Request(task, context))
+        budget = self._stages.budget
+        async with budget.reserved(budget.worst_case(task, context, "", [], [], routed=True)) as paid:
+            outcome = await self._stages.route.route(task, context, prepared.deadline, remembered=remembered)
             paid.cost_usd = outcome.usage.cost_usd
         return outcome

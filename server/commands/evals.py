@@ -16,8 +16,10 @@ from server.calling import llm
 from server.calling.chain import estimate_tokens, usable_models
 from server.catalog import Catalog
 from server.commands.calibration import calibration, format_calibration, task_head, wilson
-from server.delegation import Delegator, classifier_text, specialist_messages
+from server.delegation import Delegator
 from server.errors import ConfigError, DelegateError
+from server.pipeline.messages import specialist_messages
+from server.routing.lifecycle import classifier_text
 
 PATHS = ("classifier", "router", "default", "feedback")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
@@ -79,6 +79,13 @@ class Budget:
             longest = [PanelAnswer(specialist="", output="x" * int(c * CHARS_PER_TOKEN), ok=True) for c in caps]
             total += self._chain.worst_case_usd(judge, judge_messages(task, longest)[0])
         return total
+
+    async def held(self, worst_case_usd: float) -> tuple[Paid, AsyncExitStack]:
+        """A reservation that outlives the stage that takes it: closing the stack settles it (the call's answer may
+        end in a job, after the tool call has returned)."""
+        settle = AsyncExitStack()
+        paid = await settle.enter_async_context(self.reserved(worst_case_usd))
+        return paid, settle
 
     @asynccontextmanager
     async def reserved(self, worst_case_usd: float) -> AsyncIterator[Paid]:
