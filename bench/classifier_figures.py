@@ -14,9 +14,9 @@ from pathlib import Path
 
 from server.catalog import load_catalog
 from server.commands.calibration import calibration, wilson
-from server.delegation import classifier_text, training_examples
 from server.routing.classifier import Classifier
 from server.routing.classifier_cache import load_or_train
+from server.routing.lifecycle import classifier_text, training_examples
 from server.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

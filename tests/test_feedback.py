@@ -13,8 +13,9 @@ import pytest
 
 from server.app import build_server
 from server.catalog import load_catalog
-from server.delegation import Delegator, training_examples
+from server.delegation import Delegator
 from server.errors import InvalidInputError
+from server.routing.lifecycle import training_examples
 from server.routing.router import system_prompt
 from server.settings import Settings
 from tests.conftest import route_to

@@ -12,10 +12,11 @@ from mcp import Client
 
 from server.app import build_server
 from server.catalog import load_catalog
-from server.delegation import Delegator, training_examples
+from server.delegation import Delegator
 from server.panel import anonymise, choose_members, judge_messages
 from server.results import PanelAnswer
 from server.routing.classifier import Classifier
+from server.routing.lifecycle import training_examples
 from tests.simulator import ProviderSimulator
 
 pytestmark = pytest.mark.anyio

@@ -57,3 +57,64 @@ def test_only_the_store_imports_sqlite_or_redis() -> None:
 
 def test_nothing_imports_the_cli_module() -> None:
     assert _modules_importing(r"server\.__main__") == []
+
+
+def _server_modules(folder: str = "") -> list[Path]:
+    return sorted((ROOT / "server" / folder).rglob("*.py"))
+
+
+def test_the_import_rules_cover_the_pipeline_and_the_composition_root() -> None:
+    scanned = {p.relative_to(ROOT / "server").as_posix() for p in _server_modules()}
+    stages = {"prepare.py", "route.py", "budget.py", "answer.py", "handoff.py", "record.py", "messages.py"}
+    assert {f"pipeline/{name}" for name in stages} <= scanned
+    assert {"components.py", "delegation.py", "routing/lifecycle.py"} <= scanned
+
+
+def test_pipeline_stages_import_neither_the_mcp_sdk_nor_litellm() -> None:
+    for pattern in ("litellm", "(mcp|mcp_types)"):
+        assert [m for m in _modules_importing(pattern) if m.startswith("pipeline/")] == []
+
+
+def test_routing_catalog_and_results_import_neither_the_mcp_sdk_nor_litellm() -> None:
+    for pattern in ("litellm", "(mcp|mcp_types)"):
+        found = _modules_importing(pattern)
+        assert [m for m in found if m.startswith("routing/") or m in ("catalog.py", "results.py")] == []
+
+
+def test_stages_never_import_what_composes_them() -> None:
+    """Data flows one way: a stage knows neither the Delegator, the composition root nor the MCP surface."""
+    higher = r"server\.(delegation|components|app|http)"
+    assert [m for m in _modules_importing(higher) if m.startswith(("pipeline/", "routing/"))] == []
+
+
+def _imports_of(path: Path) -> set[str]:
+    regex = re.compile(r"^\s*(?:from\s+(server(?:\.\w+)*)\s+import\s+([\w, ()]+)|import\s+(server(?:\.\w+)*))", re.M)
+    found = set()
+    for match in regex.finditer(path.read_text()):
+        module = match.group(1) or match.group(3)
+        found.add(module)
+        for name in (match.group(2) or "").replace("(", "").replace(")", "").split(","):
+            found.add(f"{module}.{name.strip()}")  # `from server.calling import llm` imports a module too
+    return found
+
+
+def test_no_import_cycle_runs_through_the_pipeline() -> None:
+    server = ROOT / "server"
+    names = {
+        ".".join(("server", *p.relative_to(server).with_suffix("").parts)).removesuffix(".__init__"): p
+        for p in _server_modules()
+    }
+    graph = {name: {m for m in _imports_of(path) if m in names and m != name} for name, path in names.items()}
+    mine = [
+        n
+        for n in graph
+        if n.startswith(("server.pipeline", "server.routing")) or n in ("server.delegation", "server.components")
+    ]
+    for start in mine:
+        seen, stack = set(), list(graph[start])
+        while stack:
+            current = stack.pop()
+            assert current != start, f"{start} imports itself through {sorted(seen)}"
+            if current not in seen:
+                seen.add(current)
+                stack.extend(graph[current])

@@ -7,7 +7,9 @@ from typing import Any
 from server.calling import llm
 from server.calling.chain import estimate_tokens, usable_models
 from server.commands.calibration import task_head
-from server.delegation import Delegator, classifier_text, specialist_messages
+from server.delegation import Delegator
+from server.pipeline.messages import specialist_messages
+from server.routing.lifecycle import classifier_text
 from server.routing.router import RouteOutcome
 
 
