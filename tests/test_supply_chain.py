@@ -57,3 +57,40 @@ def test_only_the_store_imports_sqlite_or_redis() -> None:
 
 def test_nothing_imports_the_cli_module() -> None:
     assert _modules_importing(r"server\.__main__") == []
+
+
+def _server_imports() -> dict[str, set[str]]:
+    """Each server module and the server modules it imports (at any depth of its code, lazy imports included)."""
+    import ast
+
+    modules = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in (ROOT / "server").rglob("*.py")
+    }
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+            elif isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+        graph[name] = {other for other in found if other in modules and other != name}
+    return graph
+
+
+def test_no_import_cycles() -> None:
+    graph = _server_imports()
+    done: set[str] = set()
+
+    def walk(name: str, path: list[str]) -> None:
+        if name in path:
+            raise AssertionError("import cycle: " + " -> ".join([*path[path.index(name) :], name]))
+        if name in done:
+            return
+        for other in sorted(graph[name]):
+            walk(other, [*path, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        walk(name, [])
