@@ -217,7 +217,7 @@ def run(argv: list[str] | None) -> int:
             training_examples(catalog, settings.classifier_examples)  # a bad file stops start-up, not a later call
         delegator = Delegator(settings, catalog, environ)
         if args.command in (None, "serve"):
-            from server.app import chosen_tools, tool_names
+            from server.tool_text import chosen_tools, tool_names
 
             extra = ["feedback"] if delegator.feedback_on else []
             chosen_tools([*tool_names(catalog), *extra], settings.tools)
