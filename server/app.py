@@ -307,8 +307,7 @@ def build_server(delegator: Delegator, after_handshake: Callable[[], Any] | None
         tools.append(feedback_tool(delegator))
     keep = set(chosen_tools([t.name for t in tools], delegator.settings.tools))
     tools = [t for t in tools if t.name in keep]
-    # The plain-language argument check; feedback's own arguments are few and typed.
-    middleware: list[Any] = [ArgumentCheck({t.name: tool_arguments(t) for t in tools if t.name != "feedback"})]
+    middleware: list[Any] = [ArgumentCheck({t.name: tool_arguments(t) for t in tools})]
     if after_handshake:
         middleware.append(AfterHandshake(after_handshake))
     server = MCPServer(

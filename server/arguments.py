@@ -88,7 +88,9 @@ class ToolArguments:
         present = [argument for argument in self.arguments if argument.name in given]
         well_typed = [argument for argument in present if fits(given[argument.name], argument.schema)]
         for argument in well_typed:
-            problems += [found for check in argument.checks if (found := check.problem(given[argument.name]))]
+            value = given[argument.name]
+            problems += [found for check in argument.checks if (found := check.problem(value))]
+            problems += _out_of_bounds(argument, value)
         problems += [
             f"'{argument.name}' must be {argument.words}, not {json_type(given[argument.name])}"
             for argument in present
@@ -106,6 +108,18 @@ def _missing(argument: Argument) -> str:
     if argument.purpose:
         return f"'{argument.name}' is required: {argument.purpose}"
     return f"'{argument.name}' is required ({argument.words})"
+
+
+def _out_of_bounds(argument: Argument, value: Any) -> list[str]:
+    """The schema's minimum and maximum, for a number."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return []
+    low, high = argument.schema.get("minimum"), argument.schema.get("maximum")
+    if low is not None and value < low:
+        return [f"'{argument.name}' must be at least {low:g}, not {value:g}"]
+    if high is not None and value > high:
+        return [f"'{argument.name}' must be at most {high:g}, not {value:g}"]
+    return []
 
 
 def fits(value: Any, schema: Mapping[str, Any]) -> bool:

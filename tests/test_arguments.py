@@ -76,3 +76,9 @@ def test_purpose_is_the_first_clause_when_it_says_something() -> None:
     )
     assert purpose("true: the right specialist answered; false: it was misrouted.") == ""
     assert purpose("URL of the page; no query string.") == "URL of the page"
+
+
+def test_a_number_outside_the_schema_bounds_is_named() -> None:
+    assert example().problem("lookup", {"query": "x", "limit": 0}) == (
+        "Invalid arguments for lookup: 'limit' must be at least 1, not 0."
+    )
