@@ -142,6 +142,26 @@ async def test_the_feedback_tool_corrects_a_call_over_mcp(
         assert wrong.is_error and "no call 'missing' is remembered" in wrong.content[0].text
 
 
+async def test_feedback_arguments_are_checked_in_plain_words_before_anything_is_recorded(
+    builtins: Callable[..., Delegator],
+) -> None:
+    delegator = builtins()
+    async with mcp.Client(build_server(delegator)) as client:
+        said_yes = await client.call_tool("feedback", {"call_id": "c1", "good": "yes"})
+        turn_text = await client.call_tool("feedback", {"thread_id": "th_0123456789abcdef", "turn": "1", "good": True})
+        below = await client.call_tool("feedback", {"thread_id": "th_0123456789abcdef", "turn": -1, "good": True})
+        missing = await client.call_tool("feedback", {"call_id": "c1", "shuold_be": "coder"})
+    assert said_yes.is_error and said_yes.content[0].text == (
+        "Invalid arguments for feedback: 'good' must be true or false, not str."
+    )
+    assert turn_text.is_error and "'turn' must be a whole number, not str" in turn_text.content[0].text
+    assert below.is_error and "'turn' must be at least 0, not -1" in below.content[0].text
+    text = missing.content[0].text
+    assert missing.is_error and "unknown argument 'shuold_be' (feedback takes only 'good', 'call_id'," in text
+    assert "'good' is required (true or false)" in text and "pydantic" not in text
+    assert delegator.corrections() == []
+
+
 @pytest.mark.subprocess
 def test_the_feedback_command_corrects_a_task_and_eval_reports_on_the_feedback(
     sim: ProviderSimulator, tmp_path: Path

@@ -1,4 +1,4 @@
-"""Measures for a routing report: Wilson intervals, calibration (ECE and a reliability table), misroutes."""
+"""Measures for a routing report: percentiles, Wilson intervals, calibration (ECE, a reliability table), misroutes."""
 
 from __future__ import annotations
 
@@ -20,6 +20,15 @@ def wilson(hits: int, total: int, z: float = 1.96) -> list[float] | None:
     centre = (share + z * z / (2 * total)) / spread
     half = z * math.sqrt(share * (1 - share) / total + z * z / (4 * total * total)) / spread
     return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
+
+
+def percentile(values: list[float], share: float) -> float | None:
+    """The nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(share * len(ordered)))
+    return round(ordered[rank - 1], 3)
 
 
 def calibration(guesses: Sequence[tuple[float, bool]]) -> dict[str, Any]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from server.commands.evals import percentile
+from server.commands.base import EXIT_OK, Command, Invocation, Subcommands
+from server.commands.calibration import percentile
 from server.errors import ConfigError
 
 _NUMBERS = ("cost_usd", "premium_cost_usd", "latency_ms", "router_cost_usd", "input_tokens", "output_tokens")
@@ -113,3 +115,20 @@ def format_stats(summary: dict[str, Any]) -> str:
     if summary.get("skipped_lines"):
         lines.append(f"Skipped {summary['skipped_lines']} malformed line(s) of the log.")
     return "\n".join(lines)
+
+
+def add(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    """The stats subcommand."""
+    stats = commands.add_parser("stats", parents=[common], help="summarise a decision log")
+    stats.add_argument("log", type=Path, help="the decision log file (DELEGATE_LOG)")
+    stats.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def run(call: Invocation) -> int:
+    """Summarise a decision log."""
+    summary = summarise_log(*read_log_counted(call.args.log))
+    print(json.dumps(summary, indent=2) if call.args.json else format_stats(summary))
+    return EXIT_OK
+
+
+COMMAND = Command("stats", add, run, needs_delegator=False, leave_at_once=False)

@@ -5,16 +5,13 @@ from __future__ import annotations
 import json
 import math
 import time
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
 from server.errors import StoreError
 from server.store.base import JSON, decode_document
-
-if TYPE_CHECKING:
-    from server.store.redis_cooldowns import RedisCooldowns
+from server.store.redis_cooldowns import RedisCooldowns
 
 PREFIX = "delegate:"
 _TIMEOUT_S = 5.0
@@ -191,9 +188,7 @@ class RedisStore:
 
     def shared_cooldowns(self) -> RedisCooldowns:
         """Model cooldowns every server on this Redis shares."""
-        from server.store.redis_cooldowns import RedisCooldowns
-
-        return RedisCooldowns(self._redis, self.location)
+        return RedisCooldowns(self._redis, self.location, PREFIX)
 
 
 _FIX = "Fix or delete the key (nothing was changed), or point DELEGATE_STORE elsewhere, then start again."
