@@ -202,7 +202,19 @@ def run_http(server: MCPServer, settings: Settings, announce: Callable[[str], No
             "spend your keys unless a proxy in front checks callers",
             settings.http_host,
         )
-    sock = listening_socket(settings.http_host, settings.http_port)
-    config = uvicorn.Config(http_app(server, settings), log_config=None, access_log=False, lifespan="on")
+    from server.http_guard import ConnectionGuard, GuardedListener, QuietAcceptErrors, connection_cap, guarded_protocol
+
+    guard = ConnectionGuard(connection_cap(settings.http_max_connections), settings.http_header_timeout_s)
+    sock = GuardedListener(listening_socket(settings.http_host, settings.http_port), guard)
+    logging.getLogger("asyncio").addFilter(QuietAcceptErrors())
+    config = uvicorn.Config(
+        http_app(server, settings),
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        http=guarded_protocol(guard),
+        loop="asyncio",  # the guard counts connections in socket.accept(), which uvloop would bypass
+        timeout_keep_alive=max(1, round(settings.http_header_timeout_s)),
+    )
     announce(start_line(settings, sock))
     uvicorn.Server(config).run(sockets=[sock])
