@@ -497,7 +497,7 @@ def run_ask(delegator: Delegator, args: argparse.Namespace) -> int:
 
 def serve(delegator: Delegator) -> int:
     """Serve MCP over stdio (until the client closes stdin) or HTTP, until SIGTERM or Ctrl-C."""
-    from server.app import build_server
+    from server.app import build_server, run_stdio
 
     def warm_up() -> None:
         threading.Thread(target=delegator.warm_up, name="warm-up", daemon=True).start()
@@ -523,7 +523,7 @@ def serve(delegator: Delegator) -> int:
         return EXIT_OK
     server = build_server(delegator, after_handshake=warm_up)
     with contextlib.suppress(KeyboardInterrupt):
-        server.run()
+        anyio.run(run_stdio, server)
     return EXIT_OK
 
 
