@@ -522,8 +522,9 @@ def serve(delegator: Delegator) -> int:
             return EXIT_CONFIG
         return EXIT_OK
     server = build_server(delegator, after_handshake=warm_up)
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(run_stdio, server)
+    from server.shutdown import run_until_stopped
+
+    run_until_stopped(lambda: run_stdio(server), lambda: exit_now(EXIT_OK))  # SIGTERM settles as stdin's close does
     return EXIT_OK
 
 
