@@ -15,6 +15,7 @@ import anyio
 
 from server.calling.chain import Partial
 from server.errors import DelegateError, JobFailedError, JobLostError, StoreError, TooManyJobsError, UnknownJobError
+from server.ids import check_id
 from server.progress import Progress
 from server.results import CallUsage, DelegateResult, Routing, Usage
 from server.settings import Settings
@@ -234,6 +235,7 @@ class JobManager:
         self, job_id: str, wait_s: float = 0, cancel: bool = False, progress: Progress | None = None
     ) -> DelegateResult:
         """delegate_result: the job's result now, after waiting up to `wait_s`, or after stopping it."""
+        check_id("job_id", job_id, 'the job_id a delegate or ask_ result returned with status "running"')
         wait_s = min(max(0.0, wait_s), MAX_WAIT_S, max(0.0, self._settings.deadline_s - HANDOFF_MARGIN_S))
         job = self._jobs.get(job_id)
         if job is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 import threading
 import time
@@ -11,12 +10,12 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field, ValidationError
 
-from server.errors import InvalidInputError, StoreError, UnknownThreadError
+from server.errors import StoreError, UnknownThreadError
+from server.ids import check_id
 from server.results import FileRead
 from server.store.base import JSON, Store
 
 KIND = "thread"
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TITLE_CHARS = 80
 _LOCK_STRIPES = 64
 
@@ -103,11 +102,7 @@ def new_thread_id() -> str:
 
 def check_thread_id(thread_id: str) -> None:
     """Reject an id that no thread can have (before any store or provider is touched)."""
-    if not ID_PATTERN.match(thread_id):
-        raise InvalidInputError(
-            f"thread_id {thread_id[:80]!r} is not a thread id: pass the thread_id of an earlier result "
-            "(letters, digits, '_' and '-', up to 64), or leave it out to start a new conversation."
-        )
+    check_id("thread_id", thread_id, "the thread_id of an earlier result, or leave it out to start a new conversation")
 
 
 def trim_history(turns: list[Turn], fits: Callable[[list[Turn]], bool]) -> tuple[list[Turn], bool]:
