@@ -64,6 +64,18 @@ class StoreError(DelegateError):
     """The state store cannot be opened, read or written; the message names its location."""
 
 
+class DamagedDocumentError(StoreError):
+    """One stored document cannot be read (it is not a JSON object); the rest of the store is fine."""
+
+    def __init__(self, location: str, kind: str, key: str) -> None:
+        super().__init__(
+            f"{location}: the stored {kind} {shown(key)} is damaged (not a JSON object). Delete that one entry, or "
+            "let it expire; the rest of the store is fine."
+        )
+        self.kind = kind
+        self.key = key
+
+
 class FileRefusedError(InvalidInputError):
     """A file named in `files` cannot be given to a model (outside the roots, secret, binary, too big, missing)."""
 

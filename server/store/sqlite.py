@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from server.errors import StoreError
-from server.store.base import JSON, decode_document
+from server.store.base import JSON, decode_document, decode_or_none
 
 STORE_NAME = "state.sqlite3"
 _SCHEMA = """
@@ -88,7 +88,7 @@ class SQLiteStore:
                 "SELECT value FROM documents WHERE kind = ? AND key = ? AND (expires IS NULL OR expires > ?)",
                 (kind, key, self._now()),
             ).fetchone()
-        return decode_document(row[0], self.location, _FIX) if row else None
+        return decode_document(row[0], self.location, kind, key) if row else None
 
     def put(self, kind: str, key: str, value: JSON, ttl_s: float | None = None) -> None:
         """Store a document, replacing any earlier one; it expires after ttl_s seconds when given."""
@@ -106,15 +106,15 @@ class SQLiteStore:
         with self._transaction() as db:
             return db.execute("DELETE FROM documents WHERE kind = ? AND key = ?", (kind, key)).rowcount > 0
 
-    def recent(self, kind: str, limit: int = 50) -> list[tuple[str, JSON]]:
-        """Up to `limit` live documents of a kind, the most recently written first."""
+    def recent(self, kind: str, limit: int = 50) -> list[tuple[str, JSON | None]]:
+        """Up to `limit` live documents of a kind, the most recently written first; None for a damaged one."""
         with self._transaction() as db:
             rows = db.execute(
                 "SELECT key, value FROM documents WHERE kind = ? AND (expires IS NULL OR expires > ?) "
                 "ORDER BY updated DESC LIMIT ?",
                 (kind, self._now(), limit),
             ).fetchall()
-        return [(key, decode_document(value, self.location, _FIX)) for key, value in rows]
+        return [(key, decode_or_none(value, self.location, kind, key)) for key, value in rows]
 
     def reserve(self, ledger: str, amount: float, limit: float) -> float | None:
         """Atomically add `amount` to a ledger if the total stays within `limit`; the new total, or None."""
