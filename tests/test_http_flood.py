@@ -20,7 +20,7 @@ SLOW_CLIENTS = 1_500
 SERVER_FILES = 1_024  # the default `ulimit -n` of most Linux systems
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
     give_up = time.monotonic() + 30
     while time.monotonic() < give_up and process.poll() is None:
         with socket.socket() as probe:
@@ -79,7 +79,7 @@ def test_slow_unauthenticated_connections_cannot_starve_an_authorised_caller(
     )
     slow: list[socket.socket] = []
     try:
-        _wait_for_port(port, process)
+        wait_for_port(port, process)
         for _ in range(SLOW_CLIENTS):  # each sends half a request head, then nothing
             conn = socket.create_connection(("127.0.0.1", port), timeout=10)
             conn.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
