@@ -13,9 +13,10 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.mcpserver.resolve import ListRoots, Resolve
 from mcp.server.mcpserver.tools import Tool
+from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
-from mcp.shared.message import ServerMessageMetadata
-from mcp_types import CallToolResult, ListRootsRequest, ListRootsResult, TextContent, ToolAnnotations
+from mcp.shared.message import ServerMessageMetadata, SessionMessage
+from mcp_types import CallToolResult, JSONRPCError, ListRootsRequest, ListRootsResult, TextContent, ToolAnnotations
 from mcp_types.version import is_version_at_least
 from pydantic import ConfigDict, ValidationError
 
@@ -30,6 +31,7 @@ from server.files import root_paths
 from server.handshake import AfterHandshake
 from server.progress import NO_PROGRESS, Progress
 from server.results import DelegateResult, PanelResult, panel_text, summary_line
+from server.stdio_check import CheckedLines, claimed_stdin
 from server.threads import ThreadBook
 from server.tool_text import (
     AskContextArg,
@@ -373,3 +375,18 @@ def add_thread_resources(server: MCPServer, book: ThreadBook) -> None:
         except DelegateError as exc:
             raise ResourceError(str(exc)) from None
         return json.dumps(found.transcript(), indent=2, ensure_ascii=False)
+
+
+async def run_stdio(server: MCPServer) -> None:
+    """Serve MCP over stdio as MCPServer.run_stdio_async does, but answer malformed JSON-RPC lines (the SDK drops
+    them): our reader checks each line, and replies go out through the SDK's own writer."""
+    with claimed_stdin() as wire:
+        lines = CheckedLines(wire)
+        async with stdio_server(stdin=lines) as (read_stream, write_stream):  # type: ignore[arg-type]
+
+            async def reply(payload: dict[str, Any]) -> None:
+                await write_stream.send(SessionMessage(JSONRPCError.model_validate(payload)))
+
+            lines.reply = reply
+            lowlevel = server._lowlevel_server  # MCPServer serves only its own streams; this is what it runs on them
+            await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())

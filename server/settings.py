@@ -57,6 +57,8 @@ ENV_NAMES: dict[str, str] = {
     "http_allow_no_token": "DELEGATE_HTTP_ALLOW_NO_TOKEN",
     "http_allowed_hosts": "DELEGATE_HTTP_ALLOWED_HOSTS",
     "http_allowed_origins": "DELEGATE_HTTP_ALLOWED_ORIGINS",
+    "http_max_connections": "DELEGATE_HTTP_MAX_CONNECTIONS",
+    "http_header_timeout_s": "DELEGATE_HTTP_HEADER_TIMEOUT_S",
     "log_level": "DELEGATE_LOG_LEVEL",
     "jobs": "DELEGATE_JOBS",
     "job_max_s": "DELEGATE_JOB_MAX_S",
@@ -163,6 +165,10 @@ class Settings(BaseModel):
     """Comma-separated Host headers accepted (DNS-rebinding protection); default: loopback names."""
     http_allowed_origins: str | None = None
     """Comma-separated Origin headers accepted; default: loopback origins."""
+    http_max_connections: int = Field(1000, gt=0)
+    """Most HTTP connections open at once; when full, the one waiting longest for a request head is closed."""
+    http_header_timeout_s: float = Field(5.0, gt=0, le=300)
+    """Time an HTTP client has to send a request's head (and longest pause inside its body) before it is closed."""
     log_level: str = Field("WARNING", pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     """Level of the log written to stderr."""
     jobs: bool = True

@@ -69,7 +69,7 @@ def run(call: Invocation) -> int:
 
 def serve(delegator: Delegator) -> int:
     """Serve MCP over stdio (until the client closes stdin) or HTTP, until SIGTERM or Ctrl-C."""
-    from server.app import build_server
+    from server.app import build_server, run_stdio
 
     def warm_up() -> None:
         threading.Thread(target=delegator.warm_up, name="warm-up", daemon=True).start()
@@ -94,8 +94,9 @@ def serve(delegator: Delegator) -> int:
             return EXIT_CONFIG
         return EXIT_OK
     server = build_server(delegator, after_handshake=warm_up)
-    with contextlib.suppress(KeyboardInterrupt):
-        server.run()
+    from server.shutdown import run_until_stopped
+
+    run_until_stopped(lambda: run_stdio(server), lambda: exit_now(EXIT_OK))  # SIGTERM settles as stdin's close does
     return EXIT_OK
 
 

@@ -74,8 +74,8 @@ def format_thread_list(threads: list[Thread], location: str) -> str:
     rows = [("THREAD", "UPDATED (UTC)", "TURNS", "SPECIALISTS", "TITLE")]
     for thread in threads:
         summary = thread.summary()
-        updated = str(summary["updated"]).replace("T", " ").removesuffix("+00:00")
-        rows.append((thread.id, updated, str(summary["turns"]), ",".join(thread.specialists), thread.title))
+        updated = str(summary.get("updated", "?")).replace("T", " ").removesuffix("+00:00")
+        rows.append((thread.id, updated, str(summary.get("turns", "?")), ",".join(thread.specialists), thread.title))
     widths = [max(len(row[column]) for row in rows) for column in range(4)]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[4] for row in rows
