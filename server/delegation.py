@@ -239,7 +239,9 @@ class Delegator:
         if settings.threads:
             self.threads = ThreadBook(self.store, settings.thread_ttl_days, settings.thread_max_chars)
         # The working directory is the one the client started us in; it is read once, like the keys.
-        self._file_roots, self._no_roots_reason = configured_roots(settings.file_roots, Path.cwd(), Path.home())
+        self._file_roots, self._no_roots_reason = configured_roots(
+            settings.file_roots, Path.cwd(), Path.home(), settings.file_roots_allow_wide
+        )
         for missing in [p for p in self._file_roots if not p.is_dir()]:
             logger.warning("DELEGATE_FILE_ROOTS names %s, which is not a folder; no file is read from it", missing)
         self.jobs = JobManager(settings, self.store)
@@ -384,13 +386,16 @@ class Delegator:
             no_roots_reason=self._no_roots_reason,
         )
 
-    async def read_files(self, files: Sequence[str], context: str, client_roots: Sequence[Path] = ()) -> FileBundle:
-        """Resolve and read the call's files on a worker thread; refused files raise before any provider call."""
+    async def read_files(
+        self, files: Sequence[str], context: str, client_roots: Sequence[Path] = (), deadline: Deadline | None = None
+    ) -> FileBundle:
+        """Resolve and read the call's files on a worker thread within its deadline; refused files raise before any
+        provider call."""
         if not files:
             return FileBundle()
         reader = FileReader(self.file_rules(client_roots))
         # A cancelled call does not wait for a slow glob to finish walking its folders.
-        return await anyio.to_thread.run_sync(reader.read, list(files), len(context), abandon_on_cancel=True)
+        return await anyio.to_thread.run_sync(reader.read, list(files), len(context), deadline, abandon_on_cancel=True)
 
     async def _prepare(
         self,
@@ -411,7 +416,7 @@ class Delegator:
             raise InvalidInputError("background needs jobs, which are off (DELEGATE_JOBS=off): call without it.")
         if background and self.jobs.full():
             raise self.jobs.full_error()
-        bundle = await self.read_files(files, context, client_roots)
+        bundle = await self.read_files(files, context, client_roots, deadline)
         # One-off start-up work, normally done by warm_up() before the first call arrives; on worker threads
         # so the event loop keeps serving.
         with anyio.move_on_after(deadline.remaining()) as waiting:
