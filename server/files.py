@@ -141,6 +141,7 @@ class FileReader:
 
     def __init__(self, rules: FileRules) -> None:
         self.rules = rules
+        self._roots = [str(root) for root in rules.roots]
 
     def read(self, requests: list[str], context_chars: int = 0, deadline: Deadline | None = None) -> FileBundle:
         """Every requested file, or a FileRefusedError naming the first path that cannot be given and why. The walk
@@ -180,10 +181,10 @@ class FileReader:
         return inside(real, self.rules.roots)
 
     def _root_of(self, real: str) -> str | None:
+        """The root (as a string) holding a resolved path, if any and if it may be read."""
         if forbidden(real):
             return None
-        root = within(Path(real), self.rules.roots)
-        return None if root is None else str(root)
+        return next((r for r in self._roots if real == r or real.startswith(os.path.join(r, ""))), None)
 
     def _is_glob(self, request: str) -> bool:
         return bool(GLOB_CHARS.search(request)) and not any((r / request).exists() for r in self.rules.roots)
@@ -224,7 +225,7 @@ class FileReader:
             )
         if not os.path.isfile(real):
             raise FileRefusedError(self._refusal(request, "it is not a regular file"))
-        if self._secret(path, Path(real), Path(root)):
+        if self._secret(str(path), real, root):
             raise FileRefusedError(
                 self._refusal(
                     request,
@@ -235,16 +236,13 @@ class FileReader:
         shown = os.path.normpath(request) if not Path(request).is_absolute() else str(path)
         return _Choice(shown, real, root, None)
 
-    def _secret(self, path: Path, real: Path, root: Path) -> bool:
+    def _secret(self, path: str, real: str, root: str) -> bool:
         """Secret by the name it was asked for or by what it resolves to (a symlink cannot launder a key)."""
-        names = [PurePosixPath(real.relative_to(root).as_posix())]
-        lexical = Path(os.path.normpath(path.absolute()))
-        lexical_root = within(lexical, self.rules.roots)
-        if lexical_root is not None:
-            names.append(PurePosixPath(lexical.relative_to(lexical_root).as_posix()))
-        else:
-            names.append(PurePosixPath(path.name))
-        return any(is_secret(name, self.rules.allow) for name in names)
+        names = [real[len(os.path.join(root, "")) :]]
+        lexical = os.path.normpath(os.path.abspath(path))
+        lexical_root = next((r for r in self._roots if lexical.startswith(os.path.join(r, ""))), None)
+        names.append(lexical[len(os.path.join(lexical_root, "")) :] if lexical_root else os.path.basename(lexical))
+        return any(is_secret(PurePosixPath(name.replace(os.sep, "/")), self.rules.allow) for name in names)
 
     def _glob(self, pattern: str, walker: Walker, choices: _Choices) -> None:
         """The readable files a pattern matches under the roots; secrets and escapes are skipped, and said."""
@@ -255,7 +253,7 @@ class FileReader:
                     root = None if hit.skipped else self._root_of(hit.real)
                     if hit.skipped or root is None:
                         choices.skip(pattern, hit.skipped or "outside", hit.shown)
-                    elif self._secret(Path(hit.path), Path(hit.real), Path(root)):
+                    elif self._secret(hit.path, hit.real, root):
                         choices.skip(pattern, "secret", hit.shown)
                     elif not hit.regular:
                         choices.skip(pattern, "unreadable", f"{hit.shown}: {SHORT['special']}")

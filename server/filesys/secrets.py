@@ -3,8 +3,8 @@
 The content check looks for a private key block and for tokens whose format their issuer publishes (cloud, VCS,
 package registries, chat and payment APIs): prefixes and lengths that ordinary source text does not have. These are
 our own patterns, not a secret-scanning library's: detect-secrets 1.5.0 (the best-kept candidate on PyPI, Apache-2.0)
-took 0.5-0.7 s to import and 290 ms to scan a 500,000-character file through its own line-by-line API (90 ms even
-with its patterns run over the whole text), against a few milliseconds here (bench/files_secrets.py prints both),
+took 0.7 s to import its detectors and 0.3-0.5 s to scan a 500,000-character file through its own line-by-line API
+(85-90 ms with its patterns run over the whole text), against about 25 ms here (bench/files_secrets.py prints both),
 and its last release (May 2024) predates token formats now common (GitHub fine-grained, Anthropic, Hugging Face,
 Docker Hub, Vault). Generic "password = ..." and high-entropy guesses are left out on purpose: in source code they
 refuse far more ordinary files than they catch keys.
@@ -41,6 +41,7 @@ REGISTRY_LOGINS = {
     ".yarnrc": re.compile(r"_auth|_password|token", re.I),
 }
 REGISTRY_LOGIN = "a registry token or password"
+_SECRET_NAME = re.compile("|".join(fnmatch.translate(name) for name in SECRET_NAMES))
 
 _LINE = r"(?:\r?\n|(?:\\r)?\\n)"  # a real line break, or one written as \n inside a JSON string (GCP key files)
 _AFTER = r"(?![A-Za-z0-9_])"
@@ -93,15 +94,12 @@ def is_secret(relative: PurePosixPath, allow: tuple[str, ...]) -> bool:
     """Whether a path (relative to its root) looks like it holds credentials and is not allowed explicitly. Case
     does not matter (on macOS and Windows `.ENV` is the same file as `.env`)."""
     text = str(relative)
-    if allowed(text, relative.name, allow):
+    if allow and allowed(text, relative.name, allow):
         return False
-    lowered = PurePosixPath(text.lower())
-    parts = lowered.parts
-    if any(fnmatch.fnmatchcase(lowered.name, p) for p in SECRET_NAMES):
+    parts = text.lower().split("/")
+    if _SECRET_NAME.match(parts[-1]) or any(part in SECRET_FOLDERS for part in parts[:-1]):
         return True
-    if any(part in SECRET_FOLDERS for part in parts[:-1]):
-        return True
-    return any(parts[i : i + len(n)] == n for n in SECRET_NESTED for i in range(len(parts)))
+    return any(tuple(parts[i : i + len(n)]) == n for n in SECRET_NESTED for i in range(len(parts)))
 
 
 def credential_in(name: str, text: str) -> str | None:
