@@ -156,6 +156,8 @@ class FileReader:
         for request in requests:
             if not request.strip():
                 raise FileRefusedError("files: an entry is empty; give a path or a glob pattern such as 'src/**/*.py'.")
+            if "\x00" in request:
+                raise FileRefusedError(self._refusal(request, "a path cannot contain a NUL character"))
             if self._is_glob(request):
                 self._glob(request, walker, choices)
             else:

@@ -129,6 +129,12 @@ def test_double_star_inside_a_part_is_refused_with_an_example(project: Path) -> 
     assert "'**' must be a whole part of the path, as in 'src/**/*.py'" in refusal(project, ["src/a**/*.py"])
 
 
+def test_odd_entries_are_refused_plainly(project: Path) -> None:
+    assert "cannot contain a NUL character" in refusal(project, ["src/app.py\x00.txt"])
+    message = refusal(project, ["x" * 5_000])
+    assert "does not exist" in message and len(message) < 600, "a long entry is echoed cut"
+
+
 # Medium: credential files refused by name, and by content whatever their name
 
 NAMED_CREDENTIALS = [
