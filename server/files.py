@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 
 from server.clock import Deadline
 from server.errors import FileRefusedError
+from server.filesys.choices import WHY, Choice, Choices, cut, some, warnings
 from server.filesys.opening import Unreadable, read_text
 from server.filesys.roots import (
     configured_roots,
@@ -42,7 +43,6 @@ __all__ = [
 
 SHORT = {"size": "too big", "binary": "binary", "special": "not a regular file", "open": "cannot be opened"}
 SHORT["changed"] = "changed while being read"
-WHY = {"secret": "credentials", "outside": "outside the roots", "loop": "a symlink loop", "unreadable": "unreadable"}
 
 
 @dataclass(frozen=True)
@@ -88,41 +88,6 @@ class FileBundle:
         return render(self.contents)
 
 
-@dataclass(frozen=True)
-class _Choice:
-    shown: str
-    real: str
-    root: str
-    pattern: str | None
-
-
-@dataclass
-class _Choices:
-    """The files a call will read, in order, each once; the count is checked as each one is found."""
-
-    limit: int
-    items: list[_Choice] = field(default_factory=list)
-    seen: set[str] = field(default_factory=set)
-    skips: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    """pattern -> what kind of skip -> the paths skipped (said in the result's warnings)."""
-
-    def add(self, choice: _Choice, request: str) -> None:
-        """Choose a file unless it is chosen already; refused the moment the call has one file too many."""
-        if choice.real in self.seen:
-            return
-        self.seen.add(choice.real)
-        self.items.append(choice)
-        if len(self.items) > self.limit:
-            raise FileRefusedError(
-                f"files: more than {self.limit} files requested (at {_cut(request)!r}); the limit is {self.limit} "
-                "(DELEGATE_MAX_FILES). Name fewer files or a narrower pattern. No provider was called."
-            )
-
-    def skip(self, pattern: str, kind: str, shown: str) -> None:
-        """Remember a file or folder a glob did not give, to say so in the warnings."""
-        self.skips.setdefault(pattern, {}).setdefault(kind, []).append(shown)
-
-
 def render(contents: list[tuple[str, str]]) -> str:
     """Each file in a fence longer than any backtick run inside it, so no content can close it early."""
     if not contents:
@@ -151,7 +116,7 @@ class FileReader:
             return bundle
         if not self.rules.roots:
             raise FileRefusedError(self._refusal(requests[0], self.rules.no_roots_reason or "no root is configured"))
-        choices = _Choices(self.rules.max_files)
+        choices = Choices(self.rules.max_files)
         walker = self._walker(deadline)
         for request in requests:
             if not request.strip():
@@ -163,7 +128,7 @@ class FileReader:
             else:
                 choices.add(self._named(request), request)
         self._read_all(choices, context_chars, deadline, bundle)
-        bundle.warnings += _warnings(choices.skips)
+        bundle.warnings += warnings(choices)
         return bundle
 
     def _walker(self, deadline: Deadline | None) -> Walker:
@@ -192,7 +157,7 @@ class FileReader:
         return bool(GLOB_CHARS.search(request)) and not any((r / request).exists() for r in self.rules.roots)
 
     def _refusal(self, path: str, why: str) -> str:
-        return f"files: cannot read {_cut(path)!r}: {why}. No provider was called."
+        return f"files: cannot read {cut(path)!r}: {why}. No provider was called."
 
     def _outside(self, request: str, real: str) -> FileRefusedError:
         """One answer for every path outside the roots, whether or not it exists, so none can be probed."""
@@ -202,7 +167,7 @@ class FileReader:
         why = f"it is outside the allowed roots ({roots}), after resolving '..' and symlinks"
         return FileRefusedError(self._refusal(request, why))
 
-    def _named(self, request: str) -> _Choice:
+    def _named(self, request: str) -> Choice:
         """One named file: it must lie under a root (decided before anything is said about whether it exists), exist,
         be a regular file and not look secret."""
         candidates = [Path(request)] if Path(request).is_absolute() else [root / request for root in self.rules.roots]
@@ -236,7 +201,7 @@ class FileReader:
                 )
             )
         shown = os.path.normpath(request) if not Path(request).is_absolute() else str(path)
-        return _Choice(shown, real, root, None)
+        return Choice(shown, real, root, None)
 
     def _secret(self, path: str, real: str, root: str) -> bool:
         """Secret by the name it was asked for or by what it resolves to (a symlink cannot launder a key)."""
@@ -246,7 +211,7 @@ class FileReader:
         names.append(lexical[len(os.path.join(lexical_root, "")) :] if lexical_root else os.path.basename(lexical))
         return any(is_secret(PurePosixPath(name.replace(os.sep, "/")), self.rules.allow) for name in names)
 
-    def _glob(self, pattern: str, walker: Walker, choices: _Choices) -> None:
+    def _glob(self, pattern: str, walker: Walker, choices: Choices) -> None:
         """The readable files a pattern matches under the roots; secrets and escapes are skipped, and said."""
         found, start = 0, len(choices.items)
         try:
@@ -261,14 +226,14 @@ class FileReader:
                         choices.skip(pattern, "unreadable", f"{hit.shown}: {SHORT['special']}")
                     else:
                         found += 1
-                        choices.add(_Choice(hit.shown, hit.real, root, pattern), pattern)
+                        choices.add(Choice(hit.shown, hit.real, root, pattern), pattern)
         except WalkStopped as stop:
             raise FileRefusedError(self._refusal(pattern, str(stop))) from None
         choices.items[start:] = sorted(choices.items[start:], key=lambda choice: choice.shown)
         if not found:
             where = ", ".join(map(str, self.rules.roots))
             said = [f"{path} ({WHY[kind]})" for kind, paths in choices.skips.get(pattern, {}).items() for path in paths]
-            skipped = f"; skipped {_some(sorted(said))}" if said else ""
+            skipped = f"; skipped {some(sorted(said))}" if said else ""
             why = f"the pattern matches no readable file (looked under: {where}{skipped})"
             raise FileRefusedError(self._refusal(pattern, why))
 
@@ -294,7 +259,7 @@ class FileReader:
             raise self._outside(pattern, real)
         return [(base, real, base)]
 
-    def _read_all(self, choices: _Choices, context_chars: int, deadline: Deadline | None, bundle: FileBundle) -> None:
+    def _read_all(self, choices: Choices, context_chars: int, deadline: Deadline | None, bundle: FileBundle) -> None:
         """Read the chosen files in order; a glob skips what it cannot give, a named file is refused instead."""
         budget = self.rules.max_total_chars - context_chars
         empty = {choice.pattern for choice in choices.items if choice.pattern is not None}
@@ -314,10 +279,10 @@ class FileReader:
             empty.discard(choice.pattern)
         for pattern in [p for p in choices.skips if p in empty]:  # every file this pattern found was skipped
             skipped = [shown for kind in ("unreadable", "credential") for shown in choices.skips[pattern].get(kind, [])]
-            why = f"the pattern matches no readable file (it skipped {_some(skipped)})"
+            why = f"the pattern matches no readable file (it skipped {some(skipped)})"
             raise FileRefusedError(self._refusal(pattern, why))
 
-    def _text(self, choice: _Choice, budget: int) -> str:
+    def _text(self, choice: Choice, budget: int) -> str:
         """The file's text. What cannot be given raises _Skip for a glob's file, FileRefusedError for a named one.
         Never reads more than the limits allow; the size on disk is checked first."""
         limit = self.rules.max_file_chars
@@ -343,7 +308,7 @@ class FileReader:
             raise self._cannot(choice, "credential", kind, why)
         return text
 
-    def _cannot(self, choice: _Choice, kind: str, short: str, why: str) -> Exception:
+    def _cannot(self, choice: Choice, kind: str, short: str, why: str) -> Exception:
         """A glob's file is skipped (said in the warnings); a named file refuses the call."""
         return FileRefusedError(self._refusal(choice.shown, why)) if choice.pattern is None else _Skip(short, kind)
 
@@ -357,30 +322,3 @@ class _Skip(Exception):
     def __init__(self, why: str, kind: str) -> None:
         super().__init__(why)
         self.kind = kind
-
-
-def _warnings(skips: dict[str, dict[str, list[str]]]) -> list[str]:
-    """What each glob skipped, one sentence per kind of skip."""
-    said = {
-        "secret": "skipped {n} credential-like file(s) ({some}); DELEGATE_FILE_ALLOW can allow them",
-        "outside": "skipped {n} file(s) that resolve outside the allowed roots ({some})",
-        "loop": "did not follow {n} symlinked folder(s) that loop back to a folder above them ({some})",
-        "unreadable": "skipped {n} file(s) too big, binary or unreadable ({some})",
-        "credential": "skipped {n} file(s) holding what looks like a credential ({some}); DELEGATE_FILE_ALLOW can "
-        "allow them",
-    }
-    return [
-        f"files: {pattern!r} " + said[kind].format(n=len(paths), some=_some(sorted(paths)))
-        for pattern, kinds in skips.items()
-        for kind, paths in kinds.items()
-    ]
-
-
-def _cut(text: str, most: int = 200) -> str:
-    """A caller's path as echoed in a message: at most `most` characters."""
-    return text if len(text) <= most else text[:most] + "…"
-
-
-def _some(paths: list[str], shown: int = 3) -> str:
-    more = f", and {len(paths) - shown} more" if len(paths) > shown else ""
-    return ", ".join(paths[:shown]) + more

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -335,3 +336,16 @@ def test_a_fifo_swapped_in_is_refused_without_blocking(project: Path) -> None:
     os.mkfifo(path)  # opening a FIFO for reading with no writer would block for ever without O_NONBLOCK
     with pytest.raises(Unreadable, match="not a regular file"):
         read_text(str(project.resolve()), str(path.resolve()), 1_000, 1_000)
+
+
+def test_a_glob_skipping_many_files_keeps_a_count_and_names_a_few(project: Path) -> None:
+    for number in range(60):
+        (project / f".env.{number:02}").write_text("KEY=value\n")
+    bundle = reader(project).read(["*"])
+    assert [path for path, _ in bundle.contents] == ["README.md"]
+    assert len(bundle.warnings) == 1
+    assert re.fullmatch(
+        r"files: '\*' skipped 60 credential-like file\(s\) \((\.env\.\d\d, ){3}and 57 more\); "
+        r"DELEGATE_FILE_ALLOW can allow them",
+        bundle.warnings[0],
+    ), bundle.warnings[0]
