@@ -20,6 +20,7 @@ ENV_NAMES: dict[str, str] = {
     "max_task_chars": "DELEGATE_MAX_TASK_CHARS",
     "max_context_chars": "DELEGATE_MAX_CONTEXT_CHARS",
     "file_roots": "DELEGATE_FILE_ROOTS",
+    "file_roots_allow_wide": "DELEGATE_FILE_ROOTS_ALLOW_WIDE",
     "file_allow": "DELEGATE_FILE_ALLOW",
     "max_file_chars": "DELEGATE_MAX_FILE_CHARS",
     "max_files": "DELEGATE_MAX_FILES",
@@ -88,6 +89,8 @@ class Settings(BaseModel):
     file_roots: str | None = None
     """Folders `files` may be read from (os.pathsep-separated); default the working directory unless it is / or
     the home folder. Over stdio the client's MCP roots are added."""
+    file_roots_allow_wide: bool = False
+    """Let DELEGATE_FILE_ROOTS name /, the home folder or a folder above it (never a root otherwise)."""
     file_allow: str | None = None
     """Comma-separated glob patterns of credential-looking files that may be read anyway (e.g. ".env.example")."""
     max_file_chars: int = Field(500_000, gt=0)

@@ -59,7 +59,9 @@ class FileRoots:
     @classmethod
     def from_settings(cls, settings: Settings) -> FileRoots:
         """Read once at start-up: the working directory is the one the client started us in, like the keys."""
-        roots, reason = configured_roots(settings.file_roots, Path.cwd(), Path.home())
+        roots, reason = configured_roots(
+            settings.file_roots, Path.cwd(), Path.home(), settings.file_roots_allow_wide
+        )
         for missing in [p for p in roots if not p.is_dir()]:
             logger.warning("DELEGATE_FILE_ROOTS names %s, which is not a folder; no file is read from it", missing)
         return cls(roots, reason)
@@ -125,17 +127,20 @@ class Prepare:
             raise InvalidInputError("background needs jobs, which are off (DELEGATE_JOBS=off): call without it.")
         if request.background and self._jobs.full():
             raise self._jobs.full_error()
-        bundle = await self.read_files(request.files, request.context, request.client_roots)
+        bundle = await self.read_files(request.files, request.context, request.client_roots, deadline)
         await self._startup.wait(deadline)
         return Prepared(deadline, bundle, thread)
 
-    async def read_files(self, files: Sequence[str], context: str, client_roots: Sequence[Path] = ()) -> FileBundle:
-        """Resolve and read the call's files on a worker thread; refused files raise before any provider call."""
+    async def read_files(
+        self, files: Sequence[str], context: str, client_roots: Sequence[Path] = (), deadline: Deadline | None = None
+    ) -> FileBundle:
+        """Resolve and read the call's files on a worker thread within its deadline; refused files raise before any
+        provider call."""
         if not files:
             return FileBundle()
         reader = FileReader(file_rules(self._settings, self._roots, client_roots))
         # A cancelled call does not wait for a slow glob to finish walking its folders.
-        return await anyio.to_thread.run_sync(reader.read, list(files), len(context), abandon_on_cancel=True)
+        return await anyio.to_thread.run_sync(reader.read, list(files), len(context), deadline, abandon_on_cancel=True)
 
     async def thread(self, thread_id: str | None) -> Thread | None:
         """The conversation a call continues (UnknownThreadError when there is none), or None for a new one."""
