@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.calling import llm
+from server.calling import pricing
 from server.calling.chain import estimate_tokens, usable_models
 from server.commands.calibration import task_head
 from server.delegation import Delegator, classifier_text, specialist_messages
@@ -15,9 +15,10 @@ def estimate_cost(delegator: Delegator, name: str, task: str, context: str, outp
     """What the specialist call would cost: its first usable model's prices times the estimated tokens."""
     spec = delegator.catalog.get(name)
     models = usable_models(spec, delegator.environ)
-    model = (models or list(spec.chain))[0].model
+    ref = (models or list(spec.chain))[0]
+    model = ref.model
     input_tokens = estimate_tokens(specialist_messages(spec, task, context))
-    rates = llm.price(model)
+    rates = pricing.ref_rates(ref, delegator.environ)
     cost = None if rates is None else round(input_tokens * rates[0] + output_tokens * rates[1], 8)
     return {
         "model": model,
