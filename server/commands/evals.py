@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from server.catalog import Catalog
 from server.commands.calibration import calibration, format_calibration, task_head, wilson
 from server.delegation import Delegator, classifier_text, specialist_messages
 from server.errors import ConfigError, DelegateError
+from server.quality.stats import percentile
 
 PATHS = ("classifier", "router", "default", "feedback")
 
@@ -145,15 +145,6 @@ async def _run_case(delegator: Delegator, case: EvalCase, full: bool, remembered
         )
     except DelegateError as exc:
         return CaseResult(case, None, None, 0.0, None, error=str(exc))
-
-
-def percentile(values: list[float], share: float) -> float | None:
-    """The nearest-rank percentile; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(share * len(ordered)))
-    return round(ordered[rank - 1], 3)
 
 
 def summarise(
