@@ -159,6 +159,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     threads.add_argument("thread_id", nargs="?", metavar="ID", help="the thread, for show and delete")
     threads.add_argument("--limit", type=int, default=50, help="how many threads to list (default 50)")
     threads.add_argument("--json", action="store_true", help="print JSON (the list, or the transcript)")
+    from server.commands.compare import add_arguments as compare_arguments
+
+    compare_arguments(commands.add_parser("compare", parents=[common], help="compare models on your own tasks"))
     stats = commands.add_parser("stats", parents=[common], help="summarise a decision log")
     stats.add_argument("log", type=Path, help="the decision log file (DELEGATE_LOG)")
     stats.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -211,6 +214,10 @@ def run(argv: list[str] | None) -> int:
             return show_stats(args)
         if args.command == "threads":
             return run_threads(settings, environ, args)
+        if args.command == "compare":
+            from server.commands.compare import run_compare
+
+            return exit_now(run_compare(settings, catalog, environ, args))
         if settings.classifier and settings.classifier_examples:
             from server.delegation import training_examples
 
