@@ -351,7 +351,7 @@ def test_apply_writes_the_recommended_chain_shows_the_diff_and_keeps_a_backup(
     )
     assert done.returncode == 0, done.stderr
     assert "Recommendation: openai/sim-third@0.1/0.4" in done.stdout
-    assert "-model: openai/sim-right@3/15" in done.stdout and '+model: "openai/sim-third"' in done.stdout
+    assert "-model: openai/sim-right@3/15" in done.stdout and '+model: "openai/sim-third@0.1/0.4"' in done.stdout
     assert "Wrote" in done.stderr and "Worst case: $" in done.stderr
     chain = load_catalog({}, folder).get("coder").chain
     assert [ref.label for ref in chain] == ["openai/sim-third@0.1/0.4", "openai/sim-right@3/15"]

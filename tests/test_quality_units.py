@@ -166,7 +166,7 @@ def test_apply_rewrites_only_the_chain_and_keeps_a_backup(tmp_path: Path) -> Non
         ModelRef(model="openai/mid"),
     ]
     change = plan_change(path, chain)
-    assert "-model: openai/big" in change.diff and '+model: "openai/small"' in change.diff
+    assert "-model: openai/big" in change.diff and '+model: "openai/small@0.1/0.4"' in change.diff
     assert "temperature: 0.2" in change.new and "# the chain below was guessed" in change.new
     assert "model_env: CODE_MODEL" in change.new and 'examples:\n  - "Fix this"' in change.new
     write_change(change)
@@ -177,3 +177,18 @@ def test_apply_rewrites_only_the_chain_and_keeps_a_backup(tmp_path: Path) -> Non
 def test_apply_refuses_a_file_it_cannot_rewrite_safely() -> None:
     with pytest.raises(ConfigError, match="no 'model:' line"):
         rewrite("---\nname: x\n---\nbody\n", [ModelRef(model="openai/a")], "x.md")
+
+
+def test_apply_writes_tiny_prices_as_plain_digits(tmp_path: Path) -> None:
+    path = tmp_path / "coder.md"
+    path.write_text(SPEC)
+    chain = [ModelRef(model="openai/tiny@0.00001/0.00002"), ModelRef(model="openai/mid")]
+    change = plan_change(path, chain)  # it checks that the new file loads with exactly this chain
+    assert '+model: "openai/tiny@0.00001/0.00002"' in change.diff
+
+
+def test_the_shipped_example_tasks_read_with_the_builtin_specialists() -> None:
+    shipped = Path(__file__).resolve().parent.parent / "specialists" / "compare-example.jsonl"
+    tasks = read_tasks(shipped, ["coder", "writer", "generalist"])
+    assert len(tasks) >= 15 and all(task.checks or task.reference for task in tasks)
+    assert {task.specialist for task in tasks} == {"coder", "writer", "generalist"}

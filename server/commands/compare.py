@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any, TextIO
 import anyio
 from pydantic import ValidationError
 
+from server.calling import llm
 from server.calling.chain import ChainRunner
 from server.calling.cooldown import Cooldowns
 from server.calling.providers import availability
@@ -29,6 +31,7 @@ from server.quality.bakeoff import (
     answer_worst_case,
     capped_answer,
     models_of,
+    verdict_key,
     verdict_worst_case,
 )
 from server.quality.judge import judge_specialist
@@ -102,6 +105,9 @@ def run_compare(settings: Settings, catalog: Catalog, environ: Mapping[str, str]
         raise ConfigError("--apply writes a specialist's chain: name it with --specialist NAME.")
     if args.apply:
         check_writable(catalog.get(args.specialist))
+    # litellm's import and its first-call imports, while the plan is checked: latencies then measure the models
+    importing = threading.Thread(target=llm.prime, name="litellm-prime", daemon=True)
+    importing.start()
     plan, left_out = build_plan(settings, catalog, environ, args)
     store = open_store(settings, environ)
     try:
@@ -123,6 +129,7 @@ def run_compare(settings: Settings, catalog: Catalog, environ: Mapping[str, str]
             anyio.CapacityLimiter(args.concurrency),
         )
         bakeoff = Bakeoff(plan, runner, book, cap)
+        importing.join()
         show = progress_bar(sys.stderr) if sys.stderr.isatty() else lambda done, total: None
         try:
             outcome = anyio.run(lambda: bakeoff.run(args.concurrency, show))
@@ -303,21 +310,26 @@ def preview_run(plan: Plan, book: CompareBook) -> Preview:
     answers = verdicts = kept = unpriced = 0
     worst = 0.0
     for task in plan.tasks:
+        texts: dict[str, str] = {}
         for who in models_of(plan):
-            if book.answer(answer_key(plan, task, who)) is not None:
-                kept += 1
+            found = book.answer(answer_key(plan, task, who))
+            if found is not None:
+                kept, texts[who.label] = kept + 1, str(found.get("text", ""))
                 continue
             answers += 1
             cost = answer_worst_case(plan, task, who)
             worst, unpriced = worst + (cost or 0.0), unpriced + (cost is None)
-        if plan.judge is None or (task.reference is None and plan.reference is None):
-            continue
-        for who in plan.candidates:
+        reference = task.reference or (texts.get(plan.reference.label) if plan.reference else None)
+        for who in plan.candidates if plan.judge and (task.reference or plan.reference) else []:
             if task.reference is None and who == plan.reference:
                 continue
-            verdicts += 1  # a verdict kept from before is only known once its answers are: counted at its cap
-            longest = capped_answer(plan, task)
-            cost = verdict_worst_case(plan, task, longest, task.reference or longest)
+            mine = texts.get(who.label)
+            if mine is not None and reference is not None and book.verdict(verdict_key(plan, task, mine, reference)):
+                continue
+            verdicts += 1  # an answer still to come may be as long as its cap
+            cost = verdict_worst_case(
+                plan, task, mine or capped_answer(plan, task), reference or capped_answer(plan, task)
+            )
             worst, unpriced = worst + (cost or 0.0), unpriced + (cost is None)
     return Preview(answers, verdicts, kept, worst, unpriced)
 

@@ -9,6 +9,7 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 from server.catalog import ModelRef, parse_specialist
@@ -30,24 +31,29 @@ class Change:
     backup: Path
 
 
-def _entry(ref: ModelRef) -> dict[str, object]:
-    """A chain entry as a mapping (only the keys it sets)."""
-    entry: dict[str, object] = {"model": ref.model}
-    if ref.api_base:
-        entry["api_base"] = ref.api_base
-    if ref.api_key_env:
-        entry["api_key_env"] = ref.api_key_env
-    if ref.price:
-        entry["price"] = ref.price.model_dump()
-    return entry
+def _number(value: float) -> str:
+    """A price as plain digits (never 1e-05, which MODEL@IN/OUT would not read)."""
+    text = format(Decimal(repr(value)), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _id(ref: ModelRef) -> str:
+    """The model id with its price after it (MODEL@IN/OUT) when it has one."""
+    if ref.price is None:
+        return ref.model
+    return f"{ref.model}@{_number(ref.price.input_per_mtok)}/{_number(ref.price.output_per_mtok)}"
 
 
 def chain_block(chain: list[ModelRef]) -> list[str]:
-    """The front-matter lines for a chain, as JSON flow values (valid YAML, and nothing in them is reinterpreted)."""
-    first = _entry(chain[0])
-    lines = [f"{name}: {json.dumps(value)}" for name, value in first.items()]
+    """The front-matter lines for a chain; values written as JSON strings and mappings (valid YAML, and nothing
+    in them is reinterpreted), prices after the ids."""
+    first = chain[0]
+    lines = [f"model: {json.dumps(_id(first))}"]
+    lines += [f"{name}: {json.dumps(value)}" for name in ("api_base", "api_key_env") if (value := getattr(first, name))]
     lines.append("fallbacks:" + ("" if chain[1:] else " []"))
-    lines += [f"  - {json.dumps(_entry(ref))}" for ref in chain[1:]]
+    for ref in chain[1:]:
+        where = {name: value for name in ("api_base", "api_key_env") if (value := getattr(ref, name))}
+        lines.append(f"  - {json.dumps({'model': _id(ref), **where} if where else _id(ref))}")
     return lines
 
 
