@@ -7,10 +7,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import jsonschema
-from jsonschema.exceptions import SchemaError
-from jsonschema.validators import validator_for
-
 KINDS = ("contains", "not_contains", "regex", "equals", "json_schema", "max_chars")
 _FENCED = re.compile(r"\A```[A-Za-z0-9_-]*[ \t]*\n(.*?)\n?```\Z", re.DOTALL)
 REASON_CHARS = 120
@@ -73,6 +69,10 @@ def _pattern(value: Any, where: str) -> re.Pattern[str]:
 
 def _validator(schema: Any, where: str) -> Any:
     """A validator for the schema's own draft ($schema), 2020-12 when it names none; the schema is checked first."""
+    import jsonschema  # only for files with a json_schema check: the server's start-up never pays for it
+    from jsonschema.exceptions import SchemaError
+    from jsonschema.validators import validator_for
+
     if not isinstance(schema, (dict, bool)):
         raise ValueError(f"{where}: json_schema takes a JSON Schema object")
     cls = validator_for(schema, default=jsonschema.Draft202012Validator)
