@@ -367,3 +367,45 @@ def test_apply_refuses_a_built_in_specialist_before_anything_is_spent(
     with pytest.raises(ConfigError, match="built-in specialist"):
         compare(argv, on_sim, None, capsys, data_dir=tmp_path / "data")  # the built-ins
     assert sim.history == []
+
+
+def echo_code_word(body: dict[str, Any]) -> str:
+    found = re.search(r"code word is (\w+)", json.dumps(body["messages"]))
+    return found[1] if found else "no idea"
+
+
+def test_a_tasks_files_are_read_as_the_tools_read_them_and_a_refused_one_costs_nothing(
+    sim: ProviderSimulator,
+    on_sim: dict[str, str],
+    specialists_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "notes.txt").write_text("The code word is PELICAN.")
+    (project / ".env").write_text("OPENAI_API_KEY=sk-secret")
+    sim.set_default("sim-echo", responder=echo_code_word)
+    tasks = tmp_path / "files.jsonl"
+    tasks.write_text(json.dumps({"task": "The code word?", "files": ["notes.txt"], "checks": [{"equals": "PELICAN"}]}))
+    argv = [str(tasks), "--models", "openai/sim-echo"]
+    _, report = compare(argv, on_sim, specialists_dir, capsys, file_roots=str(project))
+    assert rows(report)["openai/sim-echo"]["passed"] == 1
+    tasks.write_text(tasks.read_text() + "\n" + json.dumps({"task": "And here?", "files": [".env"]}) + "\n")
+    asked = sim.count("sim-echo")
+    with pytest.raises(ConfigError, match=r"files\.jsonl:2: files: .*\.env"):
+        compare(argv, on_sim, specialists_dir, capsys, file_roots=str(project))
+    assert sim.count("sim-echo") == asked
+
+
+def test_a_chain_model_without_a_key_is_left_out_and_the_rest_are_compared(
+    sim: ProviderSimulator, on_sim: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "only.md").write_text(
+        "---\nname: only\ndescription: d\nmodel: openai/sim-right\nfallbacks: [anthropic/claude-haiku-4-5]\n"
+        "default: true\n---\nYou answer.\n"
+    )
+    _, report = compare([str(write_tasks(tmp_path, 2)), "--specialist", "only"], on_sim, folder, capsys)
+    assert [row["model"] for row in report["specialists"]["only"]["models"]] == ["openai/sim-right"]
