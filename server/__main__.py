@@ -11,7 +11,7 @@ from typing import Any
 
 from server import __version__
 from server.catalog import load_catalog
-from server.commands import ask, doctor, evaluate, feedback, route, serve, specialists, stats, threads
+from server.commands import ask, compare, doctor, evaluate, feedback, route, serve, specialists, stats, threads
 from server.commands.base import EXIT_CONFIG, EXIT_OK, Command, Invocation, exit_now
 from server.delegation import Delegator
 from server.errors import ConfigError, StoreError
@@ -31,6 +31,7 @@ COMMANDS: dict[str, Command] = {
         evaluate.COMMAND,
         doctor.COMMAND,
         threads.COMMAND,
+        compare.COMMAND,
         stats.COMMAND,
     )
 }

@@ -11,13 +11,14 @@ from typing import Any
 
 import anyio
 
-from server.calling import llm
+from server.calling import pricing
 from server.calling.chain import estimate_tokens, usable_models
 from server.catalog import Catalog
-from server.commands.calibration import calibration, format_calibration, percentile, task_head, wilson
+from server.commands.calibration import calibration, format_calibration, task_head, wilson
 from server.delegation import Delegator
 from server.errors import ConfigError, DelegateError
 from server.pipeline.messages import specialist_messages
+from server.quality.stats import percentile
 from server.routing.lifecycle import classifier_text
 
 PATHS = ("classifier", "router", "default", "feedback")
@@ -252,7 +253,7 @@ def estimate_costs(
         costs = {}
         for spec in catalog:
             models = usable_models(spec, environ) or list(spec.chain)
-            rates = llm.price(models[0].model)
+            rates = pricing.ref_rates(models[0], environ)
             if rates:
                 tokens = estimate_tokens(specialist_messages(spec, result.case.task, result.case.context))
                 costs[spec.name] = tokens * rates[0] + output_tokens * rates[1]

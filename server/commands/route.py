@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 
-from server.calling import llm
+from server.calling import pricing
 from server.calling.chain import estimate_tokens, usable_models
 from server.commands.base import (
     EXIT_CALL_FAILED,
@@ -66,9 +66,10 @@ def estimate_cost(delegator: Delegator, name: str, task: str, context: str, outp
     """What the specialist call would cost: its first usable model's prices times the estimated tokens."""
     spec = delegator.catalog.get(name)
     models = usable_models(spec, delegator.environ)
-    model = (models or list(spec.chain))[0].model
+    ref = (models or list(spec.chain))[0]
+    model = ref.model
     input_tokens = estimate_tokens(specialist_messages(spec, task, context))
-    rates = llm.price(model)
+    rates = pricing.ref_rates(ref, delegator.environ)
     cost = None if rates is None else round(input_tokens * rates[0] + output_tokens * rates[1], 8)
     return {
         "model": model,
