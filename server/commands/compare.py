@@ -8,14 +8,8 @@ from pathlib import Path
 
 from server.catalog import Catalog
 from server.commands.base import Command, Invocation, Subcommands
+from server.quality.defaults import CONFIRM_ABOVE_USD, DEFAULT_CONCURRENCY
 from server.settings import Settings
-
-DEFAULT_CONCURRENCY = 4
-"""Calls in flight at once: enough to finish soon, few enough to stay under most providers' rate limits."""
-CONFIRM_ABOVE_USD = 1.0
-"""A run whose worst case is above this needs --yes (or a --max-cost-usd below it)."""
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 130
-
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,7 +20,6 @@ from server.calling.chain import ChainRunner
 from server.calling.cooldown import Cooldowns
 from server.calling.providers import availability
 from server.catalog import Catalog, ModelRef, Specialist
-from server.commands.compare import CONFIRM_ABOVE_USD, EXIT_FAILED, EXIT_OK, EXIT_STOPPED
 from server.errors import ConfigError, InvalidInputError
 from server.files import FileReader, FileRules, configured_roots, resolved_roots, split_list
 from server.quality import apply
@@ -35,6 +34,7 @@ from server.quality.bakeoff import (
     verdict_key,
     verdict_worst_case,
 )
+from server.quality.defaults import CONFIRM_ABOVE_USD
 from server.quality.judge import judge_specialist
 from server.quality.report import format_report, summarise
 from server.quality.spend import SpendCap
@@ -44,6 +44,8 @@ from server.settings import Settings
 from server.store.budget import DailyBudget
 from server.store.compare_book import CompareBook
 from server.store.factory import open_store
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 130
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,7 @@ def build_plan(
 
     specialists = {t.line: answered_as(t.specialist) for t in chosen}
     files = read_files(settings, args.tasks, chosen)
-    from server.delegation import specialist_messages  # the messages a real call to that specialist sends
+    from server.pipeline.messages import specialist_messages  # the messages a real call to that specialist sends
 
     messages = {
         t.line: specialist_messages(specialists[t.line], t.task, t.context, files.get(t.line, "")) for t in chosen
