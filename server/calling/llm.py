@@ -176,6 +176,11 @@ def _coalescing_handler(litellm: ModuleType) -> Any:
     return _handler
 
 
+def loaded() -> bool:
+    """Whether litellm is imported and set up, so a call need not wait for it."""
+    return _module is not None
+
+
 async def ready() -> ModuleType:
     """litellm, imported on a worker thread if it is not loaded yet (the event loop keeps serving meanwhile).
     Cancellable: a caller whose deadline runs out stops waiting, and the import goes on in the background."""
