@@ -159,34 +159,72 @@ def summarise(
     names = catalog.names
     total = len(results)
     correct = [r for r in results if r.predicted == r.case.expected]
-    specialists = {}
-    for name in names:
-        predicted = [r for r in results if r.predicted == name]
-        expected = [r for r in results if r.case.expected == name]
-        hits = sum(1 for r in predicted if r.case.expected == name)
-        specialists[name] = {
-            "precision": _ratio(hits, len(predicted)),
-            "recall": _ratio(hits, len(expected)),
-            "count": len(expected),
-            "predicted": len(predicted),
-        }
     confusion = {
         e: {p: sum(1 for r in results if r.case.expected == e and r.predicted == p) for p in names} for e in names
     }
-    paths = {}
-    for path in PATHS:
-        taken = [r for r in results if r.decided_by == path]
-        hits = sum(1 for r in taken if r.predicted == r.case.expected)
-        paths[path] = {
-            "coverage": _ratio(len(taken), total) or 0.0,
-            "count": len(taken),
-            "accuracy": _ratio(hits, len(taken)),
-            "accuracy_interval": wilson(hits, len(taken)),
-        }
-    router_runs = [r for r in results if r.decided_by == "router" or (r.decided_by == "default" and r.router_cost_usd)]
-    router_costs = [r.router_cost_usd for r in results if r.router_cost_usd is not None]
-    router_cost = round(sum(router_costs), 8) if router_costs else None
-    misroutes = [
+    return {
+        "tasks": total,
+        "accuracy": _ratio(len(correct), total),
+        "accuracy_interval": wilson(len(correct), total),
+        "errors": sum(1 for r in results if r.error),
+        "misroutes": misroutes(results),
+        "specialists": {name: _specialist_figures(results, name) for name in names},
+        "confusion": confusion,
+        "paths": {path: _path_figures(results, path) for path in PATHS},
+        "router": _router_figures(results),
+        "classifier": {
+            "threshold": threshold,
+            "decision_us": {"p50": percentile(classifier_us, 0.5), "p99": percentile(classifier_us, 0.99)},
+            "calibration": calibration(guesses) if guesses else None,
+        },
+        "cost_estimate": estimate_costs(results, catalog, environ, output_tokens),
+    }
+
+
+def _specialist_figures(results: list[CaseResult], name: str) -> dict[str, Any]:
+    """Precision and recall of one specialist."""
+    predicted = [r for r in results if r.predicted == name]
+    expected = [r for r in results if r.case.expected == name]
+    hits = sum(1 for r in predicted if r.case.expected == name)
+    return {
+        "precision": _ratio(hits, len(predicted)),
+        "recall": _ratio(hits, len(expected)),
+        "count": len(expected),
+        "predicted": len(predicted),
+    }
+
+
+def _path_figures(results: list[CaseResult], path: str) -> dict[str, Any]:
+    """How often one decision path decided, and how often it was right."""
+    taken = [r for r in results if r.decided_by == path]
+    hits = sum(1 for r in taken if r.predicted == r.case.expected)
+    return {
+        "coverage": _ratio(len(taken), len(results)) or 0.0,
+        "count": len(taken),
+        "accuracy": _ratio(hits, len(taken)),
+        "accuracy_interval": wilson(hits, len(taken)),
+    }
+
+
+def _router_figures(results: list[CaseResult]) -> dict[str, Any]:
+    """The router model's calls: how many, their latency and their cost."""
+    runs = [r for r in results if r.decided_by == "router" or (r.decided_by == "default" and r.router_cost_usd)]
+    costs = [r.router_cost_usd for r in results if r.router_cost_usd is not None]
+    cost = round(sum(costs), 8) if costs else None
+    return {
+        "calls": len(runs),
+        "latency_ms": {
+            "p50": percentile([r.routing_ms for r in runs], 0.5),
+            "p95": percentile([r.routing_ms for r in runs], 0.95),
+        },
+        "cost_usd": cost,
+        "cost_per_1k_tasks_usd": round(cost / len(results) * 1000, 6) if cost is not None else None,
+    }
+
+
+def misroutes(results: list[CaseResult]) -> list[dict[str, Any]]:
+    """Every task routed to another specialist than the one expected."""
+    return [
         {
             "line": r.case.line,
             "task": task_head(r.case.task),
@@ -198,31 +236,6 @@ def summarise(
         for r in results
         if r.predicted is not None and r.predicted != r.case.expected
     ]
-    return {
-        "tasks": total,
-        "accuracy": _ratio(len(correct), total),
-        "accuracy_interval": wilson(len(correct), total),
-        "errors": sum(1 for r in results if r.error),
-        "misroutes": misroutes,
-        "specialists": specialists,
-        "confusion": confusion,
-        "paths": paths,
-        "router": {
-            "calls": len(router_runs),
-            "latency_ms": {
-                "p50": percentile([r.routing_ms for r in router_runs], 0.5),
-                "p95": percentile([r.routing_ms for r in router_runs], 0.95),
-            },
-            "cost_usd": router_cost,
-            "cost_per_1k_tasks_usd": round(router_cost / total * 1000, 6) if router_cost is not None else None,
-        },
-        "classifier": {
-            "threshold": threshold,
-            "decision_us": {"p50": percentile(classifier_us, 0.5), "p99": percentile(classifier_us, 0.99)},
-            "calibration": calibration(guesses) if guesses else None,
-        },
-        "cost_estimate": estimate_costs(results, catalog, environ, output_tokens),
-    }
 
 
 def estimate_costs(
