@@ -14,8 +14,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from server.calling.cli.presets import cli_entry_problem
 from server.errors import ConfigError, UnknownSpecialistError
 
 MAX_FILE_BYTES = 1_000_000  # a specialist file is a page of instructions; more is a mistake or a trap
@@ -37,6 +38,19 @@ class ModelRef(BaseModel):
     model: NonEmpty
     api_base: str | None = Field(None, pattern=r"^https?://")
     api_key_env: str | None = Field(None, pattern=ENV_NAME_PATTERN)
+    cli_model: str | None = Field(None, min_length=1, max_length=200)
+    """cli/ entries: the CLI's own model name (its --model)."""
+    flags: tuple[str, ...] = ()
+    """cli/ entries: extra flags, each on the CLI's allow-list (docs/cli-agents.md)."""
+    command: tuple[NonEmpty, ...] = ()
+    """cli/custom: the program and its arguments; the prompt goes on stdin."""
+
+    @model_validator(mode="after")
+    def _cli_settings_fit_the_entry(self) -> ModelRef:
+        problem = cli_entry_problem(self.model, self.cli_model, self.flags, self.command)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class SpecialistFile(BaseModel):
@@ -55,6 +69,11 @@ class SpecialistFile(BaseModel):
     api_base: str | None = Field(None, pattern=r"^https?://")
     api_key_env: str | None = Field(None, pattern=ENV_NAME_PATTERN)
     default: bool = False
+    cli_model: str | None = Field(None, min_length=1, max_length=200)
+    flags: list[str] = Field(default_factory=list)
+    command: list[NonEmpty] = Field(default_factory=list)
+    allow_edits: bool = False
+    """The only way to let a cli/ model change files (a tool argument never can)."""
 
     @field_validator("fallbacks", mode="before")
     @classmethod
@@ -78,6 +97,8 @@ class Specialist:
     default: bool
     model_env: str | None
     source: str
+    allow_edits: bool = False
+    """cli/ models may change files in their working directory (the specialist file said allow_edits: true)."""
 
     @property
     def tool_name(self) -> str:
@@ -136,7 +157,19 @@ def parse_specialist(text: str, source: str, environ: Mapping[str, str]) -> Spec
     if not instructions:
         raise ConfigError(f"{source}: the instructions (the Markdown body after the front matter) are empty.")
     primary = environ.get(spec.model_env, "").strip() if spec.model_env else ""
-    chain = [ModelRef(model=primary or spec.model, api_base=spec.api_base, api_key_env=spec.api_key_env)]
+    try:
+        chain = [
+            ModelRef(
+                model=primary or spec.model,
+                api_base=spec.api_base,
+                api_key_env=spec.api_key_env,
+                cli_model=spec.cli_model,
+                flags=tuple(spec.flags),
+                command=tuple(spec.command),
+            )
+        ]
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: " + _describe(exc).replace("field 'front matter'", "field 'model'")) from None
     chain += [ref for ref in spec.fallbacks if ref not in chain]
     return Specialist(
         name=spec.name,
@@ -149,6 +182,7 @@ def parse_specialist(text: str, source: str, environ: Mapping[str, str]) -> Spec
         default=spec.default,
         model_env=spec.model_env,
         source=source,
+        allow_edits=spec.allow_edits,
     )
 
 
