@@ -281,10 +281,11 @@ class CliAgents:
         """The sentence for a run that gave no answer, and the chain's kind of failure for it."""
         name = f"cli/{preset.name}"
         if exit.timed_out:
+            last = f"; its last step: {self._clean(transcript.last_step)}" if transcript.last_step else ""
             return llm.ProviderError(
                 "killed",
-                detail=f"killed at the deadline after {took_s:.0f} s, still working (its whole process group was "
-                "stopped; DELEGATE_ATTEMPT_TIMEOUT_S, or DELEGATE_JOB_MAX_S for a job)",
+                detail=f"killed at the deadline after {took_s:.0f} s, still working{last} (its whole process group "
+                "was stopped; DELEGATE_ATTEMPT_TIMEOUT_S, or DELEGATE_JOB_MAX_S for a job)",
             )
         failure = transcript.failure
         if failure is None and preset.name == "gemini" and exit.code == 41:

@@ -34,8 +34,12 @@ class Transcript:
     output_tokens: int | None = None
     cost_usd: float | None = None
     failure: Failure | None = None
+    streamed: bool = False
+    """Text arrived as deltas (whole messages that repeat it are then not added again)."""
     finished: bool = False
     """The CLI said it was done (a result or a completed turn)."""
+    last_step: str | None = None
+    """The last thing the agent was seen doing (said when it is killed at the deadline)."""
     unreadable: str | None = None
     """The first line that was not the JSON this CLI should print."""
 
@@ -69,13 +73,15 @@ def classify(message: str, status: int | None = None) -> Failure:
     lowered = message.lower()
     if status is None and (found := _STATUS.search(message)):
         status = int(found.group(1))
-    if "not logged in" in lowered or "please run /login" in lowered or "auth method" in lowered:
+    if any(w in lowered for w in ("not logged in", "/login", "auth method", "missing environment variable")):
         return Failure("not_logged_in", message, status)
-    if status in (401, 403) or "unauthorized" in lowered or "invalid api key" in lowered:
+    if status in (401, 403) or any(w in lowered for w in ("unauthorized", "invalid api key", "api key not valid")):
         return Failure("auth", message, status)
     if status == 429 or any(w in lowered for w in ("rate limit", "quota", "usage limit", "too many requests")):
         return Failure("rate_limited", message, status)
-    if (status is not None and status >= 500) or "overloaded" in lowered or "server error" in lowered:
+    if (status is not None and status >= 500) or any(
+        w in lowered for w in ("overloaded", "server error", "high demand")
+    ):
         return Failure("server_error", message, status)
     return Failure("other", message, status)
 
@@ -88,10 +94,18 @@ def read_claude(line: dict[str, Any], into: Transcript) -> list[str]:
         into.version = line.get("claude_code_version") or into.version
     elif kind == "system" and line.get("subtype") == "api_retry":
         steps.append(f"retrying after {line.get('error_status') or line.get('error')}")
+    elif kind == "stream_event":
+        event = line.get("event") or {}
+        delta = event.get("delta") or {}
+        if event.get("type") == "content_block_delta" and delta.get("type") == "text_delta":
+            into.streamed = True
+            into.pieces.append(str(delta.get("text") or ""))
+        elif event.get("type") == "message_start" and into.pieces:
+            into.pieces.append("\n\n")
     elif kind == "assistant":
         message = line.get("message") or {}
         for block in message.get("content") or []:
-            if block.get("type") == "text" and block.get("text") and not line.get("error"):
+            if block.get("type") == "text" and block.get("text") and not line.get("error") and not into.streamed:
                 into.pieces.append(("\n\n" if into.pieces else "") + block["text"])
             elif block.get("type") == "tool_use":
                 steps.append(step(str(block.get("name")), block.get("input")))
@@ -180,7 +194,11 @@ def read_opencode(line: dict[str, Any], into: Transcript) -> list[str]:
     elif kind == "error":
         error = line.get("error") or {}
         data = error.get("data") or {}
-        into.failure = classify(str(data.get("message") or error.get("name") or "error"), data.get("statusCode"))
+        message = str(data.get("message") or error.get("name") or "error")
+        if error.get("name") == "ProviderAuthError":
+            into.failure = Failure("not_logged_in", message)
+        else:
+            into.failure = classify(message, data.get("statusCode"))
     return steps
 
 
@@ -204,4 +222,7 @@ def feed(name: str, raw: str, into: Transcript) -> list[str]:
         if into.unreadable is None:
             into.unreadable = stripped[:200]
         return []
-    return reader(line, into)
+    steps = reader(line, into)
+    if steps:
+        into.last_step = steps[-1]
+    return steps

@@ -98,7 +98,15 @@ def cli_name(model: str) -> str:
 
 def _claude(call: Call) -> list[str]:
     mode = "acceptEdits" if call.allow_edits else "plan"
-    argv = ["-p", "--output-format", "stream-json", "--verbose", "--permission-mode", mode]
+    argv = [
+        "-p",
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        "--include-partial-messages",
+        "--permission-mode",
+        mode,
+    ]
     argv += ["--disallowedTools", "WebFetch,WebSearch"]  # no network tools; plan mode already blocks the rest
     if call.cli_model:
         argv += ["--model", call.cli_model]
