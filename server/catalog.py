@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from server.calling.cli.presets import cli_entry_problem
+from server.calling.cli.presets import cli_entry_problem, installed
 from server.errors import ConfigError, UnknownSpecialistError
 
 MAX_FILE_BYTES = 1_000_000  # a specialist file is a page of instructions; more is a mistake or a trap
@@ -28,6 +28,7 @@ NonEmpty = Annotated[str, Field(min_length=1)]
 # The built-in files' front matter, already parsed, keyed by the SHA-256 of its text: start-up then needs neither
 # PyYAML's import nor a parse of some 400 examples. Any other text (your own files, an edited built-in) is parsed.
 PARSED_FRONT_MATTER = "front-matter.json"
+INVESTIGATOR = "examples/investigator.md"
 
 
 class ModelRef(BaseModel):
@@ -240,6 +241,9 @@ def load_catalog(environ: Mapping[str, str], directory: Path | None = None) -> C
         folder = resources.files("specialists")
         files = sorted((f for f in folder.iterdir() if f.name.endswith(".md")), key=lambda f: f.name)
         texts = [(f"specialists/{f.name}", f.read_text(encoding="utf-8")) for f in files]
+        if installed(environ):  # the investigator runs a coding-agent CLI first: offered only when one is here
+            example = folder.joinpath(INVESTIGATOR)
+            texts.append((f"specialists/{INVESTIGATOR}", example.read_text(encoding="utf-8")))
         source = "built-in"
     else:
         if not directory.is_dir():

@@ -3,6 +3,9 @@ command line, an environment with no key it was not given. No CLI is run here.""
 
 from __future__ import annotations
 
+import json
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -11,9 +14,11 @@ from server.calling.chain import describe_failure
 from server.calling.cli.agent import CliAgents, cli_availability, cli_root, find, prompt_text
 from server.calling.cli.presets import PRESETS, Call, opencode_config
 from server.calling.llm import ProviderError
-from server.catalog import ModelRef, parse_specialist
+from server.catalog import ModelRef, load_catalog, parse_specialist
+from server.commands.doctor import diagnose, format_rows
 from server.errors import ConfigError
 from server.settings import Settings
+from tests import cli_agents as C
 
 ENVIRON = {
     "PATH": "/usr/bin:/bin",
@@ -147,3 +152,28 @@ def test_a_cli_failure_is_shown_as_its_sentence_with_secrets_removed() -> None:
     error = ProviderError("auth", 401, "its credentials were rejected (401): key sk-ant-secret-0123456789 refused")
     text = describe_failure(error, ModelRef(model="cli/claude"), [ENVIRON["ANTHROPIC_API_KEY"]])
     assert text.startswith("its credentials were rejected (401)") and "secret-0123" not in text
+
+
+def test_the_investigator_is_offered_only_when_a_cli_is_installed(tmp_path: Path) -> None:
+    without = load_catalog({"PATH": str(tmp_path)})
+    assert "investigator" not in without.names
+    program = tmp_path / "gemini"
+    program.write_text("#!/bin/sh\n")  # only its presence matters here: nothing runs it
+    program.chmod(0o755)
+    offered = load_catalog({"PATH": str(tmp_path)})
+    assert offered.names[-1] == "investigator" and offered.default.name == "generalist"
+    assert [ref.model for ref in offered.get("investigator").chain][:3] == ["cli/claude", "cli/gemini", "cli/codex"]
+    assert offered.get("investigator").allow_edits is False
+
+
+async def test_doctor_lists_each_cli_found_with_its_version_and_login(tmp_path: Path) -> None:
+    claude = C.cli_path("claude")
+    home = C.home(tmp_path / "home", "claude")
+    (home / ".claude" / "settings.json").write_text(json.dumps({"apiKeyHelper": "echo sk-from-a-helper"}))
+    environ = {"PATH": os.environ["PATH"], "HOME": str(home), "DELEGATE_CLI_CLAUDE": str(claude)}
+    catalog = load_catalog(environ)
+    rows = await diagnose(catalog, Settings(), environ, send_ping=False)
+    row = next(r for r in rows if r["model"] == "cli/claude")
+    assert row["used_by"] == ["investigator"] and row["usable"]
+    assert re.search(r"· \d+\.\d+\.\d+ \(Claude Code\) · looks logged in$", row["key"]), row["key"]
+    assert "cli/claude" in format_rows(rows, catalog.source)

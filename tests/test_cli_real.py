@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
+from server.calling.cli.presets import PRESETS, Call
 from server.results import DelegateResult
 from tests import cli_agents as C
 from tests.sim import wire_anthropic, wire_gemini, wire_responses
@@ -208,3 +211,26 @@ async def test_a_follow_up_resumes_the_clis_own_session(name: str, tmp_path: Pat
         followed = json.dumps(sim.calls(setup.model)[-1])
         assert "The word is marmalade." in followed, "the CLI's session held the first turn"
         assert "<earlier-task>" not in followed, "the history came from the session, not from us"
+
+
+HELP = {"claude": ["--help"], "codex": ["exec", "--help"], "gemini": ["--help"], "opencode": ["run", "--help"]}
+
+
+@each_cli
+def test_every_flag_a_preset_passes_is_in_the_installed_clis_help(name: str, tmp_path: Path) -> None:
+    program = C.cli_path(name)
+    env = {"PATH": os.environ["PATH"], "HOME": str(C.home(tmp_path / "home", name)), "CODEX_HOME": str(tmp_path)}
+    shown = subprocess.run(
+        [str(program), *HELP[name]], capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL
+    )
+    text = shown.stdout + shown.stderr
+    preset = PRESETS[name]
+    passed = set()
+    for call in (Call(), Call(cli_model="m", resume="s", api_base="http://127.0.0.1:9", allow_edits=True)):
+        passed |= {arg.split("=", 1)[0] for arg in preset.argv(call) if arg.startswith("-") and arg != "-"}
+    missing = [
+        f for f in sorted(passed | preset.allowed_flags) if not re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", text)
+    ]
+    assert not missing, f"{name} --help does not show {missing}: the preset needs updating for this version"
+    if name == "codex":
+        assert re.search(r"^\s+resume\s", text, re.MULTILINE), "codex exec has no resume subcommand any more"

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+MAX_TEXT_CHARS = 2_000_000  # a custom CLI's answer is its output: this much is kept (answers are cut far sooner)
 MAX_STEP_CHARS = 120  # a progress message names the tool and the start of its input, no more
 
 
@@ -38,6 +39,8 @@ class Transcript:
     """Text arrived as deltas (whole messages that repeat it are then not added again)."""
     finished: bool = False
     """The CLI said it was done (a result or a completed turn)."""
+    kept_chars: int = 0
+    """Characters of a custom CLI's output kept as its answer so far."""
     last_step: str | None = None
     """The last thing the agent was seen doing (said when it is killed at the deadline)."""
     unreadable: str | None = None
@@ -209,7 +212,9 @@ def feed(name: str, raw: str, into: Transcript) -> list[str]:
     """Read one line of a CLI's output; the progress steps it shows. A custom CLI's output is the answer itself."""
     reader = READERS.get(name)
     if reader is None:
-        into.pieces.append(raw + "\n")
+        if into.kept_chars < MAX_TEXT_CHARS:
+            into.pieces.append(raw + "\n")
+            into.kept_chars += len(raw) + 1
         return []
     stripped = raw.strip()
     if not stripped:

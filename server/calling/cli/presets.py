@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,7 +167,6 @@ def opencode_config(call: Call) -> str:
     if call.api_base and call.cli_model and "/" in call.cli_model:
         provider, model = call.cli_model.split("/", 1)
         config["provider"] = {provider: {"options": {"baseURL": call.api_base}, "models": {model: {}}}}
-        config["small_model"] = call.cli_model  # titles go to the same endpoint, not to a model it does not know
     return json.dumps(config)
 
 
@@ -312,6 +312,18 @@ def base_environment(environ: Mapping[str, str], preset: Preset) -> dict[str, st
     child = {name: environ[name] for name in names if environ.get(name)}
     child.update(preset.fixed_env)
     return child
+
+
+def installed(environ: Mapping[str, str]) -> list[str]:
+    """The preset CLIs this environment has: on PATH, or named by DELEGATE_CLI_<NAME>."""
+    found = []
+    for name, preset in PRESETS.items():
+        named = environ.get(path_env_name(name), "").strip()
+        if name != CUSTOM and (
+            (named and os.access(named, os.X_OK)) or shutil.which(preset.binary, path=environ.get("PATH"))
+        ):
+            found.append(name)
+    return found
 
 
 def looks_logged_in(name: str, environ: Mapping[str, str]) -> bool | None:
