@@ -127,6 +127,10 @@ async def test_a_provider_fault_is_the_clis_failure_in_a_sentence_and_the_chain_
         sim.set_default(setup.model, "this answer breaks off in the middle of its stream", **behaviour)
         sim.set_default(FALLBACK, "the fallback's answer")
         result = await setup.ask()
+        if fault == "cut" and name == "claude":  # Claude Code recovers on its own: it asks again without streaming
+            assert result.output == "this answer breaks off in the middle of its stream"
+            assert [r["body"].get("stream") for r in sim.requests(setup.model)][-1] is not True
+            return
         assert result.output == "the fallback's answer" and result.model == f"openai/{FALLBACK}"
         failed = result.attempts[0]
         assert failed.model == f"cli/{name}" and not failed.ok and failed.billing == "subscription"

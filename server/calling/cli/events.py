@@ -76,12 +76,13 @@ def classify(message: str, status: int | None = None) -> Failure:
     lowered = message.lower()
     if status is None and (found := _STATUS.search(message)):
         status = int(found.group(1))
-    if any(w in lowered for w in ("not logged in", "/login", "auth method", "missing environment variable")):
-        return Failure("not_logged_in", message, status)
-    if status in (401, 403) or any(w in lowered for w in ("unauthorized", "invalid api key", "api key not valid")):
-        return Failure("auth", message, status)
+    # Quota first: Gemini CLI's quota message ends by suggesting "another /auth method".
     if status == 429 or any(w in lowered for w in ("rate limit", "quota", "usage limit", "too many requests")):
         return Failure("rate_limited", message, status)
+    if status in (401, 403) or any(w in lowered for w in ("unauthorized", "invalid api key", "api key not valid")):
+        return Failure("auth", message, status)
+    if any(w in lowered for w in ("not logged in", "/login", "auth method", "missing environment variable")):
+        return Failure("not_logged_in", message, status)
     if (status is not None and status >= 500) or any(
         w in lowered for w in ("overloaded", "server error", "high demand")
     ):
