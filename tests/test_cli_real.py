@@ -238,3 +238,17 @@ def test_every_flag_a_preset_passes_is_in_the_installed_clis_help(name: str, tmp
     assert not missing, f"{name} --help does not show {missing}: the preset needs updating for this version"
     if name == "codex":
         assert re.search(r"^\s+resume\s", text, re.MULTILINE), "codex exec has no resume subcommand any more"
+
+
+@pytest.mark.parametrize("name", ["claude", "gemini"])  # the two that stream their text as it is written
+async def test_what_a_cli_wrote_before_its_deadline_is_kept_as_the_partial_answer(name: str, tmp_path: Path) -> None:
+    with ProviderSimulator() as sim:
+        setup = Setup(tmp_path, name, sim, deadline_s=40, jobs=False)  # no time left for the fallback after it
+        sim.set_default(setup.model, "The first part arrives, then the model goes silent.", stream_stall_after=3)
+        result = await setup.ask()
+        assert result.truncated and result.model == f"cli/{name}"
+        assert result.output.startswith("The first part a") and "goes silent" not in result.output
+        assert "[... answer cut after" in result.output
+        assert result.attempts[0].error and result.attempts[0].error.startswith("killed at the deadline")
+        assert result.attempts[1].error == "skipped: the call's deadline was reached"
+        assert not processes_with_home(setup.home)
