@@ -166,6 +166,10 @@ async def test_a_cancelled_call_leaves_no_process_behind(name: str, tmp_path: Pa
                     await anyio.sleep(0.2)
             assert processes_with_home(setup.home)
             group.cancel_scope.cancel()
+        # The call ends at once; its job stops the CLI behind it: SIGTERM to the group, SIGKILL after 2 s.
+        with anyio.move_on_after(30):
+            while processes_with_home(setup.home):
+                await anyio.sleep(0.2)
         assert not processes_with_home(setup.home)
 
 
