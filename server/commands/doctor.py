@@ -80,7 +80,7 @@ def cli_rows(rows: list[dict[str, Any]], environ: Mapping[str, str]) -> list[dic
         found = find(ModelRef(model=f"cli/{name}"), environ)
         if found.path is None:
             continue
-        login = {True: "looks logged in", False: f"not logged in ({PRESETS[name].login})", None: "login not checked"}
+        login = {True: "looks logged in", False: f"not logged in: {PRESETS[name].login}", None: "login not checked"}
         facts = f"{found.path} · {version_of(found.path, environ)} · {login[looks_logged_in(name, environ)]}"
         row = next((r for r in rows if r["model"] == f"cli/{name}"), None)
         if row is None:
