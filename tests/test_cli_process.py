@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from server.calling.cli import process
+from server.delegation import Delegator
 from server.errors import AllModelsFailedError
 from tests import cli_agents as C
 from tests.test_cli_real import processes_with_home
@@ -22,7 +23,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def custom(tmp: Path, command: list[str], **overrides: object):  # type: ignore[no-untyped-def]
+def custom(tmp: Path, command: list[str], **overrides: object) -> tuple[Delegator, Path]:
     """A delegator whose only specialist runs `command` as cli/custom in tmp/project."""
     home = C.home(tmp / "home", "custom")
     folder = C.specialists(tmp / "specialists", [{"model": "cli/custom", "command": command}])

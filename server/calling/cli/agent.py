@@ -19,6 +19,7 @@ import anyio
 from server.calling import llm
 from server.calling.cli import events, process
 from server.calling.cli.presets import (
+    CODEX_PROVIDER_KEY,
     CUSTOM,
     PRESETS,
     Call,
@@ -183,14 +184,14 @@ class CliAgents:
         """The child's whole environment: base variables, the CLI's own settings, and the key the entry names."""
         env = base_environment(self._environ, preset)
         key_var = key_env_for(preset, call)
+        if preset.name == "codex" and call.api_base:
+            key_var = CODEX_PROVIDER_KEY  # the endpoint's own provider reads it; OpenAI's login is not used
         if call.has_key and ref.api_key_env and key_var:
             env[key_var] = self._environ[ref.api_key_env]
         if preset.name == "claude" and call.api_base:
             env["ANTHROPIC_BASE_URL"] = call.api_base
         if preset.name == "gemini" and call.api_base:
             env["GOOGLE_GEMINI_BASE_URL"] = call.api_base
-        if preset.name == "codex" and call.api_base and ref.api_key_env:
-            env["CODEX_ENDPOINT_KEY"] = self._environ.get(ref.api_key_env, "")
         if preset.name == "opencode":
             env["OPENCODE_CONFIG_CONTENT"] = opencode_config(call)
         return env
