@@ -87,3 +87,17 @@ async def test_output_past_the_bound_stops_the_cli(tmp_path: Path, monkeypatch: 
         await delegator.ask("investigator", "flood")
     assert "wrote more than 100,000 bytes and was stopped" in str(failed.value)
     assert not processes_with_home(home)
+
+
+async def test_one_cli_not_logged_in_does_not_skip_another(tmp_path: Path) -> None:
+    claude = C.cli_path("claude")  # the real one, with no login and no key
+    chain = [{"model": "cli/claude"}, {"model": "cli/custom", "command": ["/bin/echo", "the other CLI answered"]}]
+    folder = C.specialists(tmp_path / "specialists", chain)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(C.home(tmp_path / "home", "claude")),
+        "DELEGATE_CLI_CLAUDE": str(claude),
+    }
+    result = await C.delegator(tmp_path, env, folder, C.project(tmp_path / "project")).ask("investigator", "hello")
+    assert result.output.strip() == "the other CLI answered", "each CLI has its own login"
+    assert (result.attempts[0].error or "").startswith("not logged in: run `claude` once and log in with /login")

@@ -135,8 +135,9 @@ def backoff_s(try_number: int, retry_after_s: float | None, jitter: Callable[[],
 
 
 def _key_identity(ref: ModelRef) -> tuple[str, str | None, str | None]:
-    """Models that share a provider, endpoint and key env var share the key: one rejection covers them all."""
-    return provider_of(ref.model), ref.api_base, ref.api_key_env
+    """Models that share a provider, endpoint and key env var share the key: one rejection covers them all. Each
+    CLI has its own login."""
+    return ref.model if is_cli(ref.model) else provider_of(ref.model), ref.api_base, ref.api_key_env
 
 
 class ChainRunner:
