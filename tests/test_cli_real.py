@@ -150,7 +150,7 @@ async def test_a_cli_still_working_at_its_deadline_is_killed_with_its_group_and_
         sim.set_default(FALLBACK, "the fallback's answer")
         result = await setup.ask()
         assert result.model == f"openai/{FALLBACK}"
-        assert result.attempts[0].error and result.attempts[0].error.startswith("killed at the deadline after 2")
+        assert re.match(r"killed at the deadline after \d+ s, still working", result.attempts[0].error or "")
         assert not processes_with_home(setup.home), "the CLI's whole process group was stopped"
 
 
