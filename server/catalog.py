@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from server.calling.cli.presets import cli_entry_problem, installed
 from server.errors import ConfigError, UnknownSpecialistError
 
 MAX_FILE_BYTES = 1_000_000  # a specialist file is a page of instructions; more is a mistake or a trap
@@ -27,6 +28,7 @@ NonEmpty = Annotated[str, Field(min_length=1)]
 # The built-in files' front matter, already parsed, keyed by the SHA-256 of its text: start-up then needs neither
 # PyYAML's import nor a parse of some 400 examples. Any other text (your own files, an edited built-in) is parsed.
 PARSED_FRONT_MATTER = "front-matter.json"
+INVESTIGATOR = "examples/investigator.md"
 
 
 MAX_PRICE_PER_MTOK = 10_000.0  # USD per million tokens; more is a typo (a price per token written per million)
@@ -67,6 +69,12 @@ class ModelRef(BaseModel):
     api_key_env: str | None = Field(None, pattern=ENV_NAME_PATTERN)
     price: Price | None = None
     """Its own price; without one, litellm's list price applies, and only at the vendor's own endpoint."""
+    cli_model: str | None = Field(None, min_length=1, max_length=200)
+    """cli/ entries: the CLI's own model name (its --model)."""
+    flags: tuple[str, ...] = ()
+    """cli/ entries: extra flags, each on the CLI's allow-list (docs/cli-agents.md)."""
+    command: tuple[NonEmpty, ...] = ()
+    """cli/custom: the program and its arguments; the prompt goes on stdin."""
 
     @model_validator(mode="before")
     @classmethod
@@ -85,6 +93,13 @@ class ModelRef(BaseModel):
         if self.price is None:
             return self.model
         return f"{self.model}@{self.price.input_per_mtok:g}/{self.price.output_per_mtok:g}"
+
+    @model_validator(mode="after")
+    def _cli_settings_fit_the_entry(self) -> ModelRef:
+        problem = cli_entry_problem(self.model, self.cli_model, self.flags, self.command)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class SpecialistFile(BaseModel):
@@ -105,6 +120,11 @@ class SpecialistFile(BaseModel):
     price: Price | None = None
     """The price of `model` (not of a model_env replacement, which may carry its own as MODEL@IN/OUT)."""
     default: bool = False
+    cli_model: str | None = Field(None, min_length=1, max_length=200)
+    flags: list[str] = Field(default_factory=list)
+    command: list[NonEmpty] = Field(default_factory=list)
+    allow_edits: bool = False
+    """The only way to let a cli/ model change files (a tool argument never can)."""
 
     @field_validator("fallbacks", mode="before")
     @classmethod
@@ -128,6 +148,8 @@ class Specialist:
     default: bool
     model_env: str | None
     source: str
+    allow_edits: bool = False
+    """cli/ models may change files in their working directory (the specialist file said allow_edits: true)."""
 
     @property
     def tool_name(self) -> str:
@@ -192,6 +214,9 @@ def parse_specialist(text: str, source: str, environ: Mapping[str, str]) -> Spec
             api_base=spec.api_base,
             api_key_env=spec.api_key_env,
             price=None if primary else spec.price,
+            cli_model=spec.cli_model,
+            flags=tuple(spec.flags),
+            command=tuple(spec.command),
         )
     except ValidationError as exc:
         where = f"{spec.model_env} (replacing 'model')" if primary else "field 'model'"
@@ -209,6 +234,7 @@ def parse_specialist(text: str, source: str, environ: Mapping[str, str]) -> Spec
         default=spec.default,
         model_env=spec.model_env,
         source=source,
+        allow_edits=spec.allow_edits,
     )
 
 
@@ -266,6 +292,9 @@ def load_catalog(environ: Mapping[str, str], directory: Path | None = None) -> C
         folder = resources.files("specialists")
         files = sorted((f for f in folder.iterdir() if f.name.endswith(".md")), key=lambda f: f.name)
         texts = [(f"specialists/{f.name}", f.read_text(encoding="utf-8")) for f in files]
+        if installed(environ):  # the investigator runs a coding-agent CLI first: offered only when one is here
+            example = folder.joinpath(INVESTIGATOR)
+            texts.append((f"specialists/{INVESTIGATOR}", example.read_text(encoding="utf-8")))
         source = "built-in"
     else:
         if not directory.is_dir():

@@ -31,6 +31,11 @@ class Attempt(BaseModel):
     ok: bool
     error: str | None = Field(None, description="Why this try failed or was skipped.")
     latency_ms: float = 0.0
+    billing: Literal["subscription"] | None = Field(
+        None,
+        description="subscription: a coding-agent CLI (cli/...) answered on its own account, so cost_usd is what "
+        "it reported, or null; null for API models, billed per token.",
+    )
 
 
 class CallUsage(BaseModel):

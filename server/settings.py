@@ -33,6 +33,7 @@ ENV_NAMES: dict[str, str] = {
     "retries": "DELEGATE_RETRIES",
     "cooldown_s": "DELEGATE_COOLDOWN_S",
     "max_concurrency": "DELEGATE_MAX_CONCURRENCY",
+    "cli_max_concurrency": "DELEGATE_CLI_MAX_CONCURRENCY",
     "max_output_tokens": "DELEGATE_MAX_OUTPUT_TOKENS",
     "max_output_chars": "DELEGATE_MAX_OUTPUT_CHARS",
     "thinking_budget_tokens": "DELEGATE_THINKING_BUDGET_TOKENS",
@@ -115,6 +116,8 @@ class Settings(BaseModel):
     """How long a failing model is skipped by later calls (0 turns cooldowns off)."""
     max_concurrency: int = Field(32, gt=0)
     """Most provider calls in flight at once; further calls wait, within their deadline."""
+    cli_max_concurrency: int = Field(2, gt=0, le=64)
+    """Most runs of each coding-agent CLI at once (each is a process of a few hundred MB); more wait their turn."""
     max_output_tokens: int = Field(8192, gt=0)
     """Cap on any specialist's output tokens per call, whatever its file says."""
     max_output_chars: int = Field(40_000, gt=0)

@@ -166,22 +166,35 @@ class Wire:
 
     def model(self, name: str) -> str:
         """A model id in this format, e.g. anthropic/sim-coder (the simulator scripts it as sim-coder)."""
-        return f"{self.name}/{name}"
+        return f"{MODEL_PREFIXES.get(self.name, self.name)}/{name}"
 
 
-KEY_ENVS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "gemini": "GEMINI_API_KEY / GOOGLE_API_KEY"}
+KEY_ENVS = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY / GOOGLE_API_KEY",
+    "responses": "OPENAI_API_KEY",
+}
+# litellm sends openai/responses/<model> through OpenAI's Responses API (POST /v1/responses) instead of chat.
+MODEL_PREFIXES = {"responses": "openai/responses"}
 
 
 @pytest.fixture
 def wire(request: pytest.FixtureRequest, sim: ProviderSimulator) -> Wire:
     """The wire format the specialists speak: OpenAI unless a test parametrizes it (indirect=True, WIRES)."""
     name = getattr(request, "param", "openai")
-    dead = {"openai": "http://127.0.0.1:9/v1", "anthropic": "http://127.0.0.1:9", "gemini": "http://127.0.0.1:9/v1beta"}
+    dead = {
+        "openai": "http://127.0.0.1:9/v1",
+        "anthropic": "http://127.0.0.1:9",
+        "gemini": "http://127.0.0.1:9/v1beta",
+        "responses": "http://127.0.0.1:9/v1",
+    }
     return Wire(name, sim.api_base(name), dead[name], KEY_ENVS[name])
 
 
-WIRES = WIRE_NAMES
-"""Pass to @pytest.mark.parametrize("wire", WIRES, indirect=True) to run a test over every wire format."""
+WIRES = (*WIRE_NAMES, "responses")
+"""Pass to @pytest.mark.parametrize("wire", WIRES, indirect=True) to run a test over every wire format (the
+OpenAI Responses API included: litellm uses it for openai/responses/... models, Codex for everything)."""
 
 
 def specialist_file(

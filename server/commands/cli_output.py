@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from server.calling.chain import model_availability
 from server.calling.providers import availability
 from server.catalog import Catalog
 from server.settings import Settings
@@ -16,7 +17,7 @@ def catalog_report(catalog: Catalog, settings: Settings, environ: Mapping[str, s
     for spec in catalog:
         models = []
         for position, ref in enumerate(spec.chain):
-            found = availability(ref.model, environ, ref.api_base, ref.api_key_env)
+            found = model_availability(ref, environ)  # a cli/ model: whether its executable is there
             models.append(
                 {
                     "model": ref.model,
