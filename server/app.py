@@ -38,6 +38,7 @@ from server.tool_text import (
     BackgroundArg,
     CallIdArg,
     CancelArg,
+    ChecksArg,
     ContextArg,
     FeedbackThreadArg,
     FilesArg,
@@ -142,12 +143,13 @@ def delegate_tool(delegator: Delegator) -> Tool:
         files: FilesArg = None,
         thread_id: ThreadArg = None,
         background: BackgroundArg = False,
+        checks: ChecksArg = None,
         ctx: Context | None = None,
         roots: ClientRoots = None,
     ) -> ToolResult:
         progress = progress_for(ctx)
         call = delegator.delegate(
-            task, context, progress, files or [], roots_of(roots), thread_id=thread_id, background=background
+            task, context, progress, files or [], roots_of(roots), thread_id, background, checks=checks
         )
         return await _run(call, progress)
 
@@ -165,13 +167,12 @@ def ask_tool(delegator: Delegator, spec: Specialist, like: Tool | None = None) -
         files: FilesArg = None,
         thread_id: ThreadArg = None,
         background: BackgroundArg = False,
+        checks: ChecksArg = None,
         ctx: Context | None = None,
         roots: ClientRoots = None,
     ) -> ToolResult:
-        progress = progress_for(ctx)
-        call = delegator.ask(
-            spec.name, task, context, progress, files or [], roots_of(roots), thread_id=thread_id, background=background
-        )
+        progress, where = progress_for(ctx), roots_of(roots)
+        call = delegator.ask(spec.name, task, context, progress, files or [], where, thread_id, background, checks)
         return await _run(call, progress)
 
     ask.__name__ = spec.tool_name  # names the input schema ask_<name>Arguments

@@ -19,6 +19,7 @@ from server.jobs import JobManager
 from server.panel import Panel
 from server.pipeline.answer import Answer
 from server.pipeline.budget import Budget
+from server.pipeline.cascade import CascadeStage
 from server.pipeline.handoff import Handoff
 from server.pipeline.prepare import FileRoots, Prepare
 from server.pipeline.record import Record, Tally
@@ -130,7 +131,8 @@ def build_stages(settings: Settings, catalog: Catalog, parts: Components) -> Sta
     startup = StartUp(parts.lifecycle, settings.deadline_s)
     tally = Tally(parts.usage)
     record = Record(catalog, parts.environ, tally, parts.decision_log, parts.feedback, parts.feedback_on)
-    answer = Answer(settings, parts.chain, parts.threads, tally)
+    cascade = CascadeStage(parts.chain, parts.router, parts.environ, settings.verifier_timeout_s)
+    answer = Answer(settings, parts.chain, parts.threads, tally, cascade)
     return Stages(
         startup=startup,
         prepare=Prepare(settings, parts.file_roots, parts.threads, parts.jobs, startup),
@@ -143,7 +145,9 @@ def build_stages(settings: Settings, catalog: Catalog, parts: Components) -> Sta
             parts.lifecycle,
             settings.router_preview_chars,
         ),
-        budget=Budget(parts.daily_budget, catalog, parts.usable, parts.chain, parts.router, settings.max_output_tokens),
+        budget=Budget(
+            parts.daily_budget, catalog, parts.usable, parts.chain, parts.router, settings.max_output_tokens, cascade
+        ),
         handoff=Handoff(settings, parts.jobs, answer, record),
         record=record,
         panel=Panel(parts.chain),
