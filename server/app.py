@@ -30,6 +30,7 @@ from server.feedback import FeedbackReceipt, receipt
 from server.files import root_paths
 from server.handshake import AfterHandshake
 from server.progress import NO_PROGRESS, Progress
+from server.quality.shadow_report import SHADOW_TEXT, shadow_summary
 from server.results import DelegateResult, PanelResult, panel_text, summary_line
 from server.stdio_check import CheckedLines, claimed_stdin
 from server.threads import ThreadBook
@@ -342,6 +343,10 @@ def build_server(delegator: Delegator, after_handshake: Callable[[], Any] | None
     )
     async def usage() -> str:
         return json.dumps(await anyio.to_thread.run_sync(delegator.usage.snapshot), indent=2)
+
+    @server.resource("delegate://shadow", name="shadow", mime_type="application/json", description=SHADOW_TEXT)
+    async def shadow() -> str:
+        return json.dumps(await anyio.to_thread.run_sync(shadow_summary, delegator.store), indent=2)
 
     if delegator.threads is not None:
         add_thread_resources(server, delegator.threads)

@@ -57,6 +57,8 @@ class Delegator:
         """Conversations, kept in the store unless DELEGATE_THREADS=off."""
         self.jobs = parts.jobs
         """Answers that outlive their tool call (delegate_result reads them)."""
+        self.shadow = parts.shadow
+        """Shadow runs (DELEGATE_SHADOW), or None when off."""
         self._stages = build_stages(settings, catalog, parts)
 
     def close(self) -> None:

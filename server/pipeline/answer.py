@@ -20,6 +20,7 @@ from server.pipeline.messages import fit_history, specialist_messages
 from server.pipeline.record import Tally
 from server.progress import Progress
 from server.quality.checks import Check, parse_checks
+from server.quality.shadow import ShadowRunner
 from server.results import DelegateResult, Usage, total_cost
 from server.routing.router import RouteOutcome
 from server.settings import Settings
@@ -79,11 +80,18 @@ class Answer:
     """Gets the specialist's answer through the model chain and keeps the turn in its thread."""
 
     def __init__(
-        self, settings: Settings, chain: ChainRunner, threads: ThreadBook | None, tally: Tally, cascade: CascadeStage
+        self,
+        settings: Settings,
+        chain: ChainRunner,
+        threads: ThreadBook | None,
+        tally: Tally,
+        cascade: CascadeStage,
+        shadow: ShadowRunner | None = None,
     ) -> None:
         self._settings = settings
         self._chain = chain
         self._cascade = cascade
+        self._shadow = shadow
         self._threads = threads
         self._tally = tally
 
@@ -114,6 +122,8 @@ class Answer:
         )
         await self.save_turn(thread.id if thread else None, turn, result)
         result.latency_ms = answering.deadline.elapsed_ms()
+        if self._shadow is not None:  # after the answer, in tasks of their own: the client never waits for them
+            self._shadow.after(spec, messages, task, context, result)
         return result
 
     def _result(self, answering: Answering, done: Cascaded, trimmed: bool) -> DelegateResult:
