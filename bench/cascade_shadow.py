@@ -32,7 +32,7 @@ os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
 from server.calling import embedded  # noqa: E402
 from server.catalog import load_catalog  # noqa: E402
 from server.delegation import Delegator  # noqa: E402
-from server.quality.shadow_report import shadow_summary  # noqa: E402
+from server.quality.shadow_report import format_shadow, shadow_summary  # noqa: E402
 from server.settings import Settings  # noqa: E402
 from tests.simulator import ProviderSimulator  # noqa: E402
 
@@ -204,10 +204,7 @@ async def main() -> None:
         else:
             print(f"\nEmbedded model not installed ({embedded.install_hint()}): its run was skipped.")
         summary = await shadow_run(specialist(folder, "shadow", [PREMIUM], base), environ, folder / "state.sqlite3")
-        for candidate in summary["candidates"].values():
-            print(f"\nShadow: {candidate['sentence']}.")
-            fields = ("samples", "wins", "ties", "losses", "cost_ratio", "skipped_busy")
-            print(json.dumps({k: candidate[k] for k in fields}))
+        print(f"\nShadow run (delegate-mcp stats --shadow):\n{format_shadow(summary)}")
 
 
 if __name__ == "__main__":
