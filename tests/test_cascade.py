@@ -289,3 +289,14 @@ async def test_the_embedded_model_as_the_cheap_step(sim: ProviderSimulator, tmp_
         [escalation] = result.escalations
         assert (escalation.model, escalation.verdict) == ("embedded/smollm2", "fail")
         assert "does not match" in escalation.reason
+
+
+async def test_the_decision_log_line_names_the_escalations_and_the_verifiers_cost(
+    sim: ProviderSimulator, tmp_path: Path
+) -> None:
+    script(sim, "999")
+    log = tmp_path / "decisions.jsonl"
+    await build(sim, tmp_path, decision_log=log).ask("mathematician", question(7))
+    [line] = [json.loads(text) for text in log.read_text().splitlines()]
+    assert line["escalations"][0]["model"] == f"openai/{CHEAP}" and line["verifier_cost_usd"] > 0
+    assert line["cost_usd"] > line["verifier_cost_usd"]
