@@ -16,7 +16,7 @@ from server.clock import Deadline
 from server.errors import AllModelsFailedError, InvalidInputError, StoreError
 from server.files import FileBundle
 from server.pipeline.cascade import Cascaded, CascadeStage
-from server.pipeline.messages import fit_history, specialist_messages
+from server.pipeline.messages import fit_history, material, specialist_messages
 from server.pipeline.record import Tally
 from server.progress import Progress
 from server.quality.checks import Check, parse_checks
@@ -103,8 +103,9 @@ class Answer:
         history, trimmed = fit_history(window, spec, task, context, bundle.text, thread.turns if thread else [])
         messages = specialist_messages(spec, task, context, bundle.text, history)
         deadline, progress, checks = answering.deadline, answering.progress, answering.checks
+        given = material(context, bundle.text)  # what a verifier or a shadow judge reads beside the task
         try:
-            done = await self._cascade.answer(spec, messages, task, context, checks, deadline, progress, partial)
+            done = await self._cascade.answer(spec, messages, task, given, checks, deadline, progress, partial)
         except (AllModelsFailedError, anyio.get_cancelled_exc_class()):
             await self._tally.unanswered(answering.outcome.usage)
             raise
@@ -123,7 +124,7 @@ class Answer:
         await self.save_turn(thread.id if thread else None, turn, result)
         result.latency_ms = answering.deadline.elapsed_ms()
         if self._shadow is not None:  # after the answer, in tasks of their own: the client never waits for them
-            self._shadow.after(spec, messages, task, context, result)
+            self._shadow.after(spec, messages, task, given, result)
         return result
 
     def _result(self, answering: Answering, done: Cascaded, trimmed: bool) -> DelegateResult:
