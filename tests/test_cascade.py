@@ -18,6 +18,7 @@ from mcp import Client
 from server.app import build_server
 from server.calling import embedded
 from server.catalog import load_catalog
+from server.commands.cli_output import catalog_report
 from server.delegation import Delegator
 from server.errors import BudgetExceededError, ConfigError
 from server.results import summary_line
@@ -300,3 +301,14 @@ async def test_the_decision_log_line_names_the_escalations_and_the_verifiers_cos
     [line] = [json.loads(text) for text in log.read_text().splitlines()]
     assert line["escalations"][0]["model"] == f"openai/{CHEAP}" and line["verifier_cost_usd"] > 0
     assert line["cost_usd"] > line["verifier_cost_usd"]
+
+
+def test_delegate_specialists_shows_the_cascade(sim: ProviderSimulator, tmp_path: Path) -> None:
+    delegator = build(sim, tmp_path, "rubric: The sum, and nothing else.\n")
+    [row] = catalog_report(delegator.catalog, delegator.settings, {})["specialists"]
+    assert row["escalate"] == {
+        "verifier": f"openai/{VERIFIER}@0.1/0.4",
+        "rubric": "The sum, and nothing else.",
+        "show_draft": False,
+        "on_verifier_error": "accept",
+    }

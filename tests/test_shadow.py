@@ -303,3 +303,12 @@ def test_the_empty_summary_says_how_to_turn_shadows_on(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "s.sqlite3")
     assert "Set DELEGATE_SHADOW" in format_shadow(shadow_summary(store))
     store.close()
+
+
+def test_stats_without_a_log_or_shadow_says_what_it_needs(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    stats.add(parser.add_subparsers(), argparse.ArgumentParser(add_help=False))
+    args = parser.parse_args(["stats"])
+    settings = Settings.from_env({}, data_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"decision log file .* or --shadow"):
+        stats.run(Invocation(args, settings, {}, None, None))  # type: ignore[arg-type]
