@@ -145,7 +145,7 @@ def build_stages(settings: Settings, catalog: Catalog, parts: Components) -> Sta
     startup = StartUp(parts.lifecycle, settings.deadline_s)
     tally = Tally(parts.usage)
     record = Record(catalog, parts.environ, tally, parts.decision_log, parts.feedback, parts.feedback_on)
-    cascade = CascadeStage(parts.chain, parts.router, parts.environ, settings.verifier_timeout_s)
+    cascade = CascadeStage(parts.chain, parts.router, parts.environ, settings.verifier_timeout_s, parts.cooldowns)
     answer = Answer(settings, parts.chain, parts.threads, tally, cascade, parts.shadow)
     return Stages(
         startup=startup,

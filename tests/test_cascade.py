@@ -312,3 +312,15 @@ def test_delegate_specialists_shows_the_cascade(sim: ProviderSimulator, tmp_path
         "show_draft": False,
         "on_verifier_error": "accept",
     }
+
+
+async def test_a_cheap_model_cooling_down_is_skipped_and_the_next_model_answers(
+    sim: ProviderSimulator, tmp_path: Path
+) -> None:
+    script(sim, "107")
+    sim.enqueue(CHEAP, status=429, retry_after=20)  # the provider asks for 20 s: the model cools down
+    delegator = build(sim, tmp_path, cooldown_s=30)
+    first = await delegator.ask("mathematician", question(7))
+    second = await delegator.ask("mathematician", question(7))
+    assert first.model == second.model == f"openai/{PREMIUM}", (first.attempts, first.escalations)
+    assert second.escalations[0].reason.startswith("cooling down") and sim.count(CHEAP) == 1

@@ -9,15 +9,17 @@ from dataclasses import dataclass, field, replace
 
 from server.calling import pricing
 from server.calling.chain import CHARS_PER_TOKEN, MIN_ATTEMPT_S, ChainAnswer, ChainRunner, Partial, usable_models
+from server.calling.cooldown import Cooldowns
 from server.catalog import ModelRef, Specialist
 from server.clock import Deadline
 from server.errors import AllModelsFailedError, DelegateError
 from server.progress import Progress
 from server.quality import verify
 from server.quality.checks import Check, grade
-from server.results import CallUsage, CascadeUsage, Escalation, total_cost
+from server.results import Attempt, CallUsage, CascadeUsage, Escalation, total_cost
 from server.routing.router import Router
 
+COOLING = "cooling down after recent failures (DELEGATE_COOLDOWN_S)"
 NO_VERIFIER = "no usable verifier model (set the specialist's verifier: or a router model key)"
 
 
@@ -55,12 +57,18 @@ class CascadeStage:
     """Runs a specialist's chain as a cascade of verified drafts; other specialists' chains run as before."""
 
     def __init__(
-        self, chain: ChainRunner, router: Router, environ: Mapping[str, str], verifier_timeout_s: float
+        self,
+        chain: ChainRunner,
+        router: Router,
+        environ: Mapping[str, str],
+        verifier_timeout_s: float,
+        cooldowns: Cooldowns | None = None,
     ) -> None:
         self._chain = chain
         self._router = router
         self._environ = environ
         self._timeout_s = verifier_timeout_s
+        self._cooldowns = cooldowns
 
     def steps(self, spec: Specialist) -> list[ModelRef]:
         """The models that may draft, in order (those that can be called here)."""
@@ -111,6 +119,10 @@ class CascadeStage:
         drafts, verifier, warnings, sent = CallUsage(), CallUsage(), [], messages
         for number, ref in enumerate(steps):
             last = number == len(steps) - 1
+            if not last and self._cooldowns is not None and self._cooldowns.remaining(ref.model) > 0:
+                partial.attempts.append(Attempt(model=ref.model, ok=False, error=f"skipped: {COOLING}"))
+                escalations.append(Escalation(model=ref.model, verdict="error", reason=COOLING))
+                continue  # a failing cheap model is not asked again and again: the next model answers
             try:
                 one = replace(spec, chain=(ref,), cascade=None)
                 answer = await self._chain.run(one, sent, deadline, progress, partial)
