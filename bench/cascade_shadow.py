@@ -6,7 +6,7 @@ right. Prices are given in the chain entries (USD per million tokens): cheap $0.
 verifier $0.05/$0.40; token counts are the simulator's (a quarter of the characters of the real prompts that
 delegate-mcp sends, verifier prompt included). Two verifiers: the call's checks (deterministic), and a scripted
 judge model that is imperfect on purpose: it passes a third of the wrong drafts (N ending in 0) and rejects 5% of
-the right ones (N ending in 05 or 25...). With the `[local]` extra installed, the cascade runs once more with the
+the right ones (N = 5, 25, 45, 65, 85). With the `[local]` extra installed, the cascade runs once more with the
 embedded model (SmolLM2-135M, real, not scripted) as its cheap step, on the first 20 tasks, verified by checks.
 Then a shadow run: the premium model live, the cheap one shadowing every call, a scripted judge preferring the
 right sum. Every figure is from scripted models (the embedded model's accuracy aside): they show the mechanism and
@@ -60,7 +60,7 @@ def premium(body: dict[str, Any]) -> str:
 
 
 def imperfect_verifier(body: dict[str, Any]) -> str:
-    """Passes right drafts (but rejects those for N ending in 05 or 25...), and a third of the wrong ones."""
+    """Passes right drafts (but rejects those for N = 5, 25, 45, 65, 85), and a third of the wrong ones."""
     user = body["messages"][-1]["content"]
     nonce = re.search(r"carry the token (\w+)", user)[1]
     draft = re.search(rf"<<<ANSWER {nonce}>>>\n(.*?)\n<<<END ANSWER {nonce}>>>", user, re.DOTALL)[1]
