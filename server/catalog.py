@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -31,6 +31,8 @@ PARSED_FRONT_MATTER = "front-matter.json"
 INVESTIGATOR = "examples/investigator.md"
 
 
+MAX_RUBRIC_CHARS = 4_000
+CASCADE_ONLY = ("verifier", "rubric", "show_draft", "on_verifier_error")
 MAX_PRICE_PER_MTOK = 10_000.0  # USD per million tokens; more is a typo (a price per token written per million)
 # A price written after a model id: MODEL@INPUT/OUTPUT in USD per million tokens (openai/qwen@0.15/0.60). Both
 # numbers are required, so a Vertex id's own @version (claude-3-5-sonnet@20240620) is never mistaken for one.
@@ -125,6 +127,12 @@ class SpecialistFile(BaseModel):
     command: list[NonEmpty] = Field(default_factory=list)
     allow_edits: bool = False
     """The only way to let a cli/ model change files (a tool argument never can)."""
+    escalate: bool = False
+    """The chain is a cascade: each model's answer is verified, and a failed one escalates to the next model."""
+    verifier: ModelRef | None = None
+    rubric: str | None = Field(None, min_length=1, max_length=MAX_RUBRIC_CHARS)
+    show_draft: bool = False
+    on_verifier_error: Literal["accept", "escalate"] = "accept"
 
     @field_validator("fallbacks", mode="before")
     @classmethod
@@ -132,6 +140,25 @@ class SpecialistFile(BaseModel):
         if isinstance(value, list):
             return [{"model": item} if isinstance(item, str) else item for item in value]
         return value
+
+    @field_validator("verifier", mode="before")
+    @classmethod
+    def _verifier_string_is_a_model(cls, value: Any) -> Any:
+        return {"model": value} if isinstance(value, str) else value
+
+
+@dataclass(frozen=True)
+class Cascade:
+    """How a specialist with `escalate: true` verifies each model's answer before it escalates to the next."""
+
+    verifier: ModelRef | None
+    """The model that judges a draft; None: the router's cheap models."""
+    rubric: str | None
+    """What a good answer must do, for the verifier (besides being complete and correct)."""
+    show_draft: bool
+    """Whether the next model sees the rejected draft and the verifier's reason."""
+    on_verifier_error: str
+    """accept: a verifier that fails or times out lets the draft through (and says so); escalate: it does not."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +177,8 @@ class Specialist:
     source: str
     allow_edits: bool = False
     """cli/ models may change files in their working directory (the specialist file said allow_edits: true)."""
+    cascade: Cascade | None = None
+    """Set when the file says `escalate: true`."""
 
     @property
     def tool_name(self) -> str:
@@ -223,6 +252,7 @@ def parse_specialist(text: str, source: str, environ: Mapping[str, str]) -> Spec
         raise ConfigError(f"{source}: {where}: " + "; ".join(e["msg"] for e in exc.errors())) from None
     chain = [first]
     chain += [ref for ref in spec.fallbacks if ref not in chain]
+    cascade = cascade_of(spec, data, len(chain), source)
     return Specialist(
         name=spec.name,
         description=" ".join(spec.description.split()),
@@ -235,7 +265,22 @@ def parse_specialist(text: str, source: str, environ: Mapping[str, str]) -> Spec
         model_env=spec.model_env,
         source=source,
         allow_edits=spec.allow_edits,
+        cascade=cascade,
     )
+
+
+def cascade_of(spec: SpecialistFile, data: dict[str, Any], models: int, source: str) -> Cascade | None:
+    """The cascade a file asks for with `escalate: true`; its keys without it, or a one-model chain, are errors."""
+    if not spec.escalate:
+        given = [key for key in CASCADE_ONLY if key in data]
+        if given:
+            raise ConfigError(f"{source}: field '{given[0]}': it only takes effect with 'escalate: true'; add that.")
+        return None
+    if models < 2:
+        raise ConfigError(
+            f"{source}: field 'escalate': a cascade needs at least two models (model and fallbacks) to escalate to."
+        )
+    return Cascade(spec.verifier, spec.rubric, spec.show_draft, spec.on_verifier_error)
 
 
 def header_key(header: str) -> str:

@@ -67,6 +67,10 @@ ENV_NAMES: dict[str, str] = {
     "job_ttl_s": "DELEGATE_JOB_TTL_S",
     "max_jobs": "DELEGATE_MAX_JOBS",
     "panel_judge": "DELEGATE_PANEL_JUDGE",
+    "verifier_timeout_s": "DELEGATE_VERIFIER_TIMEOUT_S",
+    "shadow": "DELEGATE_SHADOW",
+    "shadow_judge": "DELEGATE_SHADOW_JUDGE",
+    "shadow_concurrency": "DELEGATE_SHADOW_CONCURRENCY",
 }
 # Settings whose values are secrets: an error about them never shows the value.
 SECRET_FIELDS = frozenset({"http_token"})
@@ -187,6 +191,14 @@ class Settings(BaseModel):
     """Most jobs working at once; more are refused with no provider called."""
     panel_judge: str | None = None
     """The specialist that writes a panel's synthesis; default the default specialist."""
+    verifier_timeout_s: float = Field(15.0, gt=0)
+    """Time a cascade's verifier gets per draft; then the draft is kept unverified (or escalates, if so set)."""
+    shadow: str | None = None
+    """Shadow runs: SPECIALIST=MODEL@RATE, comma-separated (e.g. generalist=openai/gpt-5-nano@0.1); off when unset."""
+    shadow_judge: str | None = None
+    """The model that judges shadow answers against live ones; default the router's cheap models."""
+    shadow_concurrency: int = Field(2, gt=0, le=64)
+    """Most shadow runs in flight at once; a sampled call beyond it is not shadowed."""
 
     @property
     def router_models(self) -> list[str]:

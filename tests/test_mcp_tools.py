@@ -33,7 +33,7 @@ async def test_tools_are_listed_with_input_and_output_schemas(make_delegator: Ca
     assert set(tools) == {"delegate", "ask_coder", "ask_writer", "ask_generalist", "delegate_result", "panel"}
     for tool in (t for name, t in tools.items() if name not in ("delegate_result", "panel")):
         assert tool.input_schema["required"] == ["task"]
-        assert set(tool.input_schema["properties"]) == {"task", "context", "files", "thread_id", "background"}
+        assert set(tool.input_schema["properties"]) == {"task", "context", "files", "thread_id", "background", "checks"}
         assert tool.input_schema["additionalProperties"] is False
         assert {"output", "specialist", "model", "routing", "attempts", "usage", "latency_ms"} <= set(
             tool.output_schema["properties"]

@@ -7,8 +7,21 @@ from typing import Any
 
 from server.calling.chain import model_availability
 from server.calling.providers import availability
-from server.catalog import Catalog
+from server.catalog import Catalog, Specialist
 from server.settings import Settings
+
+
+def cascade_report(spec: Specialist) -> dict[str, Any] | None:
+    """A cascade's settings as delegate://specialists shows them; None for a plain chain."""
+    if spec.cascade is None:
+        return None
+    verifier = spec.cascade.verifier.label if spec.cascade.verifier else "the router's cheap models"
+    return {
+        "verifier": verifier,
+        "rubric": spec.cascade.rubric,
+        "show_draft": spec.cascade.show_draft,
+        "on_verifier_error": spec.cascade.on_verifier_error,
+    }
 
 
 def catalog_report(catalog: Catalog, settings: Settings, environ: Mapping[str, str]) -> dict[str, Any]:
@@ -37,6 +50,7 @@ def catalog_report(catalog: Catalog, settings: Settings, environ: Mapping[str, s
                 "source": spec.source,
                 "usable": any(m["usable"] for m in models),
                 "models": models,
+                "escalate": cascade_report(spec),
             }
         )
     router = []
