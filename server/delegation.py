@@ -230,7 +230,9 @@ class Delegator:
             await settle.aclose()
             raise
         deadline, thread, waited = prepared.deadline, prepared.thread, prepared.startup_wait_ms
-        answering = Answering(spec, outcome, task, context, deadline, progress, bundle, thread, waited, checks)
+        answering = Answering(
+            spec, outcome, task, context, deadline, progress, bundle, thread, waited, checks, prepared.workdir
+        )
         return await self._stages.handoff.respond("delegate", answering, paid, settle, request.background)
 
     async def _ask(
@@ -244,7 +246,9 @@ class Delegator:
         worst = self._stages.budget.worst_case(task, context, bundle.text, turns, [spec], routed=False)
         paid, settle = await self._stages.budget.held(worst)
         deadline, waited = prepared.deadline, prepared.startup_wait_ms
-        answering = Answering(spec, direct(spec), task, context, deadline, progress, bundle, thread, waited, checks)
+        answering = Answering(
+            spec, direct(spec), task, context, deadline, progress, bundle, thread, waited, checks, prepared.workdir
+        )
         return await self._stages.handoff.respond(spec.tool_name, answering, paid, settle, request.background)
 
     async def route_only(self, task: str, context: str = "", *, remembered: bool = True) -> RouteOutcome:

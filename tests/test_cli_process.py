@@ -101,3 +101,14 @@ async def test_one_cli_not_logged_in_does_not_skip_another(tmp_path: Path) -> No
     result = await C.delegator(tmp_path, env, folder, C.project(tmp_path / "project")).ask("investigator", "hello")
     assert result.output.strip() == "the other CLI answered", "each CLI has its own login"
     assert (result.attempts[0].error or "").startswith("not logged in: run `claude` once and log in with /login")
+
+
+async def test_a_cli_works_in_the_clients_root_when_the_client_names_one(tmp_path: Path) -> None:
+    delegator, _ = custom(tmp_path, ["/bin/sh", "-c", "pwd"])
+    client_project = tmp_path / "client-project"
+    client_project.mkdir()
+    (client_project / "notes.md").write_text("notes\n")
+    result = await delegator.ask("investigator", "where are you?", files=["notes.md"], client_roots=[client_project])
+    assert result.output.splitlines()[-1] == str(client_project.resolve())
+    plain = await delegator.ask("investigator", "and now?")
+    assert plain.output.splitlines()[-1] == str((tmp_path / "project").resolve()), "else the configured root"

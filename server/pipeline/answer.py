@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import anyio
@@ -74,6 +75,8 @@ class Answering(NamedTuple):
     startup_wait_ms: float | None = None
     checks: tuple[Check, ...] = ()
     """The call's checks: a cascade's verifier, or a warning when a plain answer fails them."""
+    workdir: Path | None = None
+    """Where a coding-agent CLI works (the client's root; None: the configured one)."""
 
 
 class Answer:
@@ -105,7 +108,9 @@ class Answer:
         deadline, progress, checks = answering.deadline, answering.progress, answering.checks
         given = material(context, bundle.text)  # what a verifier or a shadow judge reads beside the task
         try:
-            done = await self._cascade.answer(spec, messages, task, given, checks, deadline, progress, partial)
+            done = await self._cascade.answer(
+                spec, messages, task, given, checks, deadline, progress, partial, answering.workdir
+            )
         except (AllModelsFailedError, anyio.get_cancelled_exc_class()):
             await self._tally.unanswered(answering.outcome.usage)
             raise

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from server.calling import pricing
 from server.calling.chain import CHARS_PER_TOKEN, MIN_ATTEMPT_S, ChainAnswer, ChainRunner, Partial, usable_models
@@ -106,13 +107,14 @@ class CascadeStage:
         deadline: Deadline,
         progress: Progress,
         partial: Partial | None,
+        workdir: Path | None = None,
     ) -> Cascaded:
         """Draft, verify, escalate: the answer kept, and what it all cost. AllModelsFailedError when no model
         answers at all."""
         partial = partial if partial is not None else Partial()  # one list of attempts across every step
         steps = self.steps(spec)
         if spec.cascade is None or len(steps) < 2:  # no cascade, or nothing to escalate to: the chain as it is
-            answer = await self._chain.run(spec, messages, deadline, progress, partial)
+            answer = await self._chain.run(spec, messages, deadline, progress, partial, workdir=workdir)
             return self.plain(answer, checks)
         kept: Cascaded | None = None
         escalations: list[Escalation] = []
@@ -125,7 +127,7 @@ class CascadeStage:
                 continue  # a failing cheap model is not asked again and again: the next model answers
             try:
                 one = replace(spec, chain=(ref,), cascade=None)
-                answer = await self._chain.run(one, sent, deadline, progress, partial)
+                answer = await self._chain.run(one, sent, deadline, progress, partial, workdir=workdir)
             except DelegateError as exc:
                 if last:
                     why = f"Every model of specialist '{spec.name}' failed or was rejected. Last: {exc}"
