@@ -47,6 +47,7 @@ ENV_NAMES: dict[str, str] = {
     "classifier_threshold": "DELEGATE_CLASSIFIER_THRESHOLD",
     "classifier_examples": "DELEGATE_CLASSIFIER_EXAMPLES",
     "feedback": "DELEGATE_FEEDBACK",
+    "feedback_ttl_days": "DELEGATE_FEEDBACK_TTL_DAYS",
     "route_cache_size": "DELEGATE_ROUTE_CACHE_SIZE",
     "decision_log": "DELEGATE_LOG",
     "log_tasks": "DELEGATE_LOG_TASKS",
@@ -146,6 +147,8 @@ class Settings(BaseModel):
     """A JSONL file of {"task", "expected"} lines the classifier also learns from."""
     feedback: bool = False
     """Offer the feedback tool and remember delegate calls (their task text, 30 days) so they can be corrected."""
+    feedback_ttl_days: float = Field(90.0, gt=0)
+    """A correction is forgotten this many days after it was given: no longer shown to the router nor learned."""
     route_cache_size: int = Field(1024, ge=0)
     """Routing decisions remembered for identical tasks (0 turns the cache off)."""
     decision_log: Path | None = None

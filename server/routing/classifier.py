@@ -11,6 +11,11 @@ specialist given the same prior (logit adjustment for the unequal example counts
 GUARD_SHARE of the probability; when the task uses a word of its description that the other specialists'
 texts (almost) never use; or when one of its texts is among the task's GUARD_NEIGHBOURS nearest. The router
 model, which reads every description, then decides. bench/classifier_guard.py measures each guard.
+
+Users' corrections are training texts too, but they never decide alone: when at least LEARNED_SHARE of a task's
+GUARD_NEIGHBOURS nearest texts are corrections, the classifier abstains and the router model (which sees the
+corrections like the task as quoted data) decides. So corrections from one caller, however many, cannot make the
+classifier send a kind of task somewhere with high confidence against the built-in examples.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ GUARD_SHARE = 0.2  # prior-corrected probability of an under-trained specialist 
 GUARD_NEIGHBOURS = 8  # nearest training texts searched for an under-trained specialist's
 SEARCH_FEATURES = 150  # a task's heaviest features used to find its nearest training texts
 GUARD_TERMS = 0.01  # a description word found in at most this share of other specialists' texts is distinctive
+LEARNED_SHARE = 0.5  # share of a task's nearest training texts that are users' corrections at which it abstains
 EPOCHS = 10
 LEARNING_RATE = 2.0
 L2 = 1e-4
@@ -232,20 +238,29 @@ class _Neighbours:
 
     def nearest(self, vector: dict[str, float], k: int) -> list[str]:
         """Labels of the k training texts most cosine-similar to the vector."""
+        return [self.labels[doc] for doc in self.nearest_texts(vector, k)]
+
+    def nearest_texts(self, vector: dict[str, float], k: int) -> list[int]:
+        """Indices of the k training texts most cosine-similar to the vector."""
         scores: dict[int, float] = defaultdict(float)
         # The heaviest features carry the similarity; a long task's hundreds of light ones only cost time.
         for feature, value in sorted(vector.items(), key=lambda item: -item[1])[:SEARCH_FEATURES]:
             for doc, weight in self.postings.get(feature, ()):
                 scores[doc] += value * weight
-        return [self.labels[doc] for doc in sorted(scores, key=lambda d: -scores[d])[:k]]
+        return sorted(scores, key=lambda d: -scores[d])[:k]
 
 
 class Classifier:
     """Decides alone when confident; otherwise abstains so the router model decides."""
 
     def __init__(
-        self, examples: Mapping[str, Iterable[str]], threshold: float, model: SoftmaxRegression | None = None
+        self,
+        examples: Mapping[str, Iterable[str]],
+        threshold: float,
+        model: SoftmaxRegression | None = None,
+        learned: frozenset[str] = frozenset(),
     ) -> None:
+        """`learned`: the texts among the examples that are users' corrections (they never decide alone)."""
         texts = {label: list(found) for label, found in examples.items()}
         self.threshold = threshold
         self.model = model or SoftmaxRegression.train(texts)
@@ -256,10 +271,14 @@ class Classifier:
         self._balance = {label: -math.log(max(n, 1) / total) for label, n in counts.items()}
         self._neighbours = _Neighbours()
         self._terms: dict[str, set[str]] = {}
-        if self.under_trained:
+        self._learned: set[int] = set()
+        if self.under_trained or learned:
             for label, found in texts.items():
                 for text in found:
+                    if text in learned:
+                        self._learned.add(len(self._neighbours.labels))
                     self._neighbours.add(label, self.model.tfidf.vector(features(text)))
+        if self.under_trained:
             for label in self.under_trained:  # the first text is the description (see training_examples)
                 others = [text for name, found in texts.items() if name != label for text in found]
                 self._terms[label] = distinctive_terms(texts[label][0], others, GUARD_TERMS) if texts[label] else set()
@@ -274,6 +293,9 @@ class Classifier:
             return Assessment(prediction, f"fewer than {MIN_KNOWN_WORDS} of the task's words were in the examples")
         if prediction.confidence < self.threshold:
             return Assessment(prediction, f"{prediction.confidence:.0%} sure, below the threshold {self.threshold:.0%}")
+        taught = self._taught(vector)
+        if taught:
+            return Assessment(prediction, taught)
         if prediction.label in self.under_trained:
             return Assessment(prediction, self._few(prediction.label))
         if self.under_trained:
@@ -291,6 +313,19 @@ class Classifier:
                 if label in near:
                     return Assessment(prediction, f"the task resembles {label}'s examples; {self._few(label)}")
         return Assessment(prediction)
+
+    def _taught(self, vector: dict[str, float]) -> str | None:
+        """Why the classifier leaves a task to the router when it is most like users' corrections, else None."""
+        if not self._learned:
+            return None
+        near = self._neighbours.nearest_texts(vector, GUARD_NEIGHBOURS)
+        taught = sum(doc in self._learned for doc in near)
+        if not near or taught < LEARNED_SHARE * len(near):
+            return None
+        return (
+            f"{taught} of the task's {len(near)} nearest examples are users' corrections, which never decide alone: "
+            "the router decides"
+        )
 
     def _few(self, label: str) -> str:
         return f"{label} has fewer than {MIN_EXAMPLES} examples, so the router decides its tasks"

@@ -36,14 +36,20 @@ def cache_path(directory: Path, examples: Mapping[str, Sequence[str]]) -> Path:
     return directory / f"{PREFIX}{cache_key(examples)[:24]}.json"
 
 
-def load_or_train(examples: Mapping[str, Sequence[str]], threshold: float, directory: Path | None) -> Classifier:
-    """The cached classifier for these examples, or a freshly trained one (then cached when possible)."""
+def load_or_train(
+    examples: Mapping[str, Sequence[str]],
+    threshold: float,
+    directory: Path | None,
+    learned: frozenset[str] = frozenset(),
+) -> Classifier:
+    """The cached classifier for these examples, or a freshly trained one (then cached when possible); `learned`
+    names the examples that are users' corrections."""
     path = cache_path(directory, examples) if directory is not None else None
     if path is not None:
         model = _load(path)
         if model is not None and sorted(model.labels) == sorted(examples):
-            return Classifier(examples, threshold, model)
-    classifier = Classifier(examples, threshold)
+            return Classifier(examples, threshold, model, learned)
+    classifier = Classifier(examples, threshold, learned=learned)
     if path is not None:
         _save(path, classifier.model)
     return classifier
