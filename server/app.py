@@ -22,6 +22,7 @@ from pydantic import ConfigDict, ValidationError
 
 from server import __version__
 from server.arguments import ToolArguments
+from server.callers import caller_for
 from server.catalog import Specialist
 from server.commands.cli_output import catalog_report
 from server.delegation import Delegator
@@ -146,8 +147,9 @@ def delegate_tool(delegator: Delegator) -> Tool:
         roots: ClientRoots = None,
     ) -> ToolResult:
         progress = progress_for(ctx)
+        caller = caller_for(delegator.settings)
         call = delegator.delegate(
-            task, context, progress, files or [], roots_of(roots), thread_id=thread_id, background=background
+            task, context, progress, files or [], roots_of(roots), thread_id, background, caller=caller
         )
         return await _run(call, progress)
 
@@ -169,8 +171,9 @@ def ask_tool(delegator: Delegator, spec: Specialist, like: Tool | None = None) -
         roots: ClientRoots = None,
     ) -> ToolResult:
         progress = progress_for(ctx)
+        caller = caller_for(delegator.settings)
         call = delegator.ask(
-            spec.name, task, context, progress, files or [], roots_of(roots), thread_id=thread_id, background=background
+            spec.name, task, context, progress, files or [], roots_of(roots), thread_id, background, caller=caller
         )
         return await _run(call, progress)
 
@@ -217,6 +220,7 @@ def feedback_tool(delegator: Delegator) -> Tool:
                 turn=turn or None,
                 good=good,
                 should_be=should_be or None,
+                caller=caller_for(delegator.settings),
             )
         except DelegateError as exc:
             raise ToolError(str(exc)) from None
@@ -239,7 +243,8 @@ def result_tool(delegator: Delegator) -> Tool:
         job_id: JobIdArg, wait_s: WaitArg = 0, cancel: CancelArg = False, ctx: Context | None = None
     ) -> ToolResult:
         progress = progress_for(ctx)
-        return await _run(delegator.job_result(job_id, wait_s, cancel, progress), progress)
+        caller = caller_for(delegator.settings)
+        return await _run(delegator.job_result(job_id, wait_s, cancel, progress, caller), progress)
 
     description = result_description()
     annotations = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
@@ -340,15 +345,17 @@ def build_server(delegator: Delegator, after_handshake: Callable[[], Any] | None
         "saving against sending everything to the priciest specialist.",
     )
     async def usage() -> str:
-        return json.dumps(await anyio.to_thread.run_sync(delegator.usage.snapshot), indent=2)
+        owner = caller_for(delegator.settings).owner
+        return json.dumps(await anyio.to_thread.run_sync(delegator.usage.snapshot, owner), indent=2)
 
     if delegator.threads is not None:
-        add_thread_resources(server, delegator.threads)
+        add_thread_resources(server, delegator.threads, lambda: caller_for(delegator.settings).owner)
     return server
 
 
-def add_thread_resources(server: MCPServer, book: ThreadBook) -> None:
-    """delegate://threads (recent conversations) and delegate://threads/{thread_id} (one transcript)."""
+def add_thread_resources(server: MCPServer, book: ThreadBook, owner: Callable[[], str | None]) -> None:
+    """delegate://threads (recent conversations) and delegate://threads/{thread_id} (one transcript), of the
+    caller (`owner`) only."""
 
     @server.resource(
         "delegate://threads",
@@ -358,7 +365,7 @@ def add_thread_resources(server: MCPServer, book: ThreadBook) -> None:
         "task), turns, specialists that answered, created and updated times.",
     )
     async def threads() -> str:
-        found = await anyio.to_thread.run_sync(book.recent, RECENT_THREADS)
+        found = await anyio.to_thread.run_sync(book.recent, RECENT_THREADS, owner())
         return json.dumps([thread.summary() for thread in found], indent=2, ensure_ascii=False)
 
     @server.resource(
@@ -369,7 +376,7 @@ def add_thread_resources(server: MCPServer, book: ThreadBook) -> None:
     )
     async def thread(thread_id: str) -> str:
         try:
-            found = await anyio.to_thread.run_sync(book.load, thread_id)
+            found = await anyio.to_thread.run_sync(book.load, thread_id, owner())
         except (UnknownThreadError, InvalidInputError) as exc:
             raise ResourceNotFoundError(str(exc)) from None
         except DelegateError as exc:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import anyio
 
+from server.callers import ONLY, Caller, check_feedback
 from server.catalog import Catalog, Specialist
 from server.clock import Deadline
 from server.components import build_components, build_stages
@@ -102,15 +103,24 @@ class Delegator:
         turn: int | None = None,
         good: bool,
         should_be: str | None = None,
+        caller: Caller = ONLY,
     ) -> Correction:
-        """Record feedback on a call (by call_id, or by thread_id and turn number); a correction takes effect at
-        once and retrains the classifier in the background (the exact task is routed as corrected meanwhile)."""
+        """Record feedback on a call (by call_id, or by thread_id and turn number) of the caller's own, from a
+        caller allowed to give it; a correction takes effect at once and retrains the classifier in the background
+        (the exact task is routed as corrected meanwhile)."""
+        check_feedback(caller)
         routed_to = key = None
         if thread_id is not None or turn is not None:
-            task, routed_to, key = await self._stages.prepare.turn_of(thread_id, turn)
+            task, routed_to, key = await self._stages.prepare.turn_of(thread_id, turn, caller.owner)
         correction = await anyio.to_thread.run_sync(
             lambda: self._lifecycle.record(
-                call_id=call_id, task=task, good=good, should_be=should_be, routed_to=routed_to, key=key
+                call_id=call_id,
+                task=task,
+                good=good,
+                should_be=should_be,
+                routed_to=routed_to,
+                key=key,
+                caller=caller.owner,
             )
         )
         self._lifecycle.retrain_in_background()
@@ -147,12 +157,13 @@ class Delegator:
         client_roots: Sequence[Path] = (),
         thread_id: str | None = None,
         background: bool = False,
+        caller: Caller = ONLY,
     ) -> DelegateResult:
         """Route the task to the best specialist and return its answer with the routing metadata; with a
-        thread_id, as the next turn of that conversation."""
-        request = Request(task, context, files, client_roots, thread_id, background)
+        thread_id, as the next turn of that conversation (the caller's own)."""
+        request = Request(task, context, files, client_roots, thread_id, background, caller)
         with self._stages.startup.counted():
-            return await self._stages.record.logged("delegate", task, self._delegate(request, progress))
+            return await self._stages.record.logged("delegate", task, self._delegate(request, progress), caller)
 
     async def ask(
         self,
@@ -164,18 +175,24 @@ class Delegator:
         client_roots: Sequence[Path] = (),
         thread_id: str | None = None,
         background: bool = False,
+        caller: Caller = ONLY,
     ) -> DelegateResult:
         """Send the task straight to one specialist, with no routing; with a thread_id, as the next turn."""
         spec = self.catalog.get(name)
-        request = Request(task, context, files, client_roots, thread_id, background)
+        request = Request(task, context, files, client_roots, thread_id, background, caller)
         with self._stages.startup.counted():
-            return await self._stages.record.logged(spec.tool_name, task, self._ask(spec, request, progress))
+            return await self._stages.record.logged(spec.tool_name, task, self._ask(spec, request, progress), caller)
 
     async def job_result(
-        self, job_id: str, wait_s: float = 0, cancel: bool = False, progress: Progress = NO_PROGRESS
+        self,
+        job_id: str,
+        wait_s: float = 0,
+        cancel: bool = False,
+        progress: Progress = NO_PROGRESS,
+        caller: Caller = ONLY,
     ) -> DelegateResult:
-        """A job's result: done with the whole answer, or running with the text so far (delegate_result)."""
-        return await self.jobs.result(job_id, wait_s, cancel, progress)
+        """A job's result (the caller's own): done with the whole answer, or running with the text so far."""
+        return await self.jobs.result(job_id, wait_s, cancel, progress, caller.owner)
 
     async def panel(
         self,
@@ -214,7 +231,8 @@ class Delegator:
         worst = self._stages.budget.worst_case(task, context, bundle.text, turns, self._usable, routed=True)
         paid, settle = await self._stages.budget.held(worst)
         try:
-            outcome = await self._stages.route.route(task, context, prepared.deadline, bundle.text)
+            owner = request.caller.owner
+            outcome = await self._stages.route.route(task, context, prepared.deadline, bundle.text, owner=owner)
             paid.cost_usd = outcome.usage.cost_usd  # the router is paid for even if no specialist answers
             await progress.milestone(f"routed to {outcome.specialist} ({outcome.routing.decided_by})")
             spec = self.catalog.get(outcome.specialist)
@@ -222,7 +240,7 @@ class Delegator:
             await settle.aclose()
             raise
         deadline, thread, waited = prepared.deadline, prepared.thread, prepared.startup_wait_ms
-        answering = Answering(spec, outcome, task, context, deadline, progress, bundle, thread, waited)
+        answering = Answering(spec, outcome, task, context, deadline, progress, bundle, thread, waited, request.caller)
         return await self._stages.handoff.respond("delegate", answering, paid, settle, request.background)
 
     async def _ask(self, spec: Specialist, request: Request, progress: Progress) -> DelegateResult:
@@ -234,7 +252,8 @@ class Delegator:
         worst = self._stages.budget.worst_case(task, context, bundle.text, turns, [spec], routed=False)
         paid, settle = await self._stages.budget.held(worst)
         deadline, waited = prepared.deadline, prepared.startup_wait_ms
-        answering = Answering(spec, direct(spec), task, context, deadline, progress, bundle, thread, waited)
+        outcome = direct(spec)
+        answering = Answering(spec, outcome, task, context, deadline, progress, bundle, thread, waited, request.caller)
         return await self._stages.handoff.respond(spec.tool_name, answering, paid, settle, request.background)
 
     async def route_only(self, task: str, context: str = "", *, remembered: bool = True) -> RouteOutcome:

@@ -93,10 +93,12 @@ class FeedbackBook:
         cutoff = (time.time() if now is None else now) - self.ttl_s
         return [c for c in corrections if c.time > cutoff]
 
-    def remember_call(self, call_id: str, task: str, specialist: str, decided_by: str) -> None:
-        """Keep what a call routed, so feedback can name it by call id."""
+    def remember_call(
+        self, call_id: str, task: str, specialist: str, decided_by: str, owner: str | None = None
+    ) -> None:
+        """Keep what a call routed, so feedback can name it by call id (only its own caller's feedback can)."""
         record = {"task": task[:MAX_TASK_CHARS], "specialist": specialist, "decided_by": decided_by}
-        self._store.put(CALL_KIND, call_id, record, ttl_s=CALL_TTL_S)
+        self._store.put(CALL_KIND, call_id, record, ttl_s=CALL_TTL_S, owner=owner)
 
     def record(
         self,
@@ -113,7 +115,7 @@ class FeedbackBook:
         task's text; the stored correction."""
         if call_id:
             check_id("call_id", call_id, "the call_id of a delegate result")
-            call = self._store.get(CALL_KIND, call_id)
+            call = self._store.get(CALL_KIND, call_id, caller)
             if call is None:
                 raise InvalidInputError(
                     f"no call {call_id!r} is remembered: use the call_id of a delegate result from the last 30 "

@@ -57,6 +57,9 @@ ENV_NAMES: dict[str, str] = {
     "http_port": "DELEGATE_HTTP_PORT",
     "http_token": "DELEGATE_HTTP_TOKEN",
     "http_allow_no_token": "DELEGATE_HTTP_ALLOW_NO_TOKEN",
+    "http_tokens": "DELEGATE_HTTP_TOKENS",
+    "http_tokens_file": "DELEGATE_HTTP_TOKENS_FILE",
+    "feedback_callers": "DELEGATE_FEEDBACK_CALLERS",
     "http_allowed_hosts": "DELEGATE_HTTP_ALLOWED_HOSTS",
     "http_allowed_origins": "DELEGATE_HTTP_ALLOWED_ORIGINS",
     "http_max_connections": "DELEGATE_HTTP_MAX_CONNECTIONS",
@@ -69,7 +72,7 @@ ENV_NAMES: dict[str, str] = {
     "panel_judge": "DELEGATE_PANEL_JUDGE",
 }
 # Settings whose values are secrets: an error about them never shows the value.
-SECRET_FIELDS = frozenset({"http_token"})
+SECRET_FIELDS = frozenset({"http_token", "http_tokens"})
 
 
 class Settings(BaseModel):
@@ -167,6 +170,12 @@ class Settings(BaseModel):
     """When set, every HTTP request needs `Authorization: Bearer <token>`."""
     http_allow_no_token: bool = False
     """Serve HTTP on a non-loopback address without a token (only behind a proxy that checks callers)."""
+    http_tokens: str | None = None
+    """Named callers' tokens, "name=token,...": each caller sees only its own threads, jobs, answers and usage."""
+    http_tokens_file: Path | None = None
+    """A file of named callers' tokens, a `name: token` line each (`name: token feedback` may correct routing)."""
+    feedback_callers: str | None = None
+    """Comma-separated caller names allowed to give routing feedback on a server with named callers."""
     http_allowed_hosts: str | None = None
     """Comma-separated Host headers accepted (DNS-rebinding protection); default: loopback names."""
     http_allowed_origins: str | None = None

@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import anyio
 
+from server.callers import ONLY, Caller
 from server.calling import embedded
 from server.calling.chain import ChainAnswer, ChainRunner, Partial
 from server.catalog import Specialist
@@ -59,6 +60,8 @@ class Answering(NamedTuple):
     bundle: FileBundle
     thread: Thread | None
     startup_wait_ms: float | None = None
+    caller: Caller = ONLY
+    """Who asked: the turn is saved in its thread, a job is its job, and usage counts for it."""
 
 
 class Answer:
@@ -80,7 +83,7 @@ class Answer:
         try:
             answer = await self._chain.run(spec, messages, answering.deadline, answering.progress, partial)
         except (AllModelsFailedError, anyio.get_cancelled_exc_class()):
-            await self._tally.unanswered(answering.outcome.usage)
+            await self._tally.unanswered(answering.outcome.usage, answering.caller.owner)
             raise
         result = self._result(answering, answer, trimmed)
         turn = Turn(
@@ -93,7 +96,7 @@ class Answer:
             model=answer.model,
             at=time.time(),
         )
-        await self.save_turn(thread.id if thread else None, turn, result)
+        await self.save_turn(thread.id if thread else None, turn, result, answering.caller.owner)
         result.latency_ms = answering.deadline.elapsed_ms()
         return result
 
@@ -147,7 +150,9 @@ class Answer:
             warnings=list(answering.bundle.warnings),
         )
 
-    async def save_turn(self, thread_id: str | None, turn: Turn, result: DelegateResult) -> None:
+    async def save_turn(
+        self, thread_id: str | None, turn: Turn, result: DelegateResult, owner: str | None = None
+    ) -> None:
         """Add the turn to its thread (a new one when thread_id is None) and put the id in the result. A store
         that cannot be written costs the thread, never the answer: the result carries a warning instead."""
         if self._threads is None:
@@ -156,7 +161,7 @@ class Answer:
         thread_id = thread_id or new_thread_id()
         try:
             with anyio.CancelScope(shield=True):  # the answer is paid for: keep it even if the client gives up
-                await anyio.to_thread.run_sync(self._threads.append, thread_id, turn)
+                await anyio.to_thread.run_sync(self._threads.append, thread_id, turn, owner)
         except StoreError as exc:
             logger.warning("a turn of thread %s was not saved: %s", thread_id, exc)
             later = "later turns of this thread will not see it" if continuing else "it cannot be followed up"

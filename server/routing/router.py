@@ -306,10 +306,11 @@ class RouteCache:
         self._entries: OrderedDict[str, RouteOutcome] = OrderedDict()
 
     @staticmethod
-    def key(task: str, context: str, preview_chars: int, candidates: Sequence[str]) -> str:
-        """What the router saw: the task, the context preview, the context size and the choices."""
+    def key(task: str, context: str, preview_chars: int, candidates: Sequence[str], owner: str | None = None) -> str:
+        """What the router saw: the task, the context preview, the context size and the choices; and whose call it
+        was on a server with named callers (a cached decision would tell one caller another sent the same task)."""
         digest = hashlib.sha256()
-        for part in (task, context[:preview_chars], str(len(context)), ",".join(candidates)):
+        for part in (task, context[:preview_chars], str(len(context)), ",".join(candidates), owner or ""):
             digest.update(part.encode("utf-8", "surrogatepass"))
             digest.update(b"\0")
         return digest.hexdigest()
