@@ -19,7 +19,8 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from server.callers import ONLY, Caller, FeedbackNotAllowedError, named_tokens
+from server.callers import ONLY, Caller, FeedbackNotAllowedError, UnknownCallerError, caller_for, named_tokens
+from server.callers import serving as serving_as
 from server.delegation import Delegator
 from server.errors import ConfigError, UnknownJobError, UnknownThreadError
 from server.settings import Settings
@@ -283,3 +284,13 @@ def test_over_http_each_named_caller_sees_only_its_own_threads_usage_and_feedbac
     assert not alice["feedback"].is_error, alice["feedback"].content[0].text
     assert alice["usage"]["calls"] == 1 and alice["usage"]["caller"] == "alice"
     assert process.stderr is not None and ALICE_TOKEN.encode() not in process.stderr.read()
+
+
+def test_a_request_without_a_caller_is_refused_on_a_server_with_named_callers_and_is_the_one_caller_elsewhere() -> None:
+    named = Settings(transport="http", http_tokens=f"bob={BOB_TOKEN}")
+    with pytest.raises(UnknownCallerError, match="send your bearer token"):
+        caller_for(named)  # fail closed: never the all-seeing one caller
+    with serving_as(BOB):
+        assert caller_for(named) == BOB
+    assert caller_for(Settings(transport="http", http_token="x" * 16)) == ONLY
+    assert caller_for(Settings(http_tokens=f"bob={BOB_TOKEN}")) == ONLY  # stdio is one caller

@@ -37,6 +37,7 @@ GUARD_NEIGHBOURS = 8  # nearest training texts searched for an under-trained spe
 SEARCH_FEATURES = 150  # a task's heaviest features used to find its nearest training texts
 GUARD_TERMS = 0.01  # a description word found in at most this share of other specialists' texts is distinctive
 LEARNED_SHARE = 0.5  # share of a task's nearest training texts that are users' corrections at which it abstains
+LEARNED_FEATURES = 12  # a task's heaviest words and word pairs used to find its nearest texts for that share
 EPOCHS = 10
 LEARNING_RATE = 2.0
 L2 = 1e-4
@@ -240,11 +241,11 @@ class _Neighbours:
         """Labels of the k training texts most cosine-similar to the vector."""
         return [self.labels[doc] for doc in self.nearest_texts(vector, k)]
 
-    def nearest_texts(self, vector: dict[str, float], k: int) -> list[int]:
-        """Indices of the k training texts most cosine-similar to the vector."""
+    def nearest_texts(self, vector: dict[str, float], k: int, searched: int = SEARCH_FEATURES) -> list[int]:
+        """Indices of the k training texts most cosine-similar to the vector, by its `searched` heaviest features."""
         scores: dict[int, float] = defaultdict(float)
         # The heaviest features carry the similarity; a long task's hundreds of light ones only cost time.
-        for feature, value in sorted(vector.items(), key=lambda item: -item[1])[:SEARCH_FEATURES]:
+        for feature, value in sorted(vector.items(), key=lambda item: -item[1])[:searched]:
             for doc, weight in self.postings.get(feature, ()):
                 scores[doc] += value * weight
         return sorted(scores, key=lambda d: -scores[d])[:k]
@@ -272,12 +273,15 @@ class Classifier:
         self._neighbours = _Neighbours()
         self._terms: dict[str, set[str]] = {}
         self._learned: set[int] = set()
+        self._learned_words: set[str] = set()
         if self.under_trained or learned:
             for label, found in texts.items():
                 for text in found:
+                    vector = self.model.tfidf.vector(features(text))
                     if text in learned:
                         self._learned.add(len(self._neighbours.labels))
-                    self._neighbours.add(label, self.model.tfidf.vector(features(text)))
+                        self._learned_words.update(f for f in vector if f.startswith("w:"))
+                    self._neighbours.add(label, vector)
         if self.under_trained:
             for label in self.under_trained:  # the first text is the description (see training_examples)
                 others = [text for name, found in texts.items() if name != label for text in found]
@@ -316,9 +320,12 @@ class Classifier:
 
     def _taught(self, vector: dict[str, float]) -> str | None:
         """Why the classifier leaves a task to the router when it is most like users' corrections, else None."""
-        if not self._learned:
+        if not self._learned or self._learned_words.isdisjoint(vector):  # no word in common with any correction
             return None
-        near = self._neighbours.nearest_texts(vector, GUARD_NEIGHBOURS)
+        # By the heaviest (rarest) words and word pairs only: common words' and character n-grams' long postings
+        # would cost about a millisecond a task, and say little about which texts are alike.
+        words = {f: v for f, v in vector.items() if f[0] in "wb"}
+        near = self._neighbours.nearest_texts(words, GUARD_NEIGHBOURS, LEARNED_FEATURES)
         taught = sum(doc in self._learned for doc in near)
         if not near or taught < LEARNED_SHARE * len(near):
             return None
