@@ -294,3 +294,14 @@ def test_a_request_without_a_caller_is_refused_on_a_server_with_named_callers_an
         assert caller_for(named) == BOB
     assert caller_for(Settings(transport="http", http_token="x" * 16)) == ONLY
     assert caller_for(Settings(http_tokens=f"bob={BOB_TOKEN}")) == ONLY  # stdio is one caller
+
+
+async def test_the_operators_decision_log_names_each_lines_caller(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, tmp_path: Path
+) -> None:
+    sim.set_default("sim-router", route_to("writer", 0.6))
+    delegator = make_delegator(decision_log=tmp_path / "decisions.jsonl")
+    await delegator.delegate("Write a haiku about rain", caller=ALICE)
+    await delegator.delegate("Write a haiku about snow")
+    lines = [json.loads(line) for line in (tmp_path / "decisions.jsonl").read_text().splitlines()]
+    assert [line.get("caller") for line in lines] == ["alice", None]

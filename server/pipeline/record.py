@@ -122,7 +122,8 @@ class Record:
             await self._tally.answered(None, None, caller.owner)
             if self._log is not None:
                 name = error.__class__.__name__ if error is not None else "cancelled"
-                await self._write_log(entry(tool, task, None, name, None, include_task=self._log.include_task))
+                line = entry(tool, task, None, name, None, include_task=self._log.include_task)
+                await self._write_log(line, caller)
             return None
         if self._premium_rates is None:  # litellm is loaded by now; keys and prices do not change while we run
             self._premium_rates = premium_rates(self._catalog, self._environ)
@@ -131,7 +132,7 @@ class Record:
         if problem:
             result = result.model_copy(update={"warnings": [*result.warnings, problem]})
         if self._log is not None:
-            await self._write_log(entry(tool, task, result, None, premium, include_task=self._log.include_task))
+            await self._write_log(entry(tool, task, result, None, premium, include_task=self._log.include_task), caller)
         return result
 
     async def _remember(self, call_id: str, task: str, result: DelegateResult, owner: str | None) -> str | None:
@@ -146,8 +147,10 @@ class Record:
                 return "this call could not be remembered for feedback (the store failed)"
         return None
 
-    async def _write_log(self, line: dict[str, Any]) -> None:
+    async def _write_log(self, line: dict[str, Any], caller: Caller) -> None:
         assert self._log is not None
+        if caller.name is not None:  # a server shared by named callers: the operator's log says whose call it was
+            line["caller"] = caller.name
         with anyio.CancelScope(shield=True):
             try:
                 await anyio.to_thread.run_sync(self._log.append, line)
