@@ -342,7 +342,7 @@ def build_server(delegator: Delegator, after_handshake: Callable[[], Any] | None
         mime_type="application/json",
         description="Usage since the state store began counting (`since`; shared by every server on the same "
         "store, kept across restarts): calls, tokens and cost per specialist and in total, and the estimated "
-        "saving against sending everything to the priciest specialist.",
+        "saving against sending everything to the priciest specialist (a named caller's: its own).",
     )
     async def usage() -> str:
         owner = caller_for(delegator.settings).owner
@@ -362,7 +362,7 @@ def add_thread_resources(server: MCPServer, book: ThreadBook, owner: Callable[[]
         name="threads",
         mime_type="application/json",
         description=f"Recent conversations, newest first (up to {RECENT_THREADS}): thread_id, title (the first "
-        "task), turns, specialists that answered, created and updated times.",
+        "task), turns, specialists that answered, created and updated times (a named caller's: its own).",
     )
     async def threads() -> str:
         found = await anyio.to_thread.run_sync(book.recent, RECENT_THREADS, owner())
