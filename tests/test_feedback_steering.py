@@ -100,6 +100,8 @@ async def test_many_corrections_cannot_make_the_classifier_send_a_kind_of_task_e
     glaciers = classifier.assess("Explain how glaciers form")
     assert glaciers.decision is None or glaciers.decision.label != "coder", glaciers
     assert glaciers.abstained and "users' corrections" in glaciers.abstained
+    carve = classifier.assess("How does a glacier carve a valley?")  # uncorrected, and unlike the corrected words
+    assert carve.decision is None or carve.decision.label != "coder", carve
     code = classifier.assess("Write a Python function that parses a CSV file and returns the rows as dicts")
     assert code.decision is not None and code.decision.label == "coder"  # the built-ins still decide alone
     learned = training_examples(delegator.catalog, None, delegator.corrections())["coder"]

@@ -12,10 +12,12 @@ GUARD_SHARE of the probability; when the task uses a word of its description tha
 texts (almost) never use; or when one of its texts is among the task's GUARD_NEIGHBOURS nearest. The router
 model, which reads every description, then decides. bench/classifier_guard.py measures each guard.
 
-Users' corrections are training texts too, but they never decide alone: when at least LEARNED_SHARE of a task's
-GUARD_NEIGHBOURS nearest texts are corrections, the classifier abstains and the router model (which sees the
-corrections like the task as quoted data) decides. So corrections from one caller, however many, cannot make the
-classifier send a kind of task somewhere with high confidence against the built-in examples.
+Users' corrections are training texts too, but they never decide alone: given the model trained on the built-in
+examples alone (`builtin`), a confident decision is left to the router model (which sees the corrections like the
+task, as quoted data) unless that model also ranks it first, with at least the threshold less FEEDBACK_LIFT. So
+corrections, however many and from whoever, can make the classifier a little surer of what its built-in examples
+already say, never send a kind of task elsewhere, nor decide what the built-in examples are unsure of.
+bench/feedback_bounds.py measures it.
 """
 
 from __future__ import annotations
@@ -36,8 +38,7 @@ GUARD_SHARE = 0.2  # prior-corrected probability of an under-trained specialist 
 GUARD_NEIGHBOURS = 8  # nearest training texts searched for an under-trained specialist's
 SEARCH_FEATURES = 150  # a task's heaviest features used to find its nearest training texts
 GUARD_TERMS = 0.01  # a description word found in at most this share of other specialists' texts is distinctive
-LEARNED_SHARE = 0.5  # share of a task's nearest training texts that are users' corrections at which it abstains
-LEARNED_FEATURES = 12  # a task's heaviest words and word pairs used to find its nearest texts for that share
+FEEDBACK_LIFT = 0.15  # the most users' corrections may add to the built-in examples' confidence in a decision
 EPOCHS = 10
 LEARNING_RATE = 2.0
 L2 = 1e-4
@@ -239,16 +240,12 @@ class _Neighbours:
 
     def nearest(self, vector: dict[str, float], k: int) -> list[str]:
         """Labels of the k training texts most cosine-similar to the vector."""
-        return [self.labels[doc] for doc in self.nearest_texts(vector, k)]
-
-    def nearest_texts(self, vector: dict[str, float], k: int, searched: int = SEARCH_FEATURES) -> list[int]:
-        """Indices of the k training texts most cosine-similar to the vector, by its `searched` heaviest features."""
         scores: dict[int, float] = defaultdict(float)
         # The heaviest features carry the similarity; a long task's hundreds of light ones only cost time.
-        for feature, value in sorted(vector.items(), key=lambda item: -item[1])[:searched]:
+        for feature, value in sorted(vector.items(), key=lambda item: -item[1])[:SEARCH_FEATURES]:
             for doc, weight in self.postings.get(feature, ()):
                 scores[doc] += value * weight
-        return sorted(scores, key=lambda d: -scores[d])[:k]
+        return [self.labels[doc] for doc in sorted(scores, key=lambda d: -scores[d])[:k]]
 
 
 class Classifier:
@@ -259,9 +256,10 @@ class Classifier:
         examples: Mapping[str, Iterable[str]],
         threshold: float,
         model: SoftmaxRegression | None = None,
-        learned: frozenset[str] = frozenset(),
+        builtin: SoftmaxRegression | None = None,
     ) -> None:
-        """`learned`: the texts among the examples that are users' corrections (they never decide alone)."""
+        """`builtin`: the model trained without users' corrections, when the examples hold some."""
+        self._builtin = builtin
         texts = {label: list(found) for label, found in examples.items()}
         self.threshold = threshold
         self.model = model or SoftmaxRegression.train(texts)
@@ -272,24 +270,18 @@ class Classifier:
         self._balance = {label: -math.log(max(n, 1) / total) for label, n in counts.items()}
         self._neighbours = _Neighbours()
         self._terms: dict[str, set[str]] = {}
-        self._learned: set[int] = set()
-        self._learned_words: set[str] = set()
-        if self.under_trained or learned:
+        if self.under_trained:
             for label, found in texts.items():
                 for text in found:
-                    vector = self.model.tfidf.vector(features(text))
-                    if text in learned:
-                        self._learned.add(len(self._neighbours.labels))
-                        self._learned_words.update(f for f in vector if f.startswith("w:"))
-                    self._neighbours.add(label, vector)
-        if self.under_trained:
+                    self._neighbours.add(label, self.model.tfidf.vector(features(text)))
             for label in self.under_trained:  # the first text is the description (see training_examples)
                 others = [text for name, found in texts.items() if name != label for text in found]
                 self._terms[label] = distinctive_terms(texts[label][0], others, GUARD_TERMS) if texts[label] else set()
 
     def assess(self, text: str, explain: bool = False) -> Assessment:
         """The best guess and, when the classifier abstains, the reason; explain adds the heaviest words."""
-        vector = self.model.tfidf.vector(features(text))
+        found = features(text)
+        vector = self.model.tfidf.vector(found)
         prediction = self.model.predict_vector(vector, text, explain)
         if prediction is None:
             return Assessment(None, "no word of the task was in the training examples")
@@ -297,9 +289,15 @@ class Classifier:
             return Assessment(prediction, f"fewer than {MIN_KNOWN_WORDS} of the task's words were in the examples")
         if prediction.confidence < self.threshold:
             return Assessment(prediction, f"{prediction.confidence:.0%} sure, below the threshold {self.threshold:.0%}")
-        taught = self._taught(vector)
-        if taught:
-            return Assessment(prediction, taught)
+        if self._builtin is not None:
+            guess = self._builtin.predict_vector(self._builtin.tfidf.vector(found), text)
+            if guess is None or guess.label != prediction.label or guess.confidence < self.threshold - FEEDBACK_LIFT:
+                built_in = f"{guess.label} at {guess.confidence:.0%}" if guess else "nothing"
+                return Assessment(
+                    prediction,
+                    f"users' corrections carry this choice (the built-in examples alone say {built_in}): the router "
+                    "decides",
+                )
         if prediction.label in self.under_trained:
             return Assessment(prediction, self._few(prediction.label))
         if self.under_trained:
@@ -317,22 +315,6 @@ class Classifier:
                 if label in near:
                     return Assessment(prediction, f"the task resembles {label}'s examples; {self._few(label)}")
         return Assessment(prediction)
-
-    def _taught(self, vector: dict[str, float]) -> str | None:
-        """Why the classifier leaves a task to the router when it is most like users' corrections, else None."""
-        if not self._learned or self._learned_words.isdisjoint(vector):  # no word in common with any correction
-            return None
-        # By the heaviest (rarest) words and word pairs only: common words' and character n-grams' long postings
-        # would cost about a millisecond a task, and say little about which texts are alike.
-        words = {f: v for f, v in vector.items() if f[0] in "wb"}
-        near = self._neighbours.nearest_texts(words, GUARD_NEIGHBOURS, LEARNED_FEATURES)
-        taught = sum(doc in self._learned for doc in near)
-        if not near or taught < LEARNED_SHARE * len(near):
-            return None
-        return (
-            f"{taught} of the task's {len(near)} nearest examples are users' corrections, which never decide alone: "
-            "the router decides"
-        )
 
     def _few(self, label: str) -> str:
         return f"{label} has fewer than {MIN_EXAMPLES} examples, so the router decides its tasks"

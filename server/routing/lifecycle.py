@@ -14,8 +14,8 @@ from pathlib import Path
 from server.catalog import Catalog
 from server.errors import ConfigError, StoreError
 from server.feedback import Correction, FeedbackBook, task_key
-from server.routing.classifier import Classifier
-from server.routing.classifier_cache import load_or_train
+from server.routing.classifier import Classifier, SoftmaxRegression
+from server.routing.classifier_cache import BUILTIN_PREFIX, load_or_train, trained
 from server.routing.router import Router
 from server.settings import Settings
 
@@ -25,7 +25,8 @@ QUIET_WAIT_S = 30.0
 """Background training waits at most this long for the calls in flight to end (training is CPU-bound)."""
 CORRECTION_SHARE = 0.5
 """Corrections learned per specialist, at most this share of its built-in texts (description and examples): the
-most recent ones. With the classifier's guard (corrections never decide alone) it bounds what feedback can teach."""
+most recent ones. With the classifier's guard (its decisions must agree with the built-in examples' model) it
+bounds what feedback can teach."""
 
 
 def classifier_text(task: str, context: str) -> str:
@@ -88,6 +89,7 @@ class ClassifierLifecycle:
         self._router = router
         self._data_dir = data_dir
         self._classifier: Classifier | None = None
+        self._builtin: SoftmaxRegression | None = None
         self._lock = threading.Lock()
         self._corrections: list[Correction] | None = None
         self._memory: dict[str, str] = {}  # task_key -> the specialist a user said it should go to
@@ -126,11 +128,19 @@ class ClassifierLifecycle:
         return self._corrections is not None
 
     def _train(self) -> Classifier:
-        """The classifier for the catalogue and the corrections so far (from the cache when it has them)."""
+        """The classifier for the catalogue and the corrections so far (from the cache when it has them); with
+        corrections, beside the model of the built-in examples alone, which their decisions must agree with."""
         corrections = self.corrections()
         examples = training_examples(self._catalog, self._settings.classifier_examples, corrections)
-        learned = frozenset(c.task for c in learnable(self._catalog, corrections))
-        return load_or_train(examples, self._settings.classifier_threshold, self._data_dir, learned)
+        builtin = self._builtin_model() if corrections else None
+        return load_or_train(examples, self._settings.classifier_threshold, self._data_dir, builtin)
+
+    def _builtin_model(self) -> SoftmaxRegression:
+        """The model trained on the catalogue (and any examples file) without corrections: once, or from its cache."""
+        if self._builtin is None:
+            examples = training_examples(self._catalog, self._settings.classifier_examples)
+            self._builtin = trained(examples, self._data_dir, BUILTIN_PREFIX)
+        return self._builtin
 
     def corrections(self) -> list[Correction]:
         """The corrections users made and not yet expired, read from the store once; they also teach the router."""
