@@ -120,6 +120,6 @@ async def test_a_burst_of_feedback_retrains_on_one_thread_and_the_last_run_learn
         most_alive = max(most_alive, len(alive))
     for alive in [t for t in threading.enumerate() if t.name == "classifier-retrain"]:
         alive.join(300)
-    assert most_alive == 1
+    assert most_alive <= 1  # one thread per feedback before: dozens at once
     vocabulary = delegator.classifier.model.tfidf.idf
     assert all(f"w:zqmark{number}" in vocabulary for number in range(50))
