@@ -22,7 +22,6 @@ from pydantic import ConfigDict, ValidationError
 
 from server import __version__
 from server.arguments import ToolArguments
-from server.callers import caller_for
 from server.catalog import Specialist
 from server.commands.cli_output import catalog_report
 from server.delegation import Delegator
@@ -31,6 +30,7 @@ from server.feedback import FeedbackReceipt, receipt
 from server.files import root_paths
 from server.handshake import AfterHandshake
 from server.progress import NO_PROGRESS, Progress
+from server.quality.shadow_report import SHADOW_TEXT, shadow_summary
 from server.results import DelegateResult, PanelResult, panel_text, summary_line
 from server.stdio_check import CheckedLines, claimed_stdin
 from server.threads import ThreadBook
@@ -39,6 +39,7 @@ from server.tool_text import (
     BackgroundArg,
     CallIdArg,
     CancelArg,
+    ChecksArg,
     ContextArg,
     FeedbackThreadArg,
     FilesArg,
@@ -143,13 +144,13 @@ def delegate_tool(delegator: Delegator) -> Tool:
         files: FilesArg = None,
         thread_id: ThreadArg = None,
         background: BackgroundArg = False,
+        checks: ChecksArg = None,
         ctx: Context | None = None,
         roots: ClientRoots = None,
     ) -> ToolResult:
         progress = progress_for(ctx)
-        caller = caller_for(delegator.settings)
         call = delegator.delegate(
-            task, context, progress, files or [], roots_of(roots), thread_id, background, caller=caller
+            task, context, progress, files or [], roots_of(roots), thread_id, background, checks=checks
         )
         return await _run(call, progress)
 
@@ -167,14 +168,12 @@ def ask_tool(delegator: Delegator, spec: Specialist, like: Tool | None = None) -
         files: FilesArg = None,
         thread_id: ThreadArg = None,
         background: BackgroundArg = False,
+        checks: ChecksArg = None,
         ctx: Context | None = None,
         roots: ClientRoots = None,
     ) -> ToolResult:
-        progress = progress_for(ctx)
-        caller = caller_for(delegator.settings)
-        call = delegator.ask(
-            spec.name, task, context, progress, files or [], roots_of(roots), thread_id, background, caller=caller
-        )
+        progress, where = progress_for(ctx), roots_of(roots)
+        call = delegator.ask(spec.name, task, context, progress, files or [], where, thread_id, background, checks)
         return await _run(call, progress)
 
     ask.__name__ = spec.tool_name  # names the input schema ask_<name>Arguments
@@ -220,7 +219,6 @@ def feedback_tool(delegator: Delegator) -> Tool:
                 turn=turn or None,
                 good=good,
                 should_be=should_be or None,
-                caller=caller_for(delegator.settings),
             )
         except DelegateError as exc:
             raise ToolError(str(exc)) from None
@@ -243,8 +241,7 @@ def result_tool(delegator: Delegator) -> Tool:
         job_id: JobIdArg, wait_s: WaitArg = 0, cancel: CancelArg = False, ctx: Context | None = None
     ) -> ToolResult:
         progress = progress_for(ctx)
-        caller = caller_for(delegator.settings)
-        return await _run(delegator.job_result(job_id, wait_s, cancel, progress, caller), progress)
+        return await _run(delegator.job_result(job_id, wait_s, cancel, progress), progress)
 
     description = result_description()
     annotations = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
@@ -345,17 +342,20 @@ def build_server(delegator: Delegator, after_handshake: Callable[[], Any] | None
         "saving against sending everything to the priciest specialist (a named caller's: its own).",
     )
     async def usage() -> str:
-        owner = caller_for(delegator.settings).owner
+        owner = delegator.caller().owner
         return json.dumps(await anyio.to_thread.run_sync(delegator.usage.snapshot, owner), indent=2)
 
+    @server.resource("delegate://shadow", name="shadow", mime_type="application/json", description=SHADOW_TEXT)
+    async def shadow() -> str:
+        return json.dumps(await anyio.to_thread.run_sync(shadow_summary, delegator.store), indent=2)
+
     if delegator.threads is not None:
-        add_thread_resources(server, delegator.threads, lambda: caller_for(delegator.settings).owner)
+        add_thread_resources(server, delegator.threads, lambda: delegator.caller().owner)
     return server
 
 
 def add_thread_resources(server: MCPServer, book: ThreadBook, owner: Callable[[], str | None]) -> None:
-    """delegate://threads (recent conversations) and delegate://threads/{thread_id} (one transcript), of the
-    caller (`owner`) only."""
+    """delegate://threads (recent conversations) and delegate://threads/{thread_id} (one transcript): `owner`'s."""
 
     @server.resource(
         "delegate://threads",

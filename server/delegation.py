@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 
-from server.callers import ONLY, Caller, check_feedback
+from server.callers import Caller, caller_for, check_feedback
 from server.catalog import Catalog, Specialist
 from server.clock import Deadline
 from server.components import build_components, build_stages
@@ -15,11 +16,12 @@ from server.errors import PanelFailedError
 from server.feedback import Correction
 from server.files import FileBundle, FileRules
 from server.panel import choose_members
-from server.pipeline.answer import Answering
+from server.pipeline.answer import Answering, call_checks
 from server.pipeline.messages import material
 from server.pipeline.prepare import EMPTY_TASK, Request, file_rules, is_blank, validate
 from server.pipeline.route import direct
 from server.progress import NO_PROGRESS, Progress
+from server.quality.checks import Check
 from server.results import DelegateResult, PanelResult
 from server.routing.classifier import Classifier
 from server.routing.lifecycle import training_examples
@@ -56,7 +58,14 @@ class Delegator:
         """Conversations, kept in the store unless DELEGATE_THREADS=off."""
         self.jobs = parts.jobs
         """Answers that outlive their tool call (delegate_result reads them)."""
+        self.shadow = parts.shadow
+        """Shadow runs (DELEGATE_SHADOW), or None when off."""
         self._stages = build_stages(settings, catalog, parts)
+
+    def caller(self) -> Caller:
+        """The caller of the request being served: a named caller on a shared HTTP server (set by the HTTP layer
+        for each request), else the one caller. A call given no caller is that caller's."""
+        return caller_for(self.settings)
 
     def close(self) -> None:
         """Release the store's connections."""
@@ -103,11 +112,12 @@ class Delegator:
         turn: int | None = None,
         good: bool,
         should_be: str | None = None,
-        caller: Caller = ONLY,
+        caller: Caller | None = None,
     ) -> Correction:
         """Record feedback on a call (by call_id, or by thread_id and turn number) of the caller's own, from a
         caller allowed to give it; a correction takes effect at once and retrains the classifier in the background
         (the exact task is routed as corrected meanwhile)."""
+        caller = caller or self.caller()
         check_feedback(caller)
         routed_to = key = None
         if thread_id is not None or turn is not None:
@@ -157,13 +167,17 @@ class Delegator:
         client_roots: Sequence[Path] = (),
         thread_id: str | None = None,
         background: bool = False,
-        caller: Caller = ONLY,
+        checks: list[Any] | None = None,
+        caller: Caller | None = None,
     ) -> DelegateResult:
         """Route the task to the best specialist and return its answer with the routing metadata; with a
-        thread_id, as the next turn of that conversation (the caller's own)."""
+        thread_id, as the next turn of that conversation (the caller's own); `checks` verify a cascade's drafts."""
+        caller = caller or self.caller()
         request = Request(task, context, files, client_roots, thread_id, background, caller)
+        graders = call_checks(checks)
         with self._stages.startup.counted():
-            return await self._stages.record.logged("delegate", task, self._delegate(request, progress), caller)
+            call = self._delegate(request, progress, graders)
+            return await self._stages.record.logged("delegate", task, call, caller)
 
     async def ask(
         self,
@@ -175,13 +189,17 @@ class Delegator:
         client_roots: Sequence[Path] = (),
         thread_id: str | None = None,
         background: bool = False,
-        caller: Caller = ONLY,
+        checks: list[Any] | None = None,
+        caller: Caller | None = None,
     ) -> DelegateResult:
         """Send the task straight to one specialist, with no routing; with a thread_id, as the next turn."""
-        spec = self.catalog.get(name)
+        spec, caller = self.catalog.get(name), caller or self.caller()
         request = Request(task, context, files, client_roots, thread_id, background, caller)
+        graders = call_checks(checks)
         with self._stages.startup.counted():
-            return await self._stages.record.logged(spec.tool_name, task, self._ask(spec, request, progress), caller)
+            return await self._stages.record.logged(
+                spec.tool_name, task, self._ask(spec, request, progress, graders), caller
+            )
 
     async def job_result(
         self,
@@ -189,10 +207,10 @@ class Delegator:
         wait_s: float = 0,
         cancel: bool = False,
         progress: Progress = NO_PROGRESS,
-        caller: Caller = ONLY,
+        caller: Caller | None = None,
     ) -> DelegateResult:
         """A job's result (the caller's own): done with the whole answer, or running with the text so far."""
-        return await self.jobs.result(job_id, wait_s, cancel, progress, caller.owner)
+        return await self.jobs.result(job_id, wait_s, cancel, progress, (caller or self.caller()).owner)
 
     async def panel(
         self,
@@ -223,7 +241,7 @@ class Delegator:
         warnings = [*bundle.warnings, *result.warnings]
         return result.model_copy(update={"files": bundle.reads, "warnings": warnings, "startup_wait_ms": waited})
 
-    async def _delegate(self, request: Request, progress: Progress) -> DelegateResult:
+    async def _delegate(self, request: Request, progress: Progress, checks: tuple[Check, ...]) -> DelegateResult:
         """prepare → budget reserved → route → answer (maybe handed off as a job) → budget settled."""
         prepared = await self._stages.prepare.run(request)
         task, context, bundle = request.task, request.context, prepared.bundle
@@ -240,10 +258,14 @@ class Delegator:
             await settle.aclose()
             raise
         deadline, thread, waited = prepared.deadline, prepared.thread, prepared.startup_wait_ms
-        answering = Answering(spec, outcome, task, context, deadline, progress, bundle, thread, waited, request.caller)
+        answering = Answering(
+            spec, outcome, task, context, deadline, progress, bundle, thread, waited, checks, request.caller
+        )
         return await self._stages.handoff.respond("delegate", answering, paid, settle, request.background)
 
-    async def _ask(self, spec: Specialist, request: Request, progress: Progress) -> DelegateResult:
+    async def _ask(
+        self, spec: Specialist, request: Request, progress: Progress, checks: tuple[Check, ...]
+    ) -> DelegateResult:
         """prepare → budget reserved → answer (maybe handed off as a job) → budget settled; no routing."""
         prepared = await self._stages.prepare.run(request)
         bundle, thread = prepared.bundle, prepared.thread
@@ -253,7 +275,9 @@ class Delegator:
         paid, settle = await self._stages.budget.held(worst)
         deadline, waited = prepared.deadline, prepared.startup_wait_ms
         outcome = direct(spec)
-        answering = Answering(spec, outcome, task, context, deadline, progress, bundle, thread, waited, request.caller)
+        answering = Answering(
+            spec, outcome, task, context, deadline, progress, bundle, thread, waited, checks, request.caller
+        )
         return await self._stages.handoff.respond(spec.tool_name, answering, paid, settle, request.background)
 
     async def route_only(self, task: str, context: str = "", *, remembered: bool = True) -> RouteOutcome:
