@@ -138,8 +138,8 @@ def _checked(found: list[tuple[str, str, bool, str]], allowed: set[str]) -> Toke
     return Tokens(tuple(entries))
 
 
-# The caller of the request being served: set by the HTTP layer around each request (its tasks inherit it), read by
-# the MCP surface. A context variable, because static MCP resources are handed no request context.
+# The caller of the request being served: set by the HTTP layer around each request (its tasks inherit it), read when
+# a call starts. A context variable, because static MCP resources are handed no request context.
 _current: ContextVar[Caller | None] = ContextVar("delegate_caller", default=None)
 
 
