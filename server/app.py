@@ -339,32 +339,33 @@ def build_server(delegator: Delegator, after_handshake: Callable[[], Any] | None
         mime_type="application/json",
         description="Usage since the state store began counting (`since`; shared by every server on the same "
         "store, kept across restarts): calls, tokens and cost per specialist and in total, and the estimated "
-        "saving against sending everything to the priciest specialist.",
+        "saving against sending everything to the priciest specialist (a named caller's: its own).",
     )
     async def usage() -> str:
-        return json.dumps(await anyio.to_thread.run_sync(delegator.usage.snapshot), indent=2)
+        owner = delegator.caller().owner
+        return json.dumps(await anyio.to_thread.run_sync(delegator.usage.snapshot, owner), indent=2)
 
     @server.resource("delegate://shadow", name="shadow", mime_type="application/json", description=SHADOW_TEXT)
     async def shadow() -> str:
         return json.dumps(await anyio.to_thread.run_sync(shadow_summary, delegator.store), indent=2)
 
     if delegator.threads is not None:
-        add_thread_resources(server, delegator.threads)
+        add_thread_resources(server, delegator.threads, lambda: delegator.caller().owner)
     return server
 
 
-def add_thread_resources(server: MCPServer, book: ThreadBook) -> None:
-    """delegate://threads (recent conversations) and delegate://threads/{thread_id} (one transcript)."""
+def add_thread_resources(server: MCPServer, book: ThreadBook, owner: Callable[[], str | None]) -> None:
+    """delegate://threads (recent conversations) and delegate://threads/{thread_id} (one transcript): `owner`'s."""
 
     @server.resource(
         "delegate://threads",
         name="threads",
         mime_type="application/json",
         description=f"Recent conversations, newest first (up to {RECENT_THREADS}): thread_id, title (the first "
-        "task), turns, specialists that answered, created and updated times.",
+        "task), turns, specialists that answered, created and updated times (a named caller's: its own).",
     )
     async def threads() -> str:
-        found = await anyio.to_thread.run_sync(book.recent, RECENT_THREADS)
+        found = await anyio.to_thread.run_sync(book.recent, RECENT_THREADS, owner())
         return json.dumps([thread.summary() for thread in found], indent=2, ensure_ascii=False)
 
     @server.resource(
@@ -375,7 +376,7 @@ def add_thread_resources(server: MCPServer, book: ThreadBook) -> None:
     )
     async def thread(thread_id: str) -> str:
         try:
-            found = await anyio.to_thread.run_sync(book.load, thread_id)
+            found = await anyio.to_thread.run_sync(book.load, thread_id, owner())
         except (UnknownThreadError, InvalidInputError) as exc:
             raise ResourceNotFoundError(str(exc)) from None
         except DelegateError as exc:

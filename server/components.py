@@ -86,7 +86,7 @@ def build_components(
     daily_budget = None
     if settings.daily_budget_usd is not None:
         daily_budget = DailyBudget(settings.daily_budget_usd, store, data_dir)
-    feedback = FeedbackBook(store, catalog.names)
+    feedback = FeedbackBook(store, catalog.names, settings.feedback_ttl_days)
     usage = UsageTally(store)
     usage.start()
     threads = None

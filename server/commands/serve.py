@@ -54,8 +54,10 @@ def check(call: Invocation) -> None:
     extra = ["feedback"] if delegator.feedback_on else []
     chosen_tools([*tool_names(call.catalog), *extra], settings.tools)
     if settings.transport == "http":
+        from server.callers import named_tokens
         from server.http import exposure_problem
 
+        named_tokens(settings)  # malformed named tokens stop start-up, naming the setting and line
         problem = exposure_problem(settings)
         if problem:
             raise ConfigError(problem)

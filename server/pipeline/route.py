@@ -49,7 +49,14 @@ class Route:
         return classifier.fit(classifier_text(task, "")) if classifier else None
 
     async def route(
-        self, task: str, context: str, deadline: Deadline, files_text: str = "", *, remembered: bool = True
+        self,
+        task: str,
+        context: str,
+        deadline: Deadline,
+        files_text: str = "",
+        *,
+        remembered: bool = True,
+        owner: str | None = None,
     ) -> RouteOutcome:
         """Choose a specialist: as a user corrected this very task, else the classifier when it is sure, else a
         cached or fresh router decision. Files count toward the window check and the router's size information
@@ -70,7 +77,7 @@ class Route:
         classified = self._classified(task, context, names)
         if classified is not None:
             return classified
-        key = RouteCache.key(task, context, self._preview_chars, names)
+        key = RouteCache.key(task, context, self._preview_chars, names, owner)
         cached = self._cache.get(key)
         if cached is not None:
             return cached

@@ -11,6 +11,13 @@ specialist given the same prior (logit adjustment for the unequal example counts
 GUARD_SHARE of the probability; when the task uses a word of its description that the other specialists'
 texts (almost) never use; or when one of its texts is among the task's GUARD_NEIGHBOURS nearest. The router
 model, which reads every description, then decides. bench/classifier_guard.py measures each guard.
+
+Users' corrections are training texts too, but they never decide alone: given the model trained on the built-in
+examples alone (`builtin`), a confident decision is left to the router model (which sees the corrections like the
+task, as quoted data) unless that model also ranks it first, with at least the threshold less FEEDBACK_LIFT. So
+corrections, however many and from whoever, can make the classifier a little surer of what its built-in examples
+already say, never send a kind of task elsewhere, nor decide what the built-in examples are unsure of.
+bench/feedback_bounds.py measures it.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ GUARD_SHARE = 0.2  # prior-corrected probability of an under-trained specialist 
 GUARD_NEIGHBOURS = 8  # nearest training texts searched for an under-trained specialist's
 SEARCH_FEATURES = 150  # a task's heaviest features used to find its nearest training texts
 GUARD_TERMS = 0.01  # a description word found in at most this share of other specialists' texts is distinctive
+FEEDBACK_LIFT = 0.15  # the most users' corrections may add to the built-in examples' confidence in a decision
 EPOCHS = 10
 LEARNING_RATE = 2.0
 L2 = 1e-4
@@ -244,8 +252,14 @@ class Classifier:
     """Decides alone when confident; otherwise abstains so the router model decides."""
 
     def __init__(
-        self, examples: Mapping[str, Iterable[str]], threshold: float, model: SoftmaxRegression | None = None
+        self,
+        examples: Mapping[str, Iterable[str]],
+        threshold: float,
+        model: SoftmaxRegression | None = None,
+        builtin: SoftmaxRegression | None = None,
     ) -> None:
+        """`builtin`: the model trained without users' corrections, when the examples hold some."""
+        self._builtin = builtin
         texts = {label: list(found) for label, found in examples.items()}
         self.threshold = threshold
         self.model = model or SoftmaxRegression.train(texts)
@@ -266,7 +280,8 @@ class Classifier:
 
     def assess(self, text: str, explain: bool = False) -> Assessment:
         """The best guess and, when the classifier abstains, the reason; explain adds the heaviest words."""
-        vector = self.model.tfidf.vector(features(text))
+        found = features(text)
+        vector = self.model.tfidf.vector(found)
         prediction = self.model.predict_vector(vector, text, explain)
         if prediction is None:
             return Assessment(None, "no word of the task was in the training examples")
@@ -274,6 +289,15 @@ class Classifier:
             return Assessment(prediction, f"fewer than {MIN_KNOWN_WORDS} of the task's words were in the examples")
         if prediction.confidence < self.threshold:
             return Assessment(prediction, f"{prediction.confidence:.0%} sure, below the threshold {self.threshold:.0%}")
+        if self._builtin is not None:
+            guess = self._builtin.predict_vector(self._builtin.tfidf.vector(found), text)
+            if guess is None or guess.label != prediction.label or guess.confidence < self.threshold - FEEDBACK_LIFT:
+                built_in = f"{guess.label} at {guess.confidence:.0%}" if guess else "nothing"
+                return Assessment(
+                    prediction,
+                    f"users' corrections carry this choice (the built-in examples alone say {built_in}): the router "
+                    "decides",
+                )
         if prediction.label in self.under_trained:
             return Assessment(prediction, self._few(prediction.label))
         if self.under_trained:
