@@ -30,6 +30,8 @@ class EvalCase:
     task: str
     expected: str
     context: str = ""
+    source: str = ""
+    """Where the task came from (optional); the report then gives each source's figures."""
 
 
 @dataclass(frozen=True)
@@ -75,9 +77,10 @@ def read_cases(path: Path, names: list[str]) -> list[EvalCase]:
                 f"{path}:{number}: 'expected' must be one of {', '.join(names)}; got {item.get('expected')!r}."
             )
         context = item.get("context", "")
-        if not isinstance(context, str):
-            raise ConfigError(f"{path}:{number}: 'context' must be a string.")
-        cases.append(EvalCase(number, item["task"], item["expected"], context))
+        source = item.get("source", "")
+        if not isinstance(context, str) or not isinstance(source, str):
+            raise ConfigError(f"{path}:{number}: 'context' and 'source' must be strings.")
+        cases.append(EvalCase(number, item["task"], item["expected"], context, source))
     if not cases:
         raise ConfigError(f"{path}: no tasks in the eval file.")
     return cases
@@ -232,7 +235,29 @@ def summarise(
             "calibration": calibration(guesses) if guesses else None,
         },
         "cost_estimate": estimate_costs(results, catalog, environ, output_tokens),
+        "sources": by_source(results),
     }
+
+
+def by_source(results: list[CaseResult]) -> dict[str, Any]:
+    """Per source (cases that name one): accuracy, and the classifier's coverage and accuracy on what it decided."""
+    found: dict[str, Any] = {}
+    for source in sorted({r.case.source for r in results if r.case.source}):
+        mine = [r for r in results if r.case.source == source]
+        decided = [r for r in mine if r.decided_by == "classifier"]
+        right, alone = (sum(r.predicted == r.case.expected for r in group) for group in (mine, decided))
+        found[source] = {
+            "tasks": len(mine),
+            "accuracy": _ratio(right, len(mine)),
+            "accuracy_interval": wilson(right, len(mine)),
+            "classifier": {
+                "coverage": _ratio(len(decided), len(mine)),
+                "count": len(decided),
+                "accuracy": _ratio(alone, len(decided)),
+                "accuracy_interval": wilson(alone, len(decided)),
+            },
+        }
+    return found
 
 
 def estimate_costs(
@@ -305,6 +330,14 @@ def format_report(summary: dict[str, Any]) -> str:
             f"  {path:<22}{_pct(figures['coverage']):>8}{figures['count']:>8}{_pct(figures['accuracy']):>11}"
             + _interval(figures.get("accuracy_interval"))
         )
+    if summary.get("sources"):
+        lines += ["", "Per source:              tasks   accuracy   classifier: coverage   accuracy   95% interval"]
+        for source, figures in summary["sources"].items():
+            alone = figures["classifier"]
+            lines.append(
+                f"  {source:<22}{figures['tasks']:>7}{_pct(figures['accuracy']):>11}{_pct(alone['coverage']):>23}"
+                f"{_pct(alone['accuracy']):>11}" + _interval(alone.get("accuracy_interval"))
+            )
     lines += ["", "Per specialist:          precision   recall   count"]
     for name, figures in summary["specialists"].items():
         lines.append(f"  {name:<22}{_pct(figures['precision']):>10}{_pct(figures['recall']):>9}{figures['count']:>8}")

@@ -20,9 +20,11 @@ import math
 import random
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from server.routing.prior import Prior, load_prior
 
 _WORD = re.compile(r"[a-z0-9_#+]+(?:['.][a-z0-9_]+)*|[{}()\[\];=<>:!$`|\\/*&^%@~-]{1,3}")
 MIN_KNOWN_WORDS = 3  # a task with fewer words the classifier has seen is too short or too foreign to judge
@@ -120,9 +122,12 @@ class SoftmaxRegression:
         self._weights = weights
 
     @classmethod
-    def train(cls, examples: Mapping[str, Iterable[str]]) -> SoftmaxRegression:
-        """Fit the model to labelled texts."""
-        documents = [(features(text), label) for label, texts in examples.items() for text in texts]
+    def train(
+        cls, examples: Mapping[str, Iterable[str]], featurise: Callable[[str], list[str]] | None = None
+    ) -> SoftmaxRegression:
+        """Fit the model to labelled texts (features() unless another feature function is given)."""
+        featurise = featurise or features
+        documents = [(featurise(text), label) for label, texts in examples.items() for text in texts]
         tfidf = TfIdf.fit([found for found, _ in documents])
         model = cls(sorted(examples), tfidf, {label: {} for label in sorted(examples)})
         data = [(tfidf.vector(found), label) for found, label in documents]
@@ -244,11 +249,17 @@ class Classifier:
     """Decides alone when confident; otherwise abstains so the router model decides."""
 
     def __init__(
-        self, examples: Mapping[str, Iterable[str]], threshold: float, model: SoftmaxRegression | None = None
+        self,
+        examples: Mapping[str, Iterable[str]],
+        threshold: float,
+        model: SoftmaxRegression | None = None,
+        prior: Prior | Literal["shipped"] | None = "shipped",
     ) -> None:
         texts = {label: list(found) for label, found in examples.items()}
         self.threshold = threshold
         self.model = model or SoftmaxRegression.train(texts)
+        shipped = load_prior() if prior == "shipped" else prior
+        self.prior = shipped.for_labels(texts) if shipped is not None else None
         counts = {label: len(found) for label, found in texts.items()}
         total = sum(counts.values()) or 1
         self.under_trained = sorted(label for label, n in counts.items() if n < MIN_EXAMPLES)
@@ -267,7 +278,7 @@ class Classifier:
     def assess(self, text: str, explain: bool = False) -> Assessment:
         """The best guess and, when the classifier abstains, the reason; explain adds the heaviest words."""
         vector = self.model.tfidf.vector(features(text))
-        prediction = self.model.predict_vector(vector, text, explain)
+        prediction = self._predict(vector, text, explain)
         if prediction is None:
             return Assessment(None, "no word of the task was in the training examples")
         if prediction.known_words < MIN_KNOWN_WORDS:
@@ -299,7 +310,10 @@ class Classifier:
         """How well the task fits each specialist, 0 to 1, summing to 1; each specialist's share of the training
         texts is taken out, so one with few examples is not drowned by those with many (empty: no known word)."""
         vector = self.model.tfidf.vector(features(text))
-        return self.model.probabilities(vector, self._balance) if vector else {}
+        prior = self.prior.logits(text) if self.prior else {}
+        if not vector and not prior:
+            return {}
+        return _softmax(self._logits(vector, prior), self._balance)
 
     def decide(self, text: str) -> Prediction | None:
         """A confident prediction, or None to abstain."""
@@ -307,4 +321,40 @@ class Classifier:
 
     def predict(self, text: str) -> Prediction | None:
         """The best guess whatever its confidence (for evaluation)."""
-        return self.model.predict(text)
+        return self._predict(self.model.tfidf.vector(features(text)), text)
+
+    def _logits(self, vector: dict[str, float], prior: Mapping[str, float]) -> dict[str, float]:
+        """The catalogue model's logits plus the prior's (a label the prior does not know gets its average, 0)."""
+        return {name: z + prior.get(name, 0.0) for name, z in self.model.logits(vector).items()}
+
+    def _predict(self, vector: dict[str, float], text: str, explain: bool = False) -> Prediction | None:
+        """The most probable label from both models, or None when neither knows a feature of the text."""
+        prior = self.prior.logits(text) if self.prior else {}
+        if (not vector and not prior) or not self.model.labels:
+            return None
+        probabilities = _softmax(self._logits(vector, prior))
+        ranked = sorted(probabilities, key=lambda name: -probabilities[name])
+        best, second = ranked[0], (ranked[1] if len(ranked) > 1 else None)
+        top: tuple[str, ...] = ()
+        if explain:
+            pull = {
+                f: v * (self.model.weight(best, f) - (self.model.weight(second, f) if second else 0.0))
+                for f, v in vector.items()
+            }
+            if self.prior:
+                for feature, push in self.prior.pull(text, best, second).items():
+                    pull[feature] = pull.get(feature, 0.0) + push
+            top = tuple(word for word, weight in heaviest_words(text, pull) if weight > 0)
+        known = {f for f in vector if f.startswith("w:")}
+        if self.prior:
+            known |= self.prior.known_words(text)
+        return Prediction(best, probabilities[best], len(known), second, probabilities[second] if second else 0.0, top)
+
+
+def _softmax(logits: Mapping[str, float], shift: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Probabilities from logits, each first moved by `shift` (a log-prior correction) when given."""
+    moved = {name: z + (shift.get(name, 0.0) if shift else 0.0) for name, z in logits.items()}
+    top = max(moved.values())
+    exps = {name: math.exp(z - top) for name, z in moved.items()}
+    total = sum(exps.values())
+    return {name: e / total for name, e in exps.items()}
