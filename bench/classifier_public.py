@@ -1,11 +1,12 @@
 """The classifier on public instruction sets it never trained on, and the build of the prior it ships.
 
   python bench/classifier_public.py build SOURCES.jsonl     # writes server/routing/data/builtin-prior.json.gz
-  python bench/classifier_public.py measure SOURCES.jsonl   # leave-one-source-out table (a few minutes)
+  python bench/classifier_public.py measure SOURCES.jsonl   # leave-one-source-out table (minutes per fold)
 
 SOURCES.jsonl comes from bench/classifier_sources.py (docs/routing.md says how). `measure` trains one prior per
 held-out source (FastChat's two benches count as one source) on every other source and the built-ins' examples,
-and runs the classifier as the server does on the held-out tasks; our own two labelled sets are measured with the
+keeps it beside SOURCES.jsonl (folds/, reused while the sources and the training options are unchanged), and
+runs the classifier as the server does on the held-out tasks; our own two labelled sets are measured with the
 prior trained on every public source. Each task falls by a hash into a tuning half or a reported half: the
 threshold that would reach 97% on the tuning halves is printed, and every figure comes from the reported halves.
 """
@@ -18,41 +19,48 @@ import math
 import sys
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from server.catalog import load_catalog
 from server.commands.calibration import wilson
 from server.delegation import training_examples
-from server.routing.classifier import MIN_KNOWN_WORDS, Classifier, SoftmaxRegression
-from server.routing.prior import PRIOR_FILE, Prior, save_prior, word_features
+from server.routing.classifier import MIN_KNOWN_WORDS, Classifier, SoftmaxRegression, features
+from server.routing.prior import PRIOR_FILE, Prior, load_prior, save_prior, word_features
 from server.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-SCALE = 0.3  # the prior's weight against the catalogue model's; 0.2-0.5 measured, see docs/routing.md
+SCALE = 0.3  # the prior's weight against the catalogue model's; tuned on the tuning halves, see docs/routing.md
 CHARS = 600  # a task's first characters trained on: pasted code or text says little about the kind of work
-SMALLEST = 0.005  # weights nearer zero are dropped from the shipped file
+KEEP = 20000  # features kept in the shipped file, those whose weights differ most between labels
+NOISY = {"arena-hard": "labels from an automatic categoriser; about a quarter of its misses are label noise"}
+
+
+GROUPS = {"mt-bench": "fastchat", "vicuna-bench": "fastchat", "humaneval-x": "humaneval"}
+VARIANT = "words"  # names the prior's features in the folds' file names (experiments change the features)
 
 
 def group(source: str) -> str:
-    return "fastchat" if source in ("mt-bench", "vicuna-bench") else source
+    """Sources held out together: one benchmark's parts, or a set and its translations."""
+    return GROUPS.get(source, source.split("-")[0] if source.startswith("hellobench") else source)
 
 
 def reported(task: str) -> bool:
     return int(hashlib.sha256(task.encode()).hexdigest(), 16) % 2 == 1
 
 
-def train_prior(rows: Iterable[dict[str, str]], builtins: dict[str, list[str]]) -> Prior:
-    """A prior trained on the public rows and the built-ins' own texts, small weights dropped."""
+def train_prior(rows: Iterable[dict[str, str]], builtins: dict[str, list[str]], keep: int = KEEP) -> Prior:
+    """A prior trained on the public rows and the built-ins' own texts, pruned to its `keep` weightiest features."""
     examples = {name: list(texts) for name, texts in builtins.items()}
     for row in rows:
         examples[row["expected"]].append(row["task"][:CHARS])
     model = SoftmaxRegression.train(examples, word_features)
-    data = model.to_json()
-    weights = {n: {f: round(w, 4) for f, w in t.items() if abs(w) >= SMALLEST} for n, t in data["weights"].items()}
-    used = {f for table in weights.values() for f in table}
-    idf = {f: round(v, 4) for f, v in data["idf"].items() if f in used}
-    descriptions = {name: texts[0] for name, texts in builtins.items()}
-    return Prior(descriptions, idf, weights, SCALE)
+    labels = tuple(model.labels)
+    table = {f: (idf, *(model.weight(name, f) for name in labels)) for f, idf in model.tfidf.idf.items()}
+    # A feature's logits are centred, so only the spread of its weights between labels counts.
+    ranked = sorted(table, key=lambda f: (-(max(table[f][1:]) - min(table[f][1:])), f))
+    kept = {f: table[f] for f in ranked[:keep]}
+    return Prior(labels, tuple(builtins[name][0] for name in labels), kept, SCALE)
 
 
 def read(path: Path, source: str | None = None) -> list[dict[str, str]]:
@@ -71,8 +79,22 @@ def line(name: str, outcomes: list[tuple[bool, bool]]) -> str:
     )
 
 
-def measure(path: Path) -> None:
-    threshold = Settings().classifier_threshold
+def fold_prior(path: Path, fold: str, public: list[dict[str, str]], builtins: dict[str, list[str]]) -> Prior:
+    """The prior trained without the fold's source, from folds/ when already trained on the same data."""
+    rows = [r for r in public if group(r["source"]) != fold]
+    digest = hashlib.sha256(json.dumps([rows, builtins, CHARS, KEEP, VARIANT]).encode()).hexdigest()[:12]
+    cached = path.parent / "folds" / f"{fold}-{digest}.json.gz"
+    prior = load_prior(cached)
+    if prior is None:
+        started = time.perf_counter()
+        prior = train_prior(rows, builtins)
+        save_prior(prior, cached)
+        print(f"fold {fold}: prior trained in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return replace(prior, scale=SCALE)
+
+
+def guesses(path: Path, threshold: float) -> dict[str, list[tuple[str, str, float, str, str]]]:
+    """(source, expected, confidence, guess, task) of today's classifier and of the one with the prior."""
     builtins = training_examples(load_catalog({}), None)
     public = read(path)
     ours = [
@@ -80,20 +102,44 @@ def measure(path: Path) -> None:
         *read(ROOT / "specialists/routing-eval-2.jsonl", "ours-2"),
     ]
     today = Classifier(builtins, threshold, prior=None)
-    guesses: dict[str, list[tuple[str, str, float, str, str]]] = {"today": [], "prior": []}
+    found: dict[str, list[tuple[str, str, float, str, str]]] = {"today": [], "prior": []}
     for fold in [*sorted({group(r["source"]) for r in public}), "ours"]:
         held = [r for r in public if group(r["source"]) == fold] if fold != "ours" else ours
-        started = time.perf_counter()
-        prior = train_prior([r for r in public if group(r["source"]) != fold], builtins)
+        prior = fold_prior(path, fold if fold != "ours" else "none", public, builtins)
         with_prior = Classifier(builtins, threshold, today.model, prior)
-        print(f"fold {fold}: prior trained in {time.perf_counter() - started:.1f} s", file=sys.stderr)
         for name, classifier in (("today", today), ("prior", with_prior)):
             for row in held:
                 guess = classifier.predict(row["task"])
                 known = guess is not None and guess.known_words >= MIN_KNOWN_WORDS
                 label, confidence = (guess.label, guess.confidence) if guess and known else ("", -1.0)
-                guesses[name].append((row["source"], row["expected"], confidence, label, row["task"]))
-    for name, found in guesses.items():
+                found[name].append((row["source"], row["expected"], confidence, label, row["task"]))
+    return found
+
+
+def components(path: Path) -> list[dict[str, object]]:
+    """Per held-out task: the catalogue model's logits, the fold prior's (scale 1), and the words known."""
+    builtins = training_examples(load_catalog({}), None)
+    public = read(path)
+    ours = [
+        *read(ROOT / "specialists/routing-eval.jsonl", "ours-1"),
+        *read(ROOT / "specialists/routing-eval-2.jsonl", "ours-2"),
+    ]
+    today = Classifier(builtins, 0.75, prior=None)
+    found: list[dict[str, object]] = []
+    for fold in [*sorted({group(r["source"]) for r in public}), "ours"]:
+        held = [r for r in public if group(r["source"]) == fold] if fold != "ours" else ours
+        prior = replace(fold_prior(path, fold if fold != "ours" else "none", public, builtins), scale=1.0)
+        for row in held:
+            vector = today.model.tfidf.vector(features(row["task"]))
+            reading = prior.read(row["task"])
+            known = reading.known.union(f for f in vector if f.startswith("w:"))
+            found.append({**row, "catalogue": today.model.logits(vector), "prior": reading.logits, "known": len(known)})
+    return found
+
+
+def measure(path: Path) -> None:
+    threshold = Settings().classifier_threshold
+    for name, found in guesses(path, threshold).items():
         tuning = [(c, label == e) for s, e, c, label, t in found if not reported(t) and not s.startswith("ours")]
         tuned = next((x / 100 for x in range(50, 100) if _precision(tuning, x / 100) >= 0.97), None)
         print(f"\n{name}: threshold {threshold}; the threshold reaching 97% on the tuning halves: {tuned}")
@@ -102,6 +148,8 @@ def measure(path: Path) -> None:
         for source in sorted({s for s, _, _ in kept}):
             print(line(source, [(taken, right) for s, taken, right in kept if s == source]))
         print(line("public total", [(taken, right) for s, taken, right in kept if not s.startswith("ours")]))
+        clean = [(taken, right) for s, taken, right in kept if not s.startswith("ours") and s not in NOISY]
+        print(line("public total without " + ", ".join(NOISY), clean))
 
 
 def _precision(guesses: list[tuple[float, bool]], threshold: float) -> float:
@@ -115,7 +163,8 @@ def build(path: Path) -> None:
     prior = train_prior(read(path), builtins)
     save_prior(prior)
     size = PRIOR_FILE.stat().st_size
-    print(f"prior: {len(prior.idf)} features, {size / 1024:.0f} KiB, trained in {time.perf_counter() - started:.1f} s")
+    took = time.perf_counter() - started
+    print(f"prior: {len(prior.table)} features, {size / 1024:.0f} KiB, trained in {took:.1f} s")
 
 
 if __name__ == "__main__":

@@ -1,28 +1,36 @@
 """What the built-in specialists learned from public instruction sets, shipped as weights (never as text).
 
 Our own examples are written in one voice; public sets are not. The weights in data/builtin-prior.json.gz are a
-softmax regression over word unigrams and bigrams trained on public sets whose source gives the label and on
+softmax regression over content words and word pairs trained on public sets whose source gives the label and on
 the built-ins' examples (docs/routing.md names the sets, their licences and how the file is built). The
 classifier adds these logits, scaled, to those of the model it trains on the catalogue's examples, for the
 built-ins whose description is still the one the weights were trained for.
+
+The file is read once per process (shipped_prior) and holds only the features that carry weight, as quantised
+integers: reading it costs milliseconds, and a decision looks each of the task's features up once.
 """
 
 from __future__ import annotations
 
+import array
+import base64
+import functools
 import gzip
 import itertools
 import json
 import logging
 import math
 import re
+import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
 PRIOR_FILE = Path(__file__).resolve().parent / "data" / "builtin-prior.json.gz"
-PRIOR_FORMAT = 1
+PRIOR_FORMAT = 2
+CHARS = 600  # the prior reads a task's first characters, as it was trained: pasted material says little
 _WORD = re.compile(r"[a-z0-9_#+]+(?:['.][a-z0-9_]+)*|[{}()\[\];=<>:!$`|\\/*&^%@~-]{1,3}")
 # Function words carry each public set's style (every NQ task starts "who", every code task "how can"), not the
 # kind of work: trained on, they teach the prior which set a task looks like. bench/classifier_public.py measures it.
@@ -33,6 +41,7 @@ _FUNCTION_WORDS = (
     "into than then also"
 )
 STOPWORDS = frozenset(_FUNCTION_WORDS.split())
+_LEVELS = 32767  # quantisation: weights and IDFs are stored as 16-bit integers times a step
 
 
 def word_features(text: str) -> list[str]:
@@ -44,66 +53,93 @@ def word_features(text: str) -> list[str]:
 
 
 @dataclass(frozen=True)
+class Reading:
+    """What the prior makes of a text: each scored label's centred logit, and the text's words it knows."""
+
+    logits: dict[str, float]
+    known: frozenset[str]
+    """Word features (w:...) of the text that the prior has weights for."""
+    vector: dict[str, float]
+    """The text's normalised TF-IDF vector over the prior's features (for explanations)."""
+
+
+@dataclass(frozen=True)
 class Prior:
     """Shipped per-label weights over TF-IDF features, for the labels whose descriptions they were trained with."""
 
-    descriptions: Mapping[str, str]
+    labels: tuple[str, ...]
+    descriptions: tuple[str, ...]
     """Each label's description when the weights were trained; another description means another specialist."""
-    idf: Mapping[str, float]
-    weights: Mapping[str, Mapping[str, float]]
+    table: Mapping[str, tuple[float, ...]]
+    """Each feature's IDF, then its weight for each label in `labels` order."""
     scale: float
     """How much the prior's logits count, added to the catalogue model's (tuned on held-out public sources)."""
+    scored: tuple[int, ...] = ()
+    """The positions in `labels` that are scored (empty: all)."""
 
     def for_labels(self, examples: Mapping[str, list[str]]) -> Prior | None:
         """The prior restricted to the labels whose description (their first text) is unchanged; None if none is."""
-        labels = [name for name, texts in examples.items() if texts and self.descriptions.get(name) == texts[0]]
-        if not labels:
-            return None
-        return Prior(
-            {name: self.descriptions[name] for name in labels},
-            self.idf,
-            {name: self.weights[name] for name in labels},
-            self.scale,
+        scored = tuple(
+            i for i, name in enumerate(self.labels) if examples.get(name) and examples[name][0] == self.descriptions[i]
         )
+        return replace(self, scored=scored) if scored else None
 
-    def logits(self, text: str) -> dict[str, float]:
-        """Each label's centred score for a text (empty when the prior knows none of its features)."""
+    @property
+    def scored_labels(self) -> list[str]:
+        """The labels this prior gives logits for."""
+        return [self.labels[i] for i in self.scored] if self.scored else list(self.labels)
+
+    def read(self, text: str) -> Reading:
+        """Each scored label's centred score for a text's first CHARS characters, and the words it knows."""
         counts: dict[str, int] = {}
-        for feature in word_features(text):
-            if feature in self.idf:
+        for feature in word_features(text[:CHARS]):
+            if feature in self.table:
                 counts[feature] = counts.get(feature, 0) + 1
         if not counts:
-            return {}
-        weighted = {f: (1 + math.log(c)) * self.idf[f] for f, c in counts.items()}
-        norm = sum(w * w for w in weighted.values()) ** 0.5 or 1.0
-        scores = {
-            name: self.scale * sum(table.get(f, 0.0) * w for f, w in weighted.items()) / norm
-            for name, table in self.weights.items()
-        }
-        mean = sum(scores.values()) / len(scores)
+            return Reading({}, frozenset(), {})
+        columns = self.scored or tuple(range(len(self.labels)))
+        weighted = {f: (1 + math.log(c)) * self.table[f][0] for f, c in counts.items()}
+        norm = math.sqrt(sum(w * w for w in weighted.values())) or 1.0
+        vector = {f: w / norm for f, w in weighted.items()}
+        scores = [0.0] * len(columns)
+        for feature, value in vector.items():
+            row = self.table[feature]
+            for k, column in enumerate(columns):
+                scores[k] += row[column + 1] * value
+        mean = sum(scores) / len(scores)
         # Centred, so a label the prior does not know (a user's specialist) stands at the prior's average.
-        return {name: score - mean for name, score in scores.items()}
+        logits = {self.labels[c]: self.scale * (s - mean) for c, s in zip(columns, scores, strict=True)}
+        return Reading(logits, frozenset(f for f in counts if f.startswith("w:")), vector)
 
-    def known_words(self, text: str) -> set[str]:
-        """The text's word features that the prior knows."""
-        return {f for f in word_features(text) if f.startswith("w:") and f in self.idf}
-
-    def pull(self, text: str, best: str, second: str | None) -> dict[str, float]:
-        """Each known feature's push towards `best` against `second`, for explanations."""
-        known = {f for f in word_features(text) if f in self.idf}
-        if best not in self.weights:
+    def pull(self, vector: Mapping[str, float], best: str, second: str | None) -> dict[str, float]:
+        """Each feature's push towards `best` against `second` (a Reading's vector), for explanations."""
+        if best not in self.labels:
             return {}
-        other = self.weights.get(second or "", {})
-        return {f: self.scale * (self.weights[best].get(f, 0.0) - other.get(f, 0.0)) for f in known}
+        b = self.labels.index(best) + 1
+        s = self.labels.index(second) + 1 if second in self.labels else None
+        return {
+            f: self.scale * v * (self.table[f][b] - (self.table[f][s] if s is not None else 0.0))
+            for f, v in vector.items()
+        }
 
     def to_json(self) -> dict[str, Any]:
-        """The prior as plain JSON data."""
+        """The prior as JSON data: feature names as one text, IDFs and weights as base64 16-bit integers."""
+        names = sorted(self.table)
+        width = len(self.labels) + 1
+        idf_step = max((self.table[f][0] for f in names), default=1.0) / _LEVELS or 1.0
+        weight_step = max((abs(w) for f in names for w in self.table[f][1:]), default=1.0) / _LEVELS or 1.0
+        idf = array.array("h", (round(self.table[f][0] / idf_step) for f in names))
+        weights = array.array("h", (round(self.table[f][j] / weight_step) for f in names for j in range(1, width)))
         return {
             "format": PRIOR_FORMAT,
             "scale": self.scale,
-            "descriptions": dict(self.descriptions),
-            "idf": dict(self.idf),
-            "weights": {name: dict(table) for name, table in self.weights.items()},
+            "labels": list(self.labels),
+            "descriptions": list(self.descriptions),
+            "features": "\n".join(names),
+            "idf_step": idf_step,
+            "idf": _encode(idf),
+            "weight_step": weight_step,
+            "weights": _encode(weights),
         }
 
     @classmethod
@@ -112,18 +148,41 @@ class Prior:
         try:
             if data["format"] != PRIOR_FORMAT:
                 raise ValueError("another format")
-            descriptions = {str(k): str(v) for k, v in data["descriptions"].items()}
-            idf = {str(f): float(v) for f, v in data["idf"].items()}
-            weights = {str(n): {str(f): float(w) for f, w in t.items()} for n, t in data["weights"].items()}
-            if set(weights) != set(descriptions):
-                raise ValueError("labels differ")
-            return cls(descriptions, idf, weights, float(data["scale"]))
-        except (KeyError, TypeError, AttributeError) as exc:
+            labels = tuple(str(name) for name in data["labels"])
+            descriptions = tuple(str(text) for text in data["descriptions"])
+            names = str(data["features"]).split("\n") if data["features"] else []
+            idf_step, weight_step = float(data["idf_step"]), float(data["weight_step"])
+            idf = _decode(str(data["idf"]))
+            weights = _decode(str(data["weights"]))
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise ValueError(f"not a prior ({exc.__class__.__name__})") from None
+        width = len(labels)
+        if len(descriptions) != width or len(idf) != len(names) or len(weights) != width * len(names):
+            raise ValueError("not a prior (sizes differ)")
+        table = {
+            name: (idf[i] * idf_step, *(weights[i * width + j] * weight_step for j in range(width)))
+            for i, name in enumerate(names)
+        }
+        return cls(labels, descriptions, table, float(data["scale"]))
+
+
+def _encode(values: array.array[int]) -> str:
+    if sys.byteorder == "big":  # the file is little-endian wherever it was written
+        values = array.array("h", values)
+        values.byteswap()
+    return base64.b64encode(values.tobytes()).decode("ascii")
+
+
+def _decode(text: str) -> array.array[int]:
+    values = array.array("h")
+    values.frombytes(base64.b64decode(text, validate=True))
+    if sys.byteorder == "big":
+        values.byteswap()
+    return values
 
 
 def load_prior(path: Path = PRIOR_FILE) -> Prior | None:
-    """The shipped prior, or None when the file is missing or broken (the classifier then uses its examples alone)."""
+    """The prior in a file, or None when the file is missing or broken (the classifier then uses its examples)."""
     try:
         with gzip.open(path, "rt", encoding="utf-8") as stream:
             return Prior.from_json(json.load(stream))
@@ -134,8 +193,14 @@ def load_prior(path: Path = PRIOR_FILE) -> Prior | None:
         return None
 
 
+@functools.cache
+def shipped_prior() -> Prior | None:
+    """The shipped prior, read once per process (retraining after feedback reuses it)."""
+    return load_prior(PRIOR_FILE)
+
+
 def save_prior(prior: Prior, path: Path = PRIOR_FILE) -> None:
-    """Write the prior compactly (weights rounded, gzip), deterministically so a rebuild diffs cleanly."""
+    """Write the prior compactly (gzip), deterministically so a rebuild diffs cleanly."""
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(prior.to_json(), separators=(",", ":"), sort_keys=True)
     with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as stream:
