@@ -26,6 +26,7 @@ from server.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 SETS = ("routing-eval.jsonl", "routing-eval-2.jsonl")
 RUNS = 20
+USERS = ROOT / "tests" / "data" / "user_specialists"
 
 
 def read(path: Path) -> list[dict[str, str]]:
@@ -81,19 +82,26 @@ def main() -> None:
         load_or_train(examples, threshold, cache)
     for name in SETS:
         report(f"built-ins, {name}", builtin, read(ROOT / "specialists" / name))
+    for user in sorted(USERS.glob("*.md")):
+        user_specialist(user, threshold)
+
+
+def user_specialist(user: Path, threshold: float) -> None:
+    """One five-example user specialist beside the built-ins: its 20 unseen tasks, and the built-ins' sets."""
     folder = Path(tempfile.mkdtemp())
-    for source in [*(ROOT / "specialists").glob("*.md"), ROOT / "tests/data/user_specialists/translator.md"]:
+    for source in [*(ROOT / "specialists").glob("*.md"), user]:
         shutil.copy(source, folder)
-    with_translator = Classifier(training_examples(load_catalog({}, folder), None), threshold)
-    tasks = [t for t in read(ROOT / "tests/data/user_specialist_tasks.jsonl") if t["expected"] == "translator"]
-    decisions = [with_translator.decide(t["task"]) for t in tasks]
-    lost = sum(1 for d in decisions if d is not None and d.label != "translator")
+    classifier = Classifier(training_examples(load_catalog({}, folder), None), threshold)
+    tasks = [t for t in read(ROOT / "tests/data/user_specialist_tasks.jsonl") if t["expected"] == user.stem]
+    decisions = [classifier.decide(t["task"]) for t in tasks]
+    lost = sorted({d.label for d in decisions if d is not None and d.label != user.stem})
     print(
-        f"+ translator (5 examples): its 20 tasks: {lost} given to another specialist, "
-        f"{sum(d is None for d in decisions)} left to the router"
+        f"+ {user.stem} (5 examples): of its {len(tasks)} tasks, "
+        f"{sum(1 for d in decisions if d is not None and d.label != user.stem)} given to another specialist "
+        f"({', '.join(lost) or 'none'}), {sum(d is None for d in decisions)} left to the router"
     )
     for name in SETS:
-        report(f"+ translator, {name}", with_translator, read(ROOT / "specialists" / name))
+        report(f"+ {user.stem}, {name}", classifier, read(ROOT / "specialists" / name))
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
 """The classifier on public instruction sets it never trained on, and the build of the prior it ships.
 
   python bench/classifier_public.py build SOURCES.jsonl     # writes server/routing/data/builtin-prior.json.gz
+  python bench/classifier_public.py tune SOURCES.jsonl      # the two models' weights, from the tuning halves
   python bench/classifier_public.py measure SOURCES.jsonl   # leave-one-source-out table (minutes per fold)
 
 SOURCES.jsonl comes from bench/classifier_sources.py (docs/routing.md says how). `measure` trains one prior per
-held-out source (FastChat's two benches count as one source) on every other source and the built-ins' examples,
-keeps it beside SOURCES.jsonl (folds/, reused while the sources and the training options are unchanged), and
-runs the classifier as the server does on the held-out tasks; our own two labelled sets are measured with the
-prior trained on every public source. Each task falls by a hash into a tuning half or a reported half: the
-threshold that would reach 97% on the tuning halves is printed, and every figure comes from the reported halves.
+held-out source (a benchmark's parts, or a set and its translations, count as one source) on every other source
+and the built-ins' examples, keeps it beside SOURCES.jsonl (folds/, reused while the sources and the training
+options are unchanged), and runs the classifier as the server does on the held-out tasks; our own two labelled
+sets are measured with the prior trained on every public source. Each task falls by a hash into a tuning half or
+a reported half: `tune` and the threshold reaching 97% look only at the tuning halves, and every figure of
+`measure` comes from the reported halves.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from server.catalog import load_catalog
 from server.commands.calibration import wilson
@@ -30,14 +33,15 @@ from server.routing.prior import PRIOR_FILE, Prior, load_prior, save_prior, word
 from server.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-SCALE = 0.3  # the prior's weight against the catalogue model's; tuned on the tuning halves, see docs/routing.md
+SCALE = 0.5  # the prior's logits' weight; `tune` chose it with OWN_WEIGHT on the tuning halves (docs/routing.md)
+OWN_WEIGHT = 0.7  # the catalogue model's logits' weight beside the prior
 CHARS = 600  # a task's first characters trained on: pasted code or text says little about the kind of work
 KEEP = 20000  # features kept in the shipped file, those whose weights differ most between labels
 NOISY = {"arena-hard": "labels from an automatic categoriser; about a quarter of its misses are label noise"}
 
 
 GROUPS = {"mt-bench": "fastchat", "vicuna-bench": "fastchat", "humaneval-x": "humaneval"}
-VARIANT = "words"  # names the prior's features in the folds' file names (experiments change the features)
+VARIANT = "words_shape"  # names the prior's features in the folds' file names (experiments change them)
 
 
 def group(source: str) -> str:
@@ -60,7 +64,7 @@ def train_prior(rows: Iterable[dict[str, str]], builtins: dict[str, list[str]], 
     # A feature's logits are centred, so only the spread of its weights between labels counts.
     ranked = sorted(table, key=lambda f: (-(max(table[f][1:]) - min(table[f][1:])), f))
     kept = {f: table[f] for f in ranked[:keep]}
-    return Prior(labels, tuple(builtins[name][0] for name in labels), kept, SCALE)
+    return Prior(labels, tuple(builtins[name][0] for name in labels), kept, SCALE, OWN_WEIGHT)
 
 
 def read(path: Path, source: str | None = None) -> list[dict[str, str]]:
@@ -90,33 +94,34 @@ def fold_prior(path: Path, fold: str, public: list[dict[str, str]], builtins: di
         prior = train_prior(rows, builtins)
         save_prior(prior, cached)
         print(f"fold {fold}: prior trained in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    return replace(prior, scale=SCALE)
+    return replace(prior, scale=SCALE, own_weight=OWN_WEIGHT)
 
 
-def guesses(path: Path, threshold: float) -> dict[str, list[tuple[str, str, float, str, str]]]:
-    """(source, expected, confidence, guess, task) of today's classifier and of the one with the prior."""
+def guesses(path: Path) -> dict[str, list[tuple[str, str, float, str, str]]]:
+    """(source, expected, confidence, guess, task) of today's classifier and of the one with the prior; the
+    confidence is -1 where the classifier would abstain at any threshold (too few known words, or its two
+    models disagree), so a task is decided at threshold t exactly when its confidence reaches t."""
     builtins = training_examples(load_catalog({}), None)
     public = read(path)
     ours = [
         *read(ROOT / "specialists/routing-eval.jsonl", "ours-1"),
         *read(ROOT / "specialists/routing-eval-2.jsonl", "ours-2"),
     ]
-    today = Classifier(builtins, threshold, prior=None)
+    today = Classifier(builtins, 0.0, prior=None)
     found: dict[str, list[tuple[str, str, float, str, str]]] = {"today": [], "prior": []}
     for fold in [*sorted({group(r["source"]) for r in public}), "ours"]:
         held = [r for r in public if group(r["source"]) == fold] if fold != "ours" else ours
         prior = fold_prior(path, fold if fold != "ours" else "none", public, builtins)
-        with_prior = Classifier(builtins, threshold, today.model, prior)
+        with_prior = Classifier(builtins, 0.0, today.model, prior)
         for name, classifier in (("today", today), ("prior", with_prior)):
             for row in held:
-                guess = classifier.predict(row["task"])
-                known = guess is not None and guess.known_words >= MIN_KNOWN_WORDS
-                label, confidence = (guess.label, guess.confidence) if guess and known else ("", -1.0)
+                guess = classifier.decide(row["task"])
+                label, confidence = (guess.label, guess.confidence) if guess else ("", -1.0)
                 found[name].append((row["source"], row["expected"], confidence, label, row["task"]))
     return found
 
 
-def components(path: Path) -> list[dict[str, object]]:
+def components(path: Path) -> list[dict[str, Any]]:
     """Per held-out task: the catalogue model's logits, the fold prior's (scale 1), and the words known."""
     builtins = training_examples(load_catalog({}), None)
     public = read(path)
@@ -125,10 +130,11 @@ def components(path: Path) -> list[dict[str, object]]:
         *read(ROOT / "specialists/routing-eval-2.jsonl", "ours-2"),
     ]
     today = Classifier(builtins, 0.75, prior=None)
-    found: list[dict[str, object]] = []
+    found: list[dict[str, Any]] = []
     for fold in [*sorted({group(r["source"]) for r in public}), "ours"]:
         held = [r for r in public if group(r["source"]) == fold] if fold != "ours" else ours
-        prior = replace(fold_prior(path, fold if fold != "ours" else "none", public, builtins), scale=1.0)
+        trained = fold_prior(path, fold if fold != "ours" else "none", public, builtins)
+        prior = replace(trained, scale=1.0, own_weight=1.0)
         for row in held:
             vector = today.model.tfidf.vector(features(row["task"]))
             reading = prior.read(row["task"])
@@ -137,9 +143,43 @@ def components(path: Path) -> list[dict[str, object]]:
     return found
 
 
+def tune(path: Path) -> None:
+    """The weights of the two models, chosen on the tuning halves only: the pair that decides the most tasks at
+    the default threshold while 97% of them are right (the noisy sources aside)."""
+    threshold = Settings().classifier_threshold
+    found = [r for r in components(path) if not r["source"].startswith("ours") and not reported(str(r["task"]))]
+    clean = [r for r in found if r["source"] not in NOISY]
+    grid = [(own, scale) for own in (0.5, 0.6, 0.7, 0.8, 1.0) for scale in (0.3, 0.5, 0.7, 1.0)]
+    print("| catalogue weight | prior weight | decided | right | decided, noisy aside | right |")
+    print("|---|---|---|---|---|---|")
+    best = None
+    for own, scale in grid:
+        every, kept = _outcome(found, own, scale, threshold), _outcome(clean, own, scale, threshold)
+        print(f"| {own} | {scale} | {every[0]:.1%} | {every[1]:.1%} | {kept[0]:.1%} | {kept[1]:.1%} |")
+        if kept[1] >= 0.97 and (best is None or kept[0] > best[0]):
+            best = (kept[0], own, scale)
+    print(f"chosen (catalogue weight, prior weight): {best[1:] if best else None}")
+
+
+def _outcome(rows: list[dict[str, Any]], own: float, scale: float, threshold: float) -> tuple[float, float]:
+    """Coverage and accuracy of the blended models on component rows, as Classifier.assess decides."""
+    decided = right = 0
+    for row in rows:
+        mine, prior = row["catalogue"], row["prior"]
+        logits = {name: own * z + scale * prior.get(name, 0.0) for name, z in mine.items()}
+        top = max(logits.values())
+        total = sum(math.exp(z - top) for z in logits.values())
+        best = max(logits, key=logits.__getitem__)
+        agree = not prior or (max(prior, key=prior.__getitem__) == best == max(mine, key=mine.__getitem__))
+        if row["known"] >= MIN_KNOWN_WORDS and 1 / total >= threshold and agree:
+            decided += 1
+            right += best == row["expected"]
+    return decided / len(rows), right / decided if decided else 0.0
+
+
 def measure(path: Path) -> None:
     threshold = Settings().classifier_threshold
-    for name, found in guesses(path, threshold).items():
+    for name, found in guesses(path).items():
         tuning = [(c, label == e) for s, e, c, label, t in found if not reported(t) and not s.startswith("ours")]
         tuned = next((x / 100 for x in range(50, 100) if _precision(tuning, x / 100) >= 0.97), None)
         print(f"\n{name}: threshold {threshold}; the threshold reaching 97% on the tuning halves: {tuned}")
@@ -168,4 +208,4 @@ def build(path: Path) -> None:
 
 
 if __name__ == "__main__":
-    {"build": build, "measure": measure}[sys.argv[1]](Path(sys.argv[2]))
+    {"build": build, "measure": measure, "tune": tune}[sys.argv[1]](Path(sys.argv[2]))

@@ -69,6 +69,46 @@ SOURCES = (
         "coding -> coder; creative_writing -> writer; math -> generalist",
     ),
     Source(
+        "writingbench",
+        "X-PLUG/WritingBench",
+        "benchmark_query/requirement/length/length_subset.jsonl",
+        "Apache-2.0",
+        "all -> writer",
+    ),
+    Source("longbench-write", "THUDM/LongWriter", "evaluation/longbench_write_en.jsonl", "Apache-2.0", "all -> writer"),
+    Source(
+        "hellobench-writing",
+        "Quehry/HelloBench",
+        "data/main_data/heuristic_text_generation.jsonl",
+        "MIT",
+        "all -> writer",
+    ),
+    Source(
+        "hellobench-completion", "Quehry/HelloBench", "data/main_data/text_completion.jsonl", "MIT", "all -> writer"
+    ),
+    Source(
+        "hellobench-qa",
+        "Quehry/HelloBench",
+        "data/main_data/open_ended_qa.jsonl",
+        "MIT",
+        "all -> generalist (the question, without the benchmark's instructions around it)",
+    ),
+    Source(
+        "truthfulqa",
+        "benedictflorance/truthfulqa_experiments",
+        "datasets/TruthfulQA.csv",
+        "Apache-2.0",
+        "all -> generalist",
+    ),
+    Source("cruxeval", "facebookresearch/cruxeval", "data/cruxeval.jsonl", "MIT", "all -> coder"),
+    Source(
+        "humaneval-x",
+        "THUDM/CodeGeeX",
+        "codegeex/benchmark/humaneval-x/{cpp,go,java,js}/data/humaneval_*.jsonl.gz",
+        "Apache-2.0",
+        "all -> coder",
+    ),
+    Source(
         "awesome-prompts",
         "f/awesome-chatgpt-prompts",
         "prompts.csv@c3223308",
@@ -77,6 +117,7 @@ SOURCES = (
     ),
 )
 
+_QUESTION = re.compile(r"\[Question\]:\s*(.*?)\s*\[Requirements\]", re.S)
 _CODE_ACT = re.compile(
     r"terminal|console|interpreter|developer|programmer|sql|regex|javascript|python|coding|"
     r"software|stackoverflow|git\b|php|r programming|linux|devops|cyber|webpage|ascii",
@@ -90,8 +131,14 @@ _WRITE_ACT = re.compile(
 
 
 def blob(mirror: Path, repo: str, path: str) -> bytes:
-    """A file of a snapshot, at HEAD or at the commit named after '@'."""
+    """A file of a snapshot, at HEAD or at the commit named after '@'; {a,b} in the path joins several files
+    (gzip files joined stay one gzip stream)."""
     path, _, commit = path.partition("@")
+    choice = re.search(r"\{([^}]*)\}", path)
+    if choice:
+        parts = choice.group(1).split(",")
+        names = [(path[: choice.start()] + part + path[choice.end() :]).replace("*", part) for part in parts]
+        return b"".join(blob(mirror, repo, f"{name}@{commit}" if commit else name) for name in names)
     folder = mirror / repo.replace("/", "+") / "repo"
     return subprocess.run(
         ["git", "-C", str(folder), "show", f"{commit or 'HEAD'}:{path}"], capture_output=True, check=True
@@ -123,6 +170,22 @@ def items(source: Source, data: bytes) -> Iterator[tuple[str, str]]:
     elif source.name == "arena-hard":
         labels = {"coding": "coder", "creative_writing": "writer", "math": "generalist"}
         yield from ((row["prompt"], labels[row["subcategory"]]) for row in map(json.loads, data.splitlines()))
+    elif source.name in ("writingbench", "longbench-write"):
+        key = "query" if source.name == "writingbench" else "prompt"
+        yield from ((json.loads(line)[key], "writer") for line in data.splitlines())
+    elif source.name.startswith("hellobench"):
+        for line in data.splitlines():
+            text = json.loads(line)["instruction"]
+            question = _QUESTION.search(text)
+            yield (question.group(1), "generalist") if question else (text, "writer")
+    elif source.name == "truthfulqa":
+        yield from ((row["Question"], "generalist") for row in csv.DictReader(io.StringIO(data.decode("utf-8"))))
+    elif source.name == "cruxeval":
+        for line in data.splitlines():
+            row = json.loads(line)
+            yield f"{row['code']}\nassert f({row['input']}) == ??", "coder"
+    elif source.name == "humaneval-x":
+        yield from ((json.loads(line)["prompt"].strip(), "coder") for line in gzip.decompress(data).splitlines())
     elif source.name == "awesome-prompts":
         for row in csv.DictReader(io.StringIO(data.decode("utf-8"))):
             act = row["act"]
@@ -130,6 +193,12 @@ def items(source: Source, data: bytes) -> Iterator[tuple[str, str]]:
                 yield row["prompt"], "coder"
             elif _WRITE_ACT.search(act):
                 yield row["prompt"], "writer"
+
+
+def _english(text: str) -> bool:
+    """Whether a task is written in Latin letters: the classifier's words are; WritingBench mixes in Chinese."""
+    letters = [c for c in text if c.isalpha()]
+    return sum(c.isascii() for c in letters) >= 0.9 * len(letters) if letters else True
 
 
 def stable(text: str) -> str:
@@ -143,7 +212,7 @@ def main() -> None:
             seen: dict[str, str] = {}
             for task, label in items(source, blob(mirror, source.repo, source.path)):
                 task = task.strip()
-                if task and task.lower() not in seen:
+                if task and task.lower() not in seen and _english(task):
                     seen[task.lower()] = label
                     seen[task.lower() + "\0"] = task
             pairs = [(seen[key + "\0"], label) for key, label in seen.items() if not key.endswith("\0")]

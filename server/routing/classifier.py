@@ -298,7 +298,7 @@ class Classifier:
         reading = self._read(text)
         if not vector and not reading.logits:
             return {}
-        return _softmax(self._logits(vector, reading.logits), self._balance)
+        return _softmax(self._blend(self.model.logits(vector), reading.logits), self._balance)
 
     def decide(self, text: str) -> Prediction | None:
         """A confident prediction, or None to abstain."""
@@ -311,9 +311,13 @@ class Classifier:
     def _read(self, text: str) -> Reading:
         return self.prior.read(text) if self.prior else _NOTHING
 
-    def _logits(self, vector: dict[str, float], prior: Mapping[str, float]) -> dict[str, float]:
-        """The catalogue model's logits plus the prior's (a label the prior does not know gets its average, 0)."""
-        return {name: z + prior.get(name, 0.0) for name, z in self.model.logits(vector).items()}
+    def _blend(self, own: Mapping[str, float], prior: Mapping[str, float]) -> dict[str, float]:
+        """The catalogue model's logits, weighted as the prior was tuned with, plus the prior's. A label the prior
+        does not know (a user's specialist) gets the prior's best score: the public sets know nothing of it, so
+        they neither push a task to it nor take one away from it."""
+        weight = self.prior.own_weight if self.prior else 1.0
+        unknown = max(prior.values(), default=0.0)
+        return {name: weight * z + prior.get(name, unknown) for name, z in own.items()}
 
     def _judge(self, text: str, explain: bool = False) -> _Judgement:
         """The most probable label from both models (None when neither knows a feature of the text), and why the
@@ -323,13 +327,14 @@ class Classifier:
         own = self.model.logits(vector)
         if (not vector and not reading.logits) or not self.model.labels:
             return _Judgement(vector, own, None, None)
-        probabilities = _softmax({name: z + reading.logits.get(name, 0.0) for name, z in own.items()})
+        probabilities = _softmax(self._blend(own, reading.logits))
         ranked = sorted(probabilities, key=lambda name: -probabilities[name])
         best, second = ranked[0], (ranked[1] if len(ranked) > 1 else None)
         top: tuple[str, ...] = ()
         if explain:
+            weight = self.prior.own_weight if self.prior else 1.0
             pull = {
-                f: v * (self.model.weight(best, f) - (self.model.weight(second, f) if second else 0.0))
+                f: weight * v * (self.model.weight(best, f) - (self.model.weight(second, f) if second else 0.0))
                 for f, v in vector.items()
             }
             if self.prior:

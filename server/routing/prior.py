@@ -41,14 +41,30 @@ _FUNCTION_WORDS = (
     "into than then also"
 )
 STOPWORDS = frozenset(_FUNCTION_WORDS.split())
+# A line that opens, closes or calls like code, in the languages the public sets carry.
+_CODE_LINE = re.compile(
+    r"^\s*(def |class |import |from \S+ import|#include|func |fn |public |private |static |function |var |let |"
+    r"const |return\b|if ?\(|for ?\(|while ?\(|[}\]]|>>>|//|/\*|\*/|#!)|[;{(:,]\s*$|=>|->|==|\w\(.*\)\s*$"
+)
 _LEVELS = 32767  # quantisation: weights and IDFs are stored as 16-bit integers times a step
 
 
 def word_features(text: str) -> list[str]:
-    """The prior's features: content words and the word pairs that are not two function words."""
+    """The prior's features: content words, the word pairs that are not two function words, and code's shape."""
     words = _WORD.findall(text.lower())
     found = [f"w:{w}" for w in words if w not in STOPWORDS and len(w) > 1]
     found += [f"b:{a} {b}" for a, b in itertools.pairwise(words) if not (a in STOPWORDS and b in STOPWORDS)]
+    return found + shape_features(text)
+
+
+def shape_features(text: str) -> list[str]:
+    """Whether a text is laid out like code: a bare signature with a docstring is code work whatever its words."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    code = sum(1 for line in lines if _CODE_LINE.search(line))
+    found = ["s:code"] if code >= 2 else []
+    found += ["s:code5"] if code >= 5 else []
+    found += ["s:mostly-code"] if code >= 2 and code >= 0.5 * len(lines) else []
+    found += ["s:indented"] if sum(1 for line in lines if line.startswith(("    ", "\t"))) >= 2 else []
     return found
 
 
@@ -74,6 +90,8 @@ class Prior:
     """Each feature's IDF, then its weight for each label in `labels` order."""
     scale: float
     """How much the prior's logits count, added to the catalogue model's (tuned on held-out public sources)."""
+    own_weight: float = 1.0
+    """How much the catalogue model's logits count beside this prior (tuned with `scale`)."""
     scored: tuple[int, ...] = ()
     """The positions in `labels` that are scored (empty: all)."""
 
@@ -133,6 +151,7 @@ class Prior:
         return {
             "format": PRIOR_FORMAT,
             "scale": self.scale,
+            "own_weight": self.own_weight,
             "labels": list(self.labels),
             "descriptions": list(self.descriptions),
             "features": "\n".join(names),
@@ -163,7 +182,7 @@ class Prior:
             name: (idf[i] * idf_step, *(weights[i * width + j] * weight_step for j in range(width)))
             for i, name in enumerate(names)
         }
-        return cls(labels, descriptions, table, float(data["scale"]))
+        return cls(labels, descriptions, table, float(data["scale"]), float(data.get("own_weight", 1.0)))
 
 
 def _encode(values: array.array[int]) -> str:
