@@ -15,6 +15,7 @@ model, which reads every description, then decides. bench/classifier_guard.py me
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import random
@@ -48,9 +49,15 @@ def features(text: str) -> list[str]:
     found += [f"b:{a} {b}" for a, b in itertools.pairwise(words)]
     for word in words:
         if word.isalpha() and len(word) > 3:
-            padded = f" {word} "
-            found += [f"c:{padded[i : i + n]}" for n in (3, 4, 5) for i in range(len(padded) - n + 1)]
+            found += _grams(word)
     return found
+
+
+@functools.lru_cache(maxsize=32768)
+def _grams(word: str) -> tuple[str, ...]:
+    """A word's character 3-5-grams, padded; cached, since most words of a task were seen in earlier tasks."""
+    padded = f" {word} "
+    return tuple(f"c:{padded[i : i + n]}" for n in (3, 4, 5) for i in range(len(padded) - n + 1))
 
 
 def heaviest_words(text: str, pull: Mapping[str, float], count: int = 5) -> list[tuple[str, float]]:

@@ -1,10 +1,10 @@
 """What the built-in specialists learned from public instruction sets, shipped as weights (never as text).
 
 Our own examples are written in one voice; public sets are not. The weights in data/builtin-prior.json.gz are a
-softmax regression over content words and word pairs trained on public sets whose source gives the label and on
-the built-ins' examples (docs/routing.md names the sets, their licences and how the file is built). The
-classifier adds these logits, scaled, to those of the model it trains on the catalogue's examples, for the
-built-ins whose description is still the one the weights were trained for.
+softmax regression over content words, word pairs, the first sentence's words and the shape of code, trained on
+public sets whose source gives the label and on the built-ins' examples (docs/routing.md names the sets, their
+licences and how the file is built). The classifier adds these logits, scaled, to those of the model it trains
+on the catalogue's examples, for the built-ins whose description is still the one the weights were trained for.
 
 The file is read once per process (shipped_prior) and holds only the features that carry weight, as quantised
 integers: reading it costs milliseconds, and a decision looks each of the task's features up once.
@@ -46,15 +46,24 @@ _CODE_LINE = re.compile(
     r"^\s*(def |class |import |from \S+ import|#include|func |fn |public |private |static |function |var |let |"
     r"const |return\b|if ?\(|for ?\(|while ?\(|[}\]]|>>>|//|/\*|\*/|#!)|[;{(:,]\s*$|=>|->|==|\w\(.*\)\s*$"
 )
+_SENTENCE = re.compile(r"[.?!:\n]")
+HEAD_WORDS = 20  # words of the first sentence read apart
 _LEVELS = 32767  # quantisation: weights and IDFs are stored as 16-bit integers times a step
 
 
 def word_features(text: str) -> list[str]:
-    """The prior's features: content words, the word pairs that are not two function words, and code's shape."""
+    """The prior's features: content words, the word pairs that are not two function words, the first sentence's
+    words, and code's shape."""
     words = _WORD.findall(text.lower())
     found = [f"w:{w}" for w in words if w not in STOPWORDS and len(w) > 1]
     found += [f"b:{a} {b}" for a, b in itertools.pairwise(words) if not (a in STOPWORDS and b in STOPWORDS)]
-    return found + shape_features(text)
+    return found + head_features(text) + shape_features(text)
+
+
+def head_features(text: str) -> list[str]:
+    """The words of the first sentence, apart: the kind of work is asked for there, before any pasted material."""
+    first = _SENTENCE.split(text.strip(), 1)[0]
+    return [f"h:{w}" for w in _WORD.findall(first.lower())[:HEAD_WORDS] if len(w) > 1]
 
 
 def shape_features(text: str) -> list[str]:
