@@ -17,9 +17,9 @@ from pathlib import Path
 
 from server.catalog import load_catalog
 from server.commands.calibration import calibration, wilson
-from server.delegation import classifier_text, training_examples
 from server.routing.classifier import Classifier
 from server.routing.classifier_cache import load_or_train
+from server.routing.lifecycle import classifier_text, training_examples
 from server.routing.prior import shipped_prior
 from server.settings import Settings
 

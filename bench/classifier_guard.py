@@ -16,8 +16,8 @@ from pathlib import Path
 
 import server.routing.classifier as classifier_module
 from server.catalog import load_catalog
-from server.delegation import classifier_text, training_examples
 from server.routing.classifier import Classifier, SoftmaxRegression
+from server.routing.lifecycle import classifier_text, training_examples
 from server.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

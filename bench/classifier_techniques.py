@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from server.catalog import load_catalog
-from server.delegation import classifier_text, training_examples
 from server.routing.classifier import MIN_KNOWN_WORDS, SoftmaxRegression, features
+from server.routing.lifecycle import classifier_text, training_examples
 
 ROOT = Path(__file__).resolve().parent.parent
 THRESHOLDS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.9)

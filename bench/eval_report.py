@@ -52,7 +52,12 @@ def main() -> None:
             **os.environ,
             "OPENAI_API_BASE": sim.base_url,
             "OPENAI_API_KEY": "sk-simulated-000000000000",
-            "ROUTER_MODEL": "openai/gpt-4.1-mini",
+            # The simulator is a custom base URL, where list prices do not apply: each model carries its own, the
+            # list price of the model it stands for (the first usable model of each built-in specialist).
+            "ROUTER_MODEL": "openai/gpt-4.1-mini@0.40/1.60",
+            "CODE_MODEL": "openai/gpt-5.2@1.75/14",
+            "LONG_CONTEXT_MODEL": "openai/gpt-5.2@1.75/14",
+            "GENERAL_MODEL": "openai/gpt-5-mini@0.25/2",
         }
         for name, mode in (
             ("classifier only (no router model)", "classifier"),

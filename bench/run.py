@@ -266,8 +266,8 @@ def bench_classifier() -> Row:
     import json
 
     from server.catalog import load_catalog
-    from server.delegation import training_examples
     from server.routing.classifier import Classifier
+    from server.routing.lifecycle import training_examples
 
     classifier = Classifier(training_examples(load_catalog({}), None), 0.75)
     tasks = [

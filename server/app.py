@@ -4,120 +4,65 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import types
-import typing
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.mcpserver.resolve import ListRoots, Resolve
 from mcp.server.mcpserver.tools import Tool
+from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
-from mcp.shared.message import ServerMessageMetadata
-from mcp_types import CallToolResult, ListRootsRequest, ListRootsResult, TextContent, ToolAnnotations
+from mcp.shared.message import ServerMessageMetadata, SessionMessage
+from mcp_types import CallToolResult, JSONRPCError, ListRootsRequest, ListRootsResult, TextContent, ToolAnnotations
 from mcp_types.version import is_version_at_least
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, ValidationError
 
 from server import __version__
-from server.catalog import Catalog, Specialist
+from server.arguments import ToolArguments
+from server.catalog import Specialist
 from server.commands.cli_output import catalog_report
-from server.delegation import EMPTY_TASK, Delegator, is_blank
-from server.errors import ConfigError, DelegateError, InvalidInputError, UnknownThreadError
+from server.delegation import Delegator
+from server.errors import DelegateError, InvalidInputError, UnknownThreadError
 from server.feedback import FeedbackReceipt, receipt
 from server.files import root_paths
-from server.jobs import MAX_WAIT_S
+from server.handshake import AfterHandshake
 from server.progress import NO_PROGRESS, Progress
 from server.results import DelegateResult, PanelResult, panel_text, summary_line
+from server.stdio_check import CheckedLines, claimed_stdin
 from server.threads import ThreadBook
+from server.tool_text import (
+    AskContextArg,
+    BackgroundArg,
+    CallIdArg,
+    CancelArg,
+    ContextArg,
+    FeedbackThreadArg,
+    FilesArg,
+    GoodArg,
+    JobIdArg,
+    ShouldBeArg,
+    SpecialistsArg,
+    SynthesizeArg,
+    TaskArg,
+    ThreadArg,
+    TurnArg,
+    WaitArg,
+    ask_description,
+    chosen_tools,
+    delegate_description,
+    feedback_description,
+    panel_description,
+    result_description,
+    server_instructions,
+)
 
 logger = logging.getLogger(__name__)
 RECENT_THREADS = 50
-
-TaskArg = Annotated[
-    str,
-    Field(
-        description="The complete, self-contained task: the specialist sees nothing else "
-        "of your conversation, so include what it needs to know."
-    ),
-]
-ContextArg = Annotated[
-    str,
-    Field(
-        description="Optional material the task refers to: code, a document, logs. "
-        "Only a short preview of it is used for routing."
-    ),
-]
-AskContextArg = Annotated[
-    str, Field(description="Optional material the task refers to: code, a document, logs; the specialist reads it all.")
-]
-FilesArg = Annotated[
-    list[str] | None,
-    Field(
-        description='Optional files for the specialist, as paths or glob patterns ("src/**/*.py"), relative to '
-        "the project folder. The server reads them itself and passes them with the context: do not read them "
-        "yourself or paste them into `context`. Credential files (.env, keys, .git internals) are refused."
-    ),
-]
-ThreadArg = Annotated[
-    str | None,
-    Field(
-        description="To follow up on an earlier answer, pass that result's thread_id: the specialist then sees "
-        'the earlier tasks, material and answers of the conversation, so say only what is new ("now add tests", '
-        '"shorter"). Leave it out for an unrelated task; every result carries a new thread_id to continue from.'
-    ),
-]
-BackgroundArg = Annotated[
-    bool,
-    Field(
-        description="true: start the work and return at once with a job_id (status \"running\"); "
-        "collect the answer later with delegate_result. For work you expect to take minutes."
-    ),
-]
-JobIdArg = Annotated[str, Field(description="The job_id a delegate or ask_ result returned with status \"running\".")]
-WaitArg = Annotated[
-    float,
-    Field(
-        ge=0,
-        description=f"Seconds to wait for the job to finish before answering (at most {MAX_WAIT_S:g}); "
-        "0 answers at once with the text so far.",
-    ),
-]
-CancelArg = Annotated[bool, Field(description="true: stop the job and close its model request; returns what it wrote.")]
 ToolResult = Annotated[CallToolResult, DelegateResult]
-CallIdArg = Annotated[
-    str, Field(description="The call_id of the delegate result the feedback is about (or give thread_id and turn).")
-]
-FeedbackThreadArg = Annotated[str, Field(description="Instead of call_id: the thread_id of the conversation...")]
-TurnArg = Annotated[int, Field(ge=0, description="...and the turn in it (1 is the first).")]
-GoodArg = Annotated[bool, Field(description="true: the right specialist answered; false: it was misrouted.")]
-ShouldBeArg = Annotated[
-    str,
-    Field(
-        description="When good is false: the specialist the task should have gone to (named in the tool's description)."
-    ),
-]
 _ANNOTATIONS = ToolAnnotations(read_only_hint=True, open_world_hint=True, idempotent_hint=False)
-
-
-def server_instructions(catalog: Catalog) -> str:
-    """Tell the client model what the server is for and when delegating is worth a call."""
-    roster = "\n".join(f"- {s.name}: {s.description}" for s in catalog)
-    return (
-        "delegate-mcp hands a task to the specialist model best suited to it and returns the answer with who "
-        "answered, why, tokens, cost and latency.\n"
-        "Call `delegate` for self-contained work another model can do well or more cheaply: writing, reviewing or "
-        "debugging code; drafting, rewriting or summarising long documents (pass them as `context` rather than "
-        "reading them into your own context); everyday questions, extraction and formatting. Call `ask_<name>` "
-        "to choose the specialist yourself. Specialists see only the task and context you pass, not this "
-        "conversation. Do not delegate what needs your tools, files or conversation history. A result with "
-        'status "running" is still being written: call `delegate_result` with its job_id for the rest. Call '
-        "`panel` for independent answers from several specialists and a synthesis (design decisions, tricky bugs).\n"
-        f"Specialists:\n{roster}"
-    )
 
 
 def to_tool_result(result: DelegateResult) -> CallToolResult:
@@ -206,15 +151,7 @@ def delegate_tool(delegator: Delegator) -> Tool:
         )
         return await _run(call, progress)
 
-    names = ", ".join(delegator.catalog.names)
-    description = (
-        f"Hand a task to the best specialist model ({names}): a cheap router picks one, it answers. Returns the "
-        "answer plus routing metadata: specialist, model, reason, confidence, tokens, cost in USD, latency and "
-        "fallbacks tried. Put long material in `context`; name files in `files` and the server reads them (do not "
-        "read them yourself). Follow-ups: pass the earlier result's `thread_id`; each turn is routed afresh and the "
-        'specialist sees the whole conversation. An answer still coming at the deadline returns status "running", '
-        "the text so far and a job_id for delegate_result."
-    )
+    description = delegate_description(delegator.catalog)
     return _strict(Tool.from_function(delegate, name="delegate", description=description, annotations=_ANNOTATIONS))
 
 
@@ -239,11 +176,7 @@ def ask_tool(delegator: Delegator, spec: Specialist, like: Tool | None = None) -
 
     ask.__name__ = spec.tool_name  # names the input schema ask_<name>Arguments
 
-    description = (
-        f"Ask the {spec.name} specialist directly, with no routing. It handles: {spec.description} Name files in "
-        "`files` and the server reads them (do not read them yourself). Follow-ups: pass the earlier result's "
-        "`thread_id`."
-    )
+    description = ask_description(spec)
     if like is not None:
         update = {
             "fn": ask,
@@ -267,7 +200,6 @@ def ask_tools(delegator: Delegator) -> list[Tool]:
 
 def feedback_tool(delegator: Delegator) -> Tool:
     """The tool that marks a delegate call as well or badly routed (offered when feedback is on)."""
-    names = ", ".join(delegator.catalog.names)
 
     async def feedback(
         good: GoodArg,
@@ -290,16 +222,11 @@ def feedback_tool(delegator: Delegator) -> Tool:
             raise ToolError(str(exc)) from None
         return receipt(correction)
 
-    description = (
-        "Tell delegate-mcp whether a delegate call went to the right specialist, so it routes better: pass the "
-        "result's call_id (or its thread_id and turn number), good=true/false and, when false, should_be (one of "
-        f"{names}). The same task then goes to should_be at once, and similar tasks learn from it."
-    )
     return _strict(
         Tool.from_function(
             feedback,
             name="feedback",
-            description=description,
+            description=feedback_description(delegator.catalog),
             annotations=ToolAnnotations(read_only_hint=False, open_world_hint=False, idempotent_hint=True),
         )
     )
@@ -314,25 +241,11 @@ def result_tool(delegator: Delegator) -> Tool:
         progress = progress_for(ctx)
         return await _run(delegator.job_result(job_id, wait_s, cancel, progress), progress)
 
-    description = (
-        'Get the rest of an answer that was still coming when a delegate or ask_ call returned status "running" '
-        'with a job_id. Returns the usual result: status "done" with the whole answer, or "running" with the text '
-        f"so far. Pass wait_s (up to {MAX_WAIT_S:g}) to wait for it; cancel=true stops the job."
-    )
+    description = result_description()
     annotations = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
     return _strict(
         Tool.from_function(delegate_result, name="delegate_result", description=description, annotations=annotations)
     )
-
-
-SpecialistsArg = Annotated[
-    list[str],
-    Field(description="Specialists to ask, by name; empty asks every specialist with a usable model (at least two)."),
-]
-SynthesizeArg = Annotated[
-    bool,
-    Field(description="true: a judge model compares the answers, blind to who wrote them, and writes a synthesis."),
-]
 
 
 def panel_tool(delegator: Delegator) -> Tool:
@@ -359,100 +272,21 @@ def panel_tool(delegator: Delegator) -> Tool:
         content = [TextContent(type="text", text=panel_text(result))]
         return CallToolResult(content=content, structured_content=result.model_dump(mode="json"))
 
-    names = ", ".join(delegator.catalog.names)
-    description = (
-        f"Get second opinions: the same task goes to several specialists at once ({names}; by default every one "
-        "with a usable model), each answering independently, then a judge compares the answers without knowing "
-        "who wrote which and writes a synthesis naming where they agree and disagree. For design decisions, "
-        "tricky bugs, anything worth more than one view. Costs one call per specialist plus the judge."
-    )
+    description = panel_description(delegator.catalog)
     return _strict(Tool.from_function(panel, name="panel", description=description, annotations=_ANNOTATIONS))
 
 
-# Each argument our tools take, the JSON type it needs, and that type in words. Tools that take more add them here.
-# A kind may be a generic alias such as list[str]: a list whose items all have that type.
-ARGUMENTS: dict[str, tuple[Any, str]] = {
-    "task": (str, "a string"),
-    "context": (str, "a string"),
-    "files": ((list[str], type(None)), "a list of strings (file paths or glob patterns)"),
-    "thread_id": ((str, type(None)), "a string (the thread_id of an earlier result)"),
-    "background": (bool, "true or false"),
-}
-RESULT_ARGUMENTS: dict[str, tuple[Any, str]] = {
-    "job_id": (str, "a string"),
-    "wait_s": ((int, float), "a number of seconds"),
-    "cancel": (bool, "true or false"),
-}
-PANEL_ARGUMENTS: dict[str, tuple[Any, str]] = {
-    "task": (str, "a string"),
-    "context": (str, "a string"),
-    "files": ((list[str], type(None)), "a list of strings (file paths or glob patterns)"),
-    "specialists": (list[str], "an array of specialist names"),
-    "synthesize": (bool, "true or false"),
-}
-
-
-class Signature(NamedTuple):
-    """What a tool takes: its arguments' types, and the required ones with what they are for."""
-
-    arguments: dict[str, tuple[Any, str]]
-    required: dict[str, str]
-
-
-TASK_TOOL = Signature(ARGUMENTS, {"task": "the complete task for the specialist"})
-RESULT_TOOL = Signature(RESULT_ARGUMENTS, {"job_id": "the job_id a delegate or ask_ result returned"})
-PANEL_TOOL = Signature(PANEL_ARGUMENTS, {"task": "the complete task every specialist answers"})
-
-
-def _type_name(value: Any) -> str:
-    names = {"dict": "object", "list": "array", "bool": "boolean", "NoneType": "null"}
-    return names.get(type(value).__name__, type(value).__name__)
-
-
-def _has_type(value: Any, kind: Any) -> bool:
-    """isinstance, except that true/false is not a number (bool subclasses int in Python, not in JSON), and that
-    list[str] means a list of strings."""
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    for one in kinds:
-        if isinstance(one, types.GenericAlias) and typing.get_origin(one) is list:
-            (item,) = typing.get_args(one)
-            if isinstance(value, list) and all(_has_type(v, item) for v in value):
-                return True
-        elif isinstance(value, one) and (one is bool or not isinstance(value, bool)):
-            return True
-    return False
-
-
-def argument_problem(tool: str, arguments: Any, signature: Signature = TASK_TOOL) -> str | None:
-    """What is wrong with a call's arguments, in words a model can act on; None when they are fine."""
-    table, required = signature
-    if not isinstance(arguments, dict):
-        needed = ", ".join(f"'{name}' (required, {table[name][1]})" for name in required)
-        optional = ", ".join(name for name in table if name not in required)
-        return f"{tool} takes an object: {needed}" + (f" and optionally {optional}." if optional else ".")
-    problems = []
-    unknown = sorted(set(arguments) - set(table))
-    if unknown:
-        problems.append(
-            f"unknown argument{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
-            f"({tool} takes only {', '.join(map(repr, table))})"
-        )
-    problems += [f"'{name}' is required: {what}" for name, what in required.items() if name not in arguments]
-    if "task" in table and isinstance(arguments.get("task"), str) and is_blank(arguments["task"]):
-        problems.append(EMPTY_TASK)
-    problems += [
-        f"'{name}' must be {words}, not {_type_name(arguments[name])}"
-        for name, (kind, words) in table.items()
-        if name in arguments and not _has_type(arguments[name], kind)
-    ]
-    return f"Invalid arguments for {tool}: " + "; ".join(problems) + "." if problems else None
+def tool_arguments(tool: Tool) -> ToolArguments:
+    """What a tool takes, read from its own input schema and its arguments' Annotated markers."""
+    fields = tool.fn_metadata.arg_model.model_fields
+    return ToolArguments.read(tool.parameters, {name: field.metadata for name, field in fields.items()})
 
 
 class ArgumentCheck:
     """Middleware that answers malformed calls of our tools with a plain explanation (pydantic's own message,
     with its URLs and input echoes, stays the backstop)."""
 
-    def __init__(self, tools: dict[str, Signature]) -> None:
+    def __init__(self, tools: dict[str, ToolArguments]) -> None:
         self._tools = tools
 
     async def __call__(self, ctx: Any, call_next: Any) -> Any:
@@ -460,63 +294,10 @@ class ArgumentCheck:
         params = ctx.params if ctx.method == "tools/call" else None
         if isinstance(params, dict) and params.get("name") in self._tools:
             name = params["name"]
-            problem = argument_problem(name, params.get("arguments") or {}, self._tools[name])
+            problem = self._tools[name].problem(name, params.get("arguments") or {})
             if problem:
                 return CallToolResult(content=[TextContent(type="text", text=problem)], is_error=True)
         return await call_next(ctx)
-
-
-class AfterHandshake:
-    """Middleware that runs a callback once the handshake is over: after the first request that follows it has
-    been answered (usually tools/list), before a tools/call, or a moment after `initialized` if nothing follows.
-    Heavy background work started then (litellm's import) no longer competes with `initialize` for the GIL."""
-
-    def __init__(self, callback: Callable[[], Any], idle_s: float = 0.5) -> None:
-        self._callback = callback
-        self._idle_s = idle_s
-        self._done = threading.Event()
-
-    def fire(self) -> None:
-        """Run the callback, once."""
-        if not self._done.is_set():
-            self._done.set()
-            self._callback()
-
-    async def __call__(self, ctx: Any, call_next: Any) -> Any:
-        """Pass every message through; fire at the right moment."""
-        method = ctx.method
-        if method == "notifications/initialized":
-            timer = threading.Timer(self._idle_s, self.fire)
-            timer.daemon = True
-            timer.start()
-            return await call_next(ctx)
-        if method == "initialize":
-            return await call_next(ctx)
-        if method == "tools/call":
-            self.fire()
-        try:
-            return await call_next(ctx)
-        finally:
-            self.fire()
-
-
-def chosen_tools(all_names: list[str], wanted: str | None) -> list[str]:
-    """The tool names to expose: all, or those listed in DELEGATE_TOOLS (unknown names are a config error)."""
-    if not wanted:
-        return all_names
-    names = [name.strip() for name in wanted.split(",") if name.strip()]
-    unknown = [name for name in names if name not in all_names]
-    if unknown:
-        raise ConfigError(
-            f"DELEGATE_TOOLS / --tools: unknown tool {', '.join(map(repr, unknown))}. "
-            f"Known tools: {', '.join(all_names)}."
-        )
-    return [name for name in all_names if name in names]
-
-
-def tool_names(catalog: Catalog) -> list[str]:
-    """Every tool the server can expose (feedback aside, which is offered when it is on), in the listed order."""
-    return ["delegate", *(spec.tool_name for spec in catalog), "delegate_result", "panel"]
 
 
 def build_server(delegator: Delegator, after_handshake: Callable[[], Any] | None = None) -> MCPServer:
@@ -528,11 +309,7 @@ def build_server(delegator: Delegator, after_handshake: Callable[[], Any] | None
         tools.append(feedback_tool(delegator))
     keep = set(chosen_tools([t.name for t in tools], delegator.settings.tools))
     tools = [t for t in tools if t.name in keep]
-    # The plain-language argument check; feedback's own arguments are few and typed.
-    signatures = {"delegate_result": RESULT_TOOL, "panel": PANEL_TOOL}
-    middleware: list[Any] = [
-        ArgumentCheck({t.name: signatures.get(t.name, TASK_TOOL) for t in tools if t.name != "feedback"})
-    ]
+    middleware: list[Any] = [ArgumentCheck({t.name: tool_arguments(t) for t in tools})]
     if after_handshake:
         middleware.append(AfterHandshake(after_handshake))
     server = MCPServer(
@@ -598,3 +375,18 @@ def add_thread_resources(server: MCPServer, book: ThreadBook) -> None:
         except DelegateError as exc:
             raise ResourceError(str(exc)) from None
         return json.dumps(found.transcript(), indent=2, ensure_ascii=False)
+
+
+async def run_stdio(server: MCPServer) -> None:
+    """Serve MCP over stdio as MCPServer.run_stdio_async does, but answer malformed JSON-RPC lines (the SDK drops
+    them): our reader checks each line, and replies go out through the SDK's own writer."""
+    with claimed_stdin() as wire:
+        lines = CheckedLines(wire)
+        async with stdio_server(stdin=lines) as (read_stream, write_stream):  # type: ignore[arg-type]
+
+            async def reply(payload: dict[str, Any]) -> None:
+                await write_stream.send(SessionMessage(JSONRPCError.model_validate(payload)))
+
+            lines.reply = reply
+            lowlevel = server._lowlevel_server  # MCPServer serves only its own streams; this is what it runs on them
+            await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())

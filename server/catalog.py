@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from server.errors import ConfigError, UnknownSpecialistError
 
@@ -29,14 +29,62 @@ NonEmpty = Annotated[str, Field(min_length=1)]
 PARSED_FRONT_MATTER = "front-matter.json"
 
 
+MAX_PRICE_PER_MTOK = 10_000.0  # USD per million tokens; more is a typo (a price per token written per million)
+# A price written after a model id: MODEL@INPUT/OUTPUT in USD per million tokens (openai/qwen@0.15/0.60). Both
+# numbers are required, so a Vertex id's own @version (claude-3-5-sonnet@20240620) is never mistaken for one.
+_PRICE_SUFFIX = re.compile(r"\A(.+?)@(\d+(?:\.\d+)?)/(\d+(?:\.\d+)?)\Z")
+
+
+class Price(BaseModel):
+    """What a model costs in USD per million input and output tokens, given where litellm cannot know it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input_per_mtok: float = Field(ge=0, le=MAX_PRICE_PER_MTOK)
+    output_per_mtok: float = Field(ge=0, le=MAX_PRICE_PER_MTOK)
+
+    @property
+    def per_token(self) -> tuple[float, float]:
+        """USD per input token and per output token."""
+        return self.input_per_mtok / 1e6, self.output_per_mtok / 1e6
+
+
+def split_price(text: str) -> tuple[str, Price | None]:
+    """A model id and the price written after it (MODEL@IN/OUT, USD per million tokens), or None."""
+    found = _PRICE_SUFFIX.match(text.strip())
+    if not found:
+        return text, None
+    return found[1], Price(input_per_mtok=float(found[2]), output_per_mtok=float(found[3]))
+
+
 class ModelRef(BaseModel):
-    """One model of a chain and where to reach it."""
+    """One model of a chain, where to reach it and, optionally, its price."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     model: NonEmpty
     api_base: str | None = Field(None, pattern=r"^https?://")
     api_key_env: str | None = Field(None, pattern=ENV_NAME_PATTERN)
+    price: Price | None = None
+    """Its own price; without one, litellm's list price applies, and only at the vendor's own endpoint."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _price_after_the_id(cls, value: Any) -> Any:
+        if isinstance(value, dict) and isinstance(value.get("model"), str):
+            model, price = split_price(value["model"])
+            if price is not None:
+                if value.get("price") is not None:
+                    raise ValueError("give the price once: either MODEL@IN/OUT or price: {...}, not both")
+                return {**value, "model": model, "price": price}
+        return value
+
+    @property
+    def label(self) -> str:
+        """The id as written in a chain, with its price when it has one (MODEL@IN/OUT)."""
+        if self.price is None:
+            return self.model
+        return f"{self.model}@{self.price.input_per_mtok:g}/{self.price.output_per_mtok:g}"
 
 
 class SpecialistFile(BaseModel):
@@ -54,6 +102,8 @@ class SpecialistFile(BaseModel):
     examples: list[NonEmpty] = Field(default_factory=list)
     api_base: str | None = Field(None, pattern=r"^https?://")
     api_key_env: str | None = Field(None, pattern=ENV_NAME_PATTERN)
+    price: Price | None = None
+    """The price of `model` (not of a model_env replacement, which may carry its own as MODEL@IN/OUT)."""
     default: bool = False
 
     @field_validator("fallbacks", mode="before")
@@ -136,7 +186,17 @@ def parse_specialist(text: str, source: str, environ: Mapping[str, str]) -> Spec
     if not instructions:
         raise ConfigError(f"{source}: the instructions (the Markdown body after the front matter) are empty.")
     primary = environ.get(spec.model_env, "").strip() if spec.model_env else ""
-    chain = [ModelRef(model=primary or spec.model, api_base=spec.api_base, api_key_env=spec.api_key_env)]
+    try:
+        first = ModelRef(
+            model=primary or spec.model,
+            api_base=spec.api_base,
+            api_key_env=spec.api_key_env,
+            price=None if primary else spec.price,
+        )
+    except ValidationError as exc:
+        where = f"{spec.model_env} (replacing 'model')" if primary else "field 'model'"
+        raise ConfigError(f"{source}: {where}: " + "; ".join(e["msg"] for e in exc.errors())) from None
+    chain = [first]
     chain += [ref for ref in spec.fallbacks if ref not in chain]
     return Specialist(
         name=spec.name,

@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+ECHO_CHARS = 40
+"""The most of a client's value an error message repeats."""
+
+
+def shown(value: object, limit: int = ECHO_CHARS) -> str:
+    """A value a client sent, for a message: its repr, cut to `limit` characters with a count of the rest."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit:,} more characters)"
+
 
 class DelegateError(Exception):
     """Base class: a failure whose message is safe and useful to show the user or the client model."""
@@ -15,7 +26,7 @@ class UnknownSpecialistError(DelegateError, KeyError):
     """A specialist name that is not in the catalogue."""
 
     def __init__(self, name: str, known: list[str]) -> None:
-        super().__init__(f"Unknown specialist: {name!r}. Known specialists: {', '.join(known)}.")
+        super().__init__(f"Unknown specialist: {shown(name)}. Known specialists: {', '.join(known)}.")
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -51,6 +62,18 @@ class UnknownThreadError(DelegateError):
 
 class StoreError(DelegateError):
     """The state store cannot be opened, read or written; the message names its location."""
+
+
+class DamagedDocumentError(StoreError):
+    """One stored document cannot be read (it is not a JSON object); the rest of the store is fine."""
+
+    def __init__(self, location: str, kind: str, key: str) -> None:
+        super().__init__(
+            f"{location}: the stored {kind} {shown(key)} is damaged (not a JSON object). Delete that one entry, or "
+            "let it expire; the rest of the store is fine."
+        )
+        self.kind = kind
+        self.key = key
 
 
 class FileRefusedError(InvalidInputError):

@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass
 
 from pydantic import BaseModel, Field
 
-from server.errors import InvalidInputError
+from server.errors import InvalidInputError, shown
+from server.ids import check_id
 from server.store.base import Store
 
 CALL_KIND = "call"
@@ -100,6 +101,7 @@ class FeedbackBook:
         """Record feedback on a remembered call (by id), on a thread's turn (its task, routing and key) or on a
         task's text; the stored correction."""
         if call_id:
+            check_id("call_id", call_id, "the call_id of a delegate result")
             call = self._store.get(CALL_KIND, call_id)
             if call is None:
                 raise InvalidInputError(
@@ -118,7 +120,7 @@ class FeedbackBook:
         if should_be not in self._names:
             raise InvalidInputError(
                 f"should_be must name the specialist the task should have gone to: one of {', '.join(self._names)}"
-                + (f" (got {should_be!r})." if should_be else ".")
+                + (f" (got {shown(should_be)})." if should_be else ".")
             )
         key = call_id or key or f"task-{task_key(task)}"
         correction = Correction(key, task[:MAX_TASK_CHARS], routed_to, should_be, good, time.time())

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hmac
 import ipaddress
 import json
 import logging
+import signal
 import socket
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
@@ -202,7 +205,36 @@ def run_http(server: MCPServer, settings: Settings, announce: Callable[[str], No
             "spend your keys unless a proxy in front checks callers",
             settings.http_host,
         )
-    sock = listening_socket(settings.http_host, settings.http_port)
-    config = uvicorn.Config(http_app(server, settings), log_config=None, access_log=False, lifespan="on")
+    from server.http_guard import ConnectionGuard, GuardedListener, QuietAcceptErrors, connection_cap, guarded_protocol
+
+    guard = ConnectionGuard(connection_cap(settings.http_max_connections), settings.http_header_timeout_s)
+    sock = GuardedListener(listening_socket(settings.http_host, settings.http_port), guard)
+    logging.getLogger("asyncio").addFilter(QuietAcceptErrors())
+    config = uvicorn.Config(
+        http_app(server, settings),
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        http=guarded_protocol(guard),
+        loop="asyncio",  # the guard counts connections in socket.accept(), which uvloop would bypass
+        timeout_keep_alive=max(1, round(settings.http_header_timeout_s)),
+    )
     announce(start_line(settings, sock))
-    uvicorn.Server(config).run(sockets=[sock])
+    with absorbed_stop_signals():
+        uvicorn.Server(config).run(sockets=[sock])
+
+
+@contextlib.contextmanager
+def absorbed_stop_signals() -> Iterator[None]:
+    """uvicorn shuts down gracefully on SIGTERM and SIGINT, then raises the signal again for the handler it found.
+    Absorbing that one lets the event loop close as it does after any shutdown, which cancels the jobs still
+    running, so they settle their budget and record themselves as lost (an exiting handler would leave first)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {stop: signal.signal(stop, lambda *_: None) for stop in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for stop, handler in before.items():
+            signal.signal(stop, handler)

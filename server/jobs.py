@@ -14,7 +14,16 @@ from typing import Any, Literal
 import anyio
 
 from server.calling.chain import Partial
-from server.errors import DelegateError, JobFailedError, JobLostError, StoreError, TooManyJobsError, UnknownJobError
+from server.errors import (
+    DamagedDocumentError,
+    DelegateError,
+    JobFailedError,
+    JobLostError,
+    StoreError,
+    TooManyJobsError,
+    UnknownJobError,
+)
+from server.ids import check_id
 from server.progress import Progress
 from server.results import CallUsage, DelegateResult, Routing, Usage
 from server.settings import Settings
@@ -234,6 +243,7 @@ class JobManager:
         self, job_id: str, wait_s: float = 0, cancel: bool = False, progress: Progress | None = None
     ) -> DelegateResult:
         """delegate_result: the job's result now, after waiting up to `wait_s`, or after stopping it."""
+        check_id("job_id", job_id, 'the job_id a delegate or ask_ result returned with status "running"')
         wait_s = min(max(0.0, wait_s), MAX_WAIT_S, max(0.0, self._settings.deadline_s - HANDOFF_MARGIN_S))
         job = self._jobs.get(job_id)
         if job is not None:
@@ -253,21 +263,33 @@ class JobManager:
             await self._store_call(store.put, CANCEL_KIND, job_id, {"at": time.time()}, STALE_AFTER_S * 6)
         until = time.monotonic() + wait_s
         while True:
-            record = await self._store_call(store.get, KIND, job_id)
+            try:
+                record = await self._store_call(store.get, KIND, job_id)
+            except DamagedDocumentError:
+                raise self._damaged(job_id) from None
             if record is None:
                 raise UnknownJobError(job_id)
             status = record.get("status")
             if status == "failed":
                 raise JobFailedError(str(record.get("error") or f"job {job_id} failed."))
-            alive = record.get("instance") != self.instance and time.time() - float(record.get("heartbeat") or 0) < (
-                STALE_AFTER_S
-            )
-            if status == "lost" or (status == "running" and not alive):
+            try:
+                beat = float(record.get("heartbeat") or 0)
+                result = None if status == "lost" else DelegateResult.model_validate(record.get("result") or {})
+            except (TypeError, ValueError):  # pydantic's ValidationError is a ValueError
+                raise self._damaged(job_id) from None
+            alive = record.get("instance") != self.instance and time.time() - beat < STALE_AFTER_S
+            if result is None or (status == "running" and not alive):
                 raise JobLostError(job_id)
-            result = DelegateResult.model_validate(record.get("result") or {})
             if status != "running" or time.monotonic() >= until:
                 return result
             await anyio.sleep(min(1.0, max(0.0, until - time.monotonic())))
+
+    def _damaged(self, job_id: str) -> JobFailedError:
+        location = self._store.location if self._store is not None else "the store"
+        return JobFailedError(
+            f"job {job_id}'s record in {location} is damaged, so its answer cannot be read; start the task again. "
+            "(Only this record is affected.)"
+        )
 
     def _forget_old(self) -> None:
         """Drop finished jobs from memory past their TTL, or beyond the newest few (the store keeps them)."""

@@ -20,6 +20,7 @@ ENV_NAMES: dict[str, str] = {
     "max_task_chars": "DELEGATE_MAX_TASK_CHARS",
     "max_context_chars": "DELEGATE_MAX_CONTEXT_CHARS",
     "file_roots": "DELEGATE_FILE_ROOTS",
+    "file_roots_allow_wide": "DELEGATE_FILE_ROOTS_ALLOW_WIDE",
     "file_allow": "DELEGATE_FILE_ALLOW",
     "max_file_chars": "DELEGATE_MAX_FILE_CHARS",
     "max_files": "DELEGATE_MAX_FILES",
@@ -57,6 +58,8 @@ ENV_NAMES: dict[str, str] = {
     "http_allow_no_token": "DELEGATE_HTTP_ALLOW_NO_TOKEN",
     "http_allowed_hosts": "DELEGATE_HTTP_ALLOWED_HOSTS",
     "http_allowed_origins": "DELEGATE_HTTP_ALLOWED_ORIGINS",
+    "http_max_connections": "DELEGATE_HTTP_MAX_CONNECTIONS",
+    "http_header_timeout_s": "DELEGATE_HTTP_HEADER_TIMEOUT_S",
     "log_level": "DELEGATE_LOG_LEVEL",
     "jobs": "DELEGATE_JOBS",
     "job_max_s": "DELEGATE_JOB_MAX_S",
@@ -86,6 +89,8 @@ class Settings(BaseModel):
     file_roots: str | None = None
     """Folders `files` may be read from (os.pathsep-separated); default the working directory unless it is / or
     the home folder. Over stdio the client's MCP roots are added."""
+    file_roots_allow_wide: bool = False
+    """Let DELEGATE_FILE_ROOTS name /, the home folder or a folder above it (never a root otherwise)."""
     file_allow: str | None = None
     """Comma-separated glob patterns of credential-looking files that may be read anyway (e.g. ".env.example")."""
     max_file_chars: int = Field(500_000, gt=0)
@@ -163,6 +168,10 @@ class Settings(BaseModel):
     """Comma-separated Host headers accepted (DNS-rebinding protection); default: loopback names."""
     http_allowed_origins: str | None = None
     """Comma-separated Origin headers accepted; default: loopback origins."""
+    http_max_connections: int = Field(1000, gt=0)
+    """Most HTTP connections open at once; when full, the one waiting longest for a request head is closed."""
+    http_header_timeout_s: float = Field(5.0, gt=0, le=300)
+    """Time an HTTP client has to send a request's head (and longest pause inside its body) before it is closed."""
     log_level: str = Field("WARNING", pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     """Level of the log written to stderr."""
     jobs: bool = True

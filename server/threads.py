@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import logging
 import secrets
 import threading
 import time
@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field, ValidationError
 
-from server.errors import InvalidInputError, StoreError, UnknownThreadError
+from server.errors import DamagedDocumentError, StoreError, UnknownThreadError
+from server.ids import check_id
 from server.results import FileRead
 from server.store.base import JSON, Store
 
+logger = logging.getLogger(__name__)
 KIND = "thread"
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TITLE_CHARS = 80
 _LOCK_STRIPES = 64
 
@@ -62,10 +63,19 @@ class Thread(BaseModel):
     turns: list[Turn] = Field(default_factory=list)
     dropped_turns: int = 0
     """Oldest turns removed entirely to keep the thread under DELEGATE_THREAD_MAX_CHARS."""
+    damaged: bool = False
+    """Its stored document cannot be read: listed (by id, with how to delete it) so one bad row never hides the rest."""
+
+    @classmethod
+    def unreadable(cls, thread_id: str) -> Thread:
+        """A listing's stand-in for a thread whose stored document is damaged."""
+        return cls(id=thread_id, created=0, updated=0, damaged=True)
 
     @property
     def title(self) -> str:
         """The first task, on one line and shortened."""
+        if self.damaged:
+            return f"(damaged and unreadable: delete it with `delegate-mcp threads delete {self.id}`)"
         first = " ".join(self.turns[0].task.split()) if self.turns else ""
         return first if len(first) <= TITLE_CHARS else first[: TITLE_CHARS - 1] + "…"
 
@@ -76,6 +86,8 @@ class Thread(BaseModel):
 
     def summary(self) -> JSON:
         """What delegate://threads lists for this thread."""
+        if self.damaged:
+            return {"thread_id": self.id, "title": self.title, "damaged": True}
         return {
             "thread_id": self.id,
             "title": self.title,
@@ -103,11 +115,7 @@ def new_thread_id() -> str:
 
 def check_thread_id(thread_id: str) -> None:
     """Reject an id that no thread can have (before any store or provider is touched)."""
-    if not ID_PATTERN.match(thread_id):
-        raise InvalidInputError(
-            f"thread_id {thread_id[:80]!r} is not a thread id: pass the thread_id of an earlier result "
-            "(letters, digits, '_' and '-', up to 64), or leave it out to start a new conversation."
-        )
+    check_id("thread_id", thread_id, "the thread_id of an earlier result, or leave it out to start a new conversation")
 
 
 def trim_history(turns: list[Turn], fits: Callable[[list[Turn]], bool]) -> tuple[list[Turn], bool]:
@@ -161,12 +169,12 @@ class ThreadBook:
 
     def get(self, thread_id: str) -> Thread | None:
         """The thread, or None when it does not exist or has expired."""
-        document = self.store.get(KIND, thread_id)
-        if document is None:
-            return None
         try:
+            document = self.store.get(KIND, thread_id)
+            if document is None:
+                return None
             return Thread.model_validate(document)
-        except ValidationError:
+        except (DamagedDocumentError, ValidationError):
             raise StoreError(
                 f"{self.store.location}: thread {thread_id!r} is damaged; delete it with "
                 f"`delegate-mcp threads delete {thread_id}`."
@@ -195,17 +203,18 @@ class ThreadBook:
             thread = self.get(thread_id) or Thread(id=thread_id, created=now, updated=now)
             thread = thread.model_copy(update={"turns": [*thread.turns, turn], "updated": now})
             thread = bound_thread(thread, self._max_chars)
-            self.store.put(KIND, thread_id, thread.model_dump(mode="json"), ttl_s=self._ttl_s)
+            self.store.put(KIND, thread_id, thread.model_dump(mode="json", exclude={"damaged"}), ttl_s=self._ttl_s)
             return thread
 
     def recent(self, limit: int = 50) -> list[Thread]:
-        """The most recently continued threads first."""
+        """The most recently continued threads first; a damaged one is listed as such, never failing the listing."""
         found = []
-        for _, document in self.store.recent(KIND, limit):
+        for thread_id, document in self.store.recent(KIND, limit):
             try:
                 found.append(Thread.model_validate(document))
             except ValidationError:
-                continue  # a damaged thread is reported when it is opened, not in the listing
+                logger.warning("thread %s in %s is damaged; it is listed as such", thread_id, self.store.location)
+                found.append(Thread.unreadable(thread_id))
         return found
 
     def delete(self, thread_id: str) -> bool:

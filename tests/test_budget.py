@@ -23,7 +23,9 @@ from tests.conftest import specialist_file
 from tests.simulator import ProviderSimulator
 from tests.test_console_script import run_cli, script
 
-PRICED = "openai/gpt-4.1-mini"  # $0.40 per million input tokens, $1.60 per million output tokens
+# gpt-4.1-mini's list price, $0.40 per million input tokens and $1.60 per million output tokens, given in the entry:
+# the simulator is a custom base URL, where the list price does not apply and the cost would be unknown.
+PRICED = "openai/gpt-4.1-mini@0.40/1.60"
 # Each answer costs 100 x 0.4e-6 + 150 x 1.6e-6 = $0.00028; its worst case (output cap 200) about $0.00033.
 USAGE = {"prompt_tokens": 100, "completion_tokens": 150}
 ANSWER_COST = 0.00028

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from server.catalog import load_catalog
-from server.delegation import training_examples
 from server.routing.classifier_cache import cache_path, load_or_train
+from server.routing.lifecycle import training_examples
 
 GO_PANIC = "My Go service panics with 'assignment to entry in nil map', how do I fix it?"
 

@@ -489,7 +489,7 @@ async def test_an_exhausted_daily_budget_refuses_with_zero_provider_calls(
 async def test_spend_is_recorded_and_survives_a_restart(
     tmp_path: Path, sim: ProviderSimulator, make_delegator: Callable[..., Delegator]
 ) -> None:
-    folder = chain_dir(tmp_path, sim, ["openai/gpt-4.1-mini"])
+    folder = chain_dir(tmp_path, sim, ["openai/gpt-4.1-mini@0.40/1.60"])  # priced in the entry: a custom base URL
     sim.set_default("gpt-4.1-mini", "ok", usage={"prompt_tokens": 1_000_000, "completion_tokens": 0})  # $0.40
     first = faulty(make_delegator, specialists_dir=folder, daily_budget_usd=0.5, data_dir=tmp_path)
     assert not (await call(first, "ask_only", {"task": "x"})).is_error

@@ -13,8 +13,9 @@ import pytest
 
 from server.app import build_server
 from server.catalog import load_catalog
-from server.delegation import Delegator, training_examples
+from server.delegation import Delegator
 from server.errors import InvalidInputError
+from server.routing.lifecycle import training_examples
 from server.routing.router import system_prompt
 from server.settings import Settings
 from tests.conftest import route_to
@@ -139,6 +140,26 @@ async def test_the_feedback_tool_corrects_a_call_over_mcp(
         assert again.structured_content["specialist"] == "generalist"
         wrong = await client.call_tool("feedback", {"call_id": "missing", "good": False, "should_be": "coder"})
         assert wrong.is_error and "no call 'missing' is remembered" in wrong.content[0].text
+
+
+async def test_feedback_arguments_are_checked_in_plain_words_before_anything_is_recorded(
+    builtins: Callable[..., Delegator],
+) -> None:
+    delegator = builtins()
+    async with mcp.Client(build_server(delegator)) as client:
+        said_yes = await client.call_tool("feedback", {"call_id": "c1", "good": "yes"})
+        turn_text = await client.call_tool("feedback", {"thread_id": "th_0123456789abcdef", "turn": "1", "good": True})
+        below = await client.call_tool("feedback", {"thread_id": "th_0123456789abcdef", "turn": -1, "good": True})
+        missing = await client.call_tool("feedback", {"call_id": "c1", "shuold_be": "coder"})
+    assert said_yes.is_error and said_yes.content[0].text == (
+        "Invalid arguments for feedback: 'good' must be true or false, not str."
+    )
+    assert turn_text.is_error and "'turn' must be a whole number, not str" in turn_text.content[0].text
+    assert below.is_error and "'turn' must be at least 0, not -1" in below.content[0].text
+    text = missing.content[0].text
+    assert missing.is_error and "unknown argument 'shuold_be' (feedback takes only 'good', 'call_id'," in text
+    assert "'good' is required (true or false)" in text and "pydantic" not in text
+    assert delegator.corrections() == []
 
 
 @pytest.mark.subprocess

@@ -377,7 +377,9 @@ async def test_files_must_be_a_list_of_strings(
 
 
 def test_the_working_directory_is_the_default_root(tmp_path: Path) -> None:
-    assert configured_roots(None, tmp_path, tmp_path / "home") == ([tmp_path.resolve()], "")
+    project = tmp_path / "project"
+    project.mkdir()
+    assert configured_roots(None, project, tmp_path / "home") == ([project.resolve()], "")
 
 
 @pytest.mark.parametrize("where", ["/", "home"])
@@ -414,8 +416,8 @@ async def test_started_in_the_home_folder_nothing_is_readable_until_roots_name_a
     project: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("HOME", str(project))
-    monkeypatch.chdir(project)
+    monkeypatch.setenv("HOME", str(project.parent))
+    monkeypatch.chdir(project.parent)
     delegator = make_delegator()
     result = await call(delegator, "ask_coder", {"task": "x", "files": ["README.md"]})
     assert (

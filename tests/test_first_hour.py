@@ -130,10 +130,10 @@ async def test_usage_shows_an_unknown_cost_as_unknown(
 async def test_usage_counts_the_router_spend_of_a_call_that_failed(
     make_delegator: Callable[..., Delegator], sim: ProviderSimulator
 ) -> None:
-    sim.enqueue("gpt-4.1-mini", route_to("coder"))  # a priced router model, served by the simulator
+    sim.enqueue("gpt-4.1-mini", route_to("coder"))  # a router model priced in ROUTER_MODEL, served by the simulator
     sim.enqueue("sim-coder", status=400)
     sim.enqueue("sim-backup", status=400)
-    delegator = make_delegator({"ROUTER_MODEL": "openai/gpt-4.1-mini"})
+    delegator = make_delegator({"ROUTER_MODEL": "openai/gpt-4.1-mini@0.40/1.60"})
     usage = await usage_of(delegator, {"task": "Fix the bug"})
     assert (usage["calls"], usage["errors"]) == (1, 1)
     assert usage["unanswered"]["calls"] == 1 and usage["unanswered"]["input_tokens"] > 0
@@ -160,7 +160,7 @@ def test_the_parsed_front_matter_shipped_with_the_builtins_is_current() -> None:
     shipped = json.loads((folder / PARSED_FRONT_MATTER).read_text(encoding="utf-8"))
     assert shipped == front_matter_index(folder), (
         "a built-in specialist file changed: regenerate specialists/front-matter.json with\n"
-        "python -c \"import json; from pathlib import Path; from server.catalog import front_matter_index as f; "
+        'python -c "import json; from pathlib import Path; from server.catalog import front_matter_index as f; '
         "Path('specialists/front-matter.json').write_text(json.dumps(f(Path('specialists')), indent=1, "
         "ensure_ascii=False) + '\\n')\""
     )

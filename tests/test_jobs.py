@@ -59,9 +59,10 @@ async def collect(session: Client, job_id: str) -> Any:
 
 
 def priced_writer(specialists_dir: Path) -> None:
-    """The writer on a model litellm can price, still served by the simulator."""
+    """The writer on gpt-4.1-mini, served by the simulator, with its list price given in the entry (a custom base URL
+    has no list price)."""
     writer = specialists_dir / "writer.md"
-    writer.write_text(writer.read_text().replace("openai/sim-writer", "openai/gpt-4.1-mini"))
+    writer.write_text(writer.read_text().replace("openai/sim-writer", "openai/gpt-4.1-mini@0.40/1.60"))
 
 
 async def test_a_slow_answer_is_handed_back_at_the_deadline_and_finished_by_delegate_result(

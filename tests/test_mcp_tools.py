@@ -86,12 +86,12 @@ async def test_ask_writer_answers_directly_without_the_router(
     assert sim.calls("sim-writer")[0]["messages"][0] == {"role": "system", "content": "You are the writer."}
 
 
-async def test_costs_come_from_the_price_map(
+async def test_costs_come_from_the_prices_given_with_the_models(
     make_delegator: Callable[..., Delegator], sim: ProviderSimulator, specialists_dir: Any
 ) -> None:
-    coder = specialists_dir / "coder.md"
-    coder.write_text(coder.read_text().replace("openai/sim-coder", "openai/gpt-4.1-mini"))
-    delegator = make_delegator({"ROUTER_MODEL": "openai/gpt-4o-mini"})
+    coder = specialists_dir / "coder.md"  # the simulator is a custom base URL: litellm's list price does not apply
+    coder.write_text(coder.read_text().replace("openai/sim-coder", "openai/gpt-4.1-mini@0.4/1.6"))
+    delegator = make_delegator({"ROUTER_MODEL": "openai/gpt-4o-mini@0.15/0.60"})
     sim.enqueue("gpt-4o-mini", route_to("coder"), usage={"prompt_tokens": 1000, "completion_tokens": 20})
     sim.enqueue("gpt-4.1-mini", "ok", usage={"prompt_tokens": 2000, "completion_tokens": 500})
     usage = (await call(delegator, "delegate", {"task": "Fix this bug"})).structured_content["usage"]
@@ -260,9 +260,7 @@ async def test_all_models_failing_gives_a_short_clean_error_without_secrets(
     assert result.is_error
     text = result.content[0].text
     assert "Every model of specialist 'coder' failed" in text
-    assert (
-        "openai/sim-coder: request rejected (400)" in text and "openai/sim-backup: overloaded (503)" in text
-    )
+    assert "openai/sim-coder: request rejected (400)" in text and "openai/sim-backup: overloaded (503)" in text
     assert "SECRET" not in text and "internal:8080" not in text and sim.base_url not in text
     assert "Traceback" not in text and len(text) < 800
 

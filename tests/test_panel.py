@@ -12,10 +12,11 @@ from mcp import Client
 
 from server.app import build_server
 from server.catalog import load_catalog
-from server.delegation import Delegator, training_examples
+from server.delegation import Delegator
 from server.panel import anonymise, choose_members, judge_messages
 from server.results import PanelAnswer
 from server.routing.classifier import Classifier
+from server.routing.lifecycle import training_examples
 from tests.simulator import ProviderSimulator
 
 pytestmark = pytest.mark.anyio
@@ -160,7 +161,7 @@ async def test_a_budget_that_cannot_hold_the_whole_panel_refuses_it_before_any_c
 ) -> None:
     for name, model in (("coder", "openai/sim-coder"), ("writer", "openai/sim-writer")):
         path = specialists_dir / f"{name}.md"
-        path.write_text(path.read_text().replace(model, "openai/gpt-4.1-mini"))
+        path.write_text(path.read_text().replace(model, "openai/gpt-4.1-mini@0.40/1.60"))  # priced on the simulator
     result = await call(make_delegator(daily_budget_usd=0.001), {"task": "x", "specialists": ["coder", "writer"]})
     assert result.is_error and "budget" in result.content[0].text.lower()
     assert sim.history == [], "the whole panel is reserved before any provider call"

@@ -17,16 +17,17 @@ pytestmark = pytest.mark.subprocess
 
 
 def builtin_env(sim: ProviderSimulator, **extra: str) -> dict[str, str]:
-    """The built-in specialists, every model (router included) on the simulator."""
+    """The built-in specialists, every model (router included) on the simulator; the primaries carry their list
+    prices, which a custom base URL would otherwise make unknown."""
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_API_BASE", "_BASE_URL"))}
     env.update(
         {
             "OPENAI_API_BASE": sim.base_url,
             "OPENAI_API_KEY": "sk-sim-0000000000",
             "ROUTER_MODEL": "openai/sim-router",
-            "CODE_MODEL": "openai/gpt-5.2",
-            "GENERAL_MODEL": "openai/gpt-5-mini",
-            "LONG_CONTEXT_MODEL": "openai/gpt-4.1",
+            "CODE_MODEL": "openai/gpt-5.2@1.75/14",
+            "GENERAL_MODEL": "openai/gpt-5-mini@0.25/2",
+            "LONG_CONTEXT_MODEL": "openai/gpt-4.1@2/8",
             **extra,
         }
     )

@@ -16,8 +16,9 @@ from server.catalog import load_catalog
 from server.commands.calibration import calibration, wilson
 from server.commands.evals import read_cases, run_cases, summarise
 from server.commands.stats import read_log, summarise_log
-from server.delegation import Delegator, training_examples
+from server.delegation import Delegator
 from server.routing.classifier import Classifier
+from server.routing.lifecycle import training_examples
 from server.settings import Settings
 from tests.conftest import route_to
 from tests.simulator import ProviderSimulator

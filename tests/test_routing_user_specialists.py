@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from server.catalog import load_catalog
-from server.delegation import training_examples
 from server.routing.classifier import MIN_EXAMPLES, Classifier
+from server.routing.lifecycle import training_examples
 from server.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -221,3 +224,50 @@ async def test_without_redis_cooldowns_stay_in_each_process(
     await finder.ask("coder", "a")
     assert (await other.ask("coder", "b")).model == "openai/sim-coder"
     assert sim.count("sim-coder") == 2
+
+
+LOCK_HOLDER = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextmanager
+def write_lock_held(path: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process keeping the store locked for writing, as an open `BEGIN EXCLUSIVE` in the sqlite3 shell."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout and holder.stdout.readline().strip() == "locked"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize("existing", [True, False], ids=["existing store", "new store"])
+def test_a_locked_store_fails_fast_naming_the_path_and_who_holds_it(tmp_path: Path, existing: bool) -> None:
+    path = tmp_path / "state.sqlite3"
+    if existing:
+        SQLiteStore(path).close()
+    with write_lock_held(path) as holder, pytest.raises(StoreError) as locked:
+        SQLiteStore(path)
+    message = str(locked.value)
+    assert message.startswith(f"{path}: ") and "locked for writing" in message and "DELEGATE_STORE" in message
+    if Path("/proc/locks").exists():
+        assert f"process {holder.pid} (" in message, message
+
+
+@pytest.mark.subprocess
+def test_the_server_stops_at_once_on_a_locked_store(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    SQLiteStore(path).close()
+    with write_lock_held(path):
+        completed = run_cli("threads", env={**os.environ, "DELEGATE_DATA_DIR": str(tmp_path)})
+    assert completed.returncode == 2, completed.stderr
+    assert str(path) in completed.stderr and "locked for writing" in completed.stderr
+    assert "Traceback" not in completed.stderr

@@ -57,3 +57,68 @@ def test_only_the_store_imports_sqlite_or_redis() -> None:
 
 def test_nothing_imports_the_cli_module() -> None:
     assert _modules_importing(r"server\.__main__") == []
+
+
+def _server_modules(folder: str = "") -> list[Path]:
+    return sorted((ROOT / "server" / folder).rglob("*.py"))
+
+
+def test_the_import_rules_cover_the_pipeline_and_the_composition_root() -> None:
+    scanned = {p.relative_to(ROOT / "server").as_posix() for p in _server_modules()}
+    stages = {"prepare.py", "route.py", "budget.py", "answer.py", "handoff.py", "record.py", "messages.py"}
+    assert {f"pipeline/{name}" for name in stages} <= scanned
+    assert {"components.py", "delegation.py", "routing/lifecycle.py"} <= scanned
+
+
+def test_pipeline_stages_import_neither_the_mcp_sdk_nor_litellm() -> None:
+    for pattern in ("litellm", "(mcp|mcp_types)"):
+        assert [m for m in _modules_importing(pattern) if m.startswith("pipeline/")] == []
+
+
+def test_routing_catalog_and_results_import_neither_the_mcp_sdk_nor_litellm() -> None:
+    for pattern in ("litellm", "(mcp|mcp_types)"):
+        found = _modules_importing(pattern)
+        assert [m for m in found if m.startswith("routing/") or m in ("catalog.py", "results.py")] == []
+
+
+def test_stages_never_import_what_composes_them() -> None:
+    """Data flows one way: a stage knows neither the Delegator, the composition root nor the MCP surface."""
+    higher = r"server\.(delegation|components|app|http)"
+    assert [m for m in _modules_importing(higher) if m.startswith(("pipeline/", "routing/"))] == []
+
+
+def _server_imports() -> dict[str, set[str]]:
+    """Each server module and the server modules it imports (at any depth of its code, lazy imports included)."""
+    import ast
+
+    modules = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in (ROOT / "server").rglob("*.py")
+    }
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+            elif isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+        graph[name] = {other for other in found if other in modules and other != name}
+    return graph
+
+
+def test_no_import_cycles() -> None:
+    graph = _server_imports()
+    done: set[str] = set()
+
+    def walk(name: str, path: list[str]) -> None:
+        if name in path:
+            raise AssertionError("import cycle: " + " -> ".join([*path[path.index(name) :], name]))
+        if name in done:
+            return
+        for other in sorted(graph[name]):
+            walk(other, [*path, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        walk(name, [])

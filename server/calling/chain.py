@@ -5,11 +5,12 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import anyio
 
-from server.calling import embedded, llm
+from server.calling import embedded, llm, pricing
 from server.calling.cooldown import Cooldowns
 from server.calling.providers import PROVIDER_KEYS, Availability, availability, needs_placeholder_key, provider_of
 from server.catalog import ModelRef, Specialist
@@ -167,13 +168,14 @@ class ChainRunner:
     def worst_case_usd(self, spec: Specialist, messages: list[dict[str, str]]) -> float:
         """The most one answer could cost: the input and the output cap at the priciest model that may answer.
 
-        Models litellm cannot price count as $0 (the embedded model is free; others cannot be budgeted)."""
+        Models with no known price count as $0 (the embedded model is free; the others cannot be budgeted: a model
+        served from a custom base URL needs a price in its chain entry)."""
         tokens = estimate_tokens(messages)
         cap = min(spec.max_output_tokens, self._settings.max_output_tokens)
         costs = [
             tokens * rates[0] + cap * rates[1]
             for ref in self._usable_models(spec)
-            if self._window_allows(ref, tokens) and (rates := llm.price(ref.model))
+            if self._window_allows(ref, tokens) and (rates := pricing.ref_rates(ref, self._environ))
         ]
         return max(costs, default=0.0)
 
@@ -199,10 +201,12 @@ class ChainRunner:
         deadline: Deadline,
         progress: Progress = NO_PROGRESS,
         partial: Partial | None = None,
+        response_format: dict[str, Any] | None = None,
     ) -> ChainAnswer:
         """Try the chain until a model answers; raise when none is usable, none fits, or all fail.
 
-        With `partial`, the answer so far is readable while it streams."""
+        With `partial`, the answer so far is readable while it streams; with `response_format` (a JSON schema),
+        the answer is structured output, asked for in one piece."""
         if not self._usable_models(spec):
             raise NoUsableModelError(
                 f"Specialist '{spec.name}' has no usable model. Set "
@@ -232,7 +236,9 @@ class ChainRunner:
                 attempts.append(Attempt(model=ref.model, ok=False, error=f"skipped: {skip}"))
                 continue
             await progress.milestone(f"{spec.name}: asking {ref.model}")
-            completion, error = await self._try_model(spec, ref, messages, deadline, attempts, progress, partial)
+            completion, error = await self._try_model(
+                spec, ref, messages, deadline, attempts, progress, partial, response_format
+            )
             if completion is not None:
                 return ChainAnswer(completion, ref.model, attempts)
             if error is not None and error.kind == "context_window":
@@ -272,6 +278,7 @@ class ChainRunner:
         attempts: list[Attempt],
         progress: Progress,
         partial: Partial | None = None,
+        response_format: dict[str, Any] | None = None,
     ) -> tuple[llm.Completion | None, llm.ProviderError | None]:
         """One model, retried on rate limits, server and connection errors while the deadline allows."""
         error: llm.ProviderError | None = None
@@ -280,7 +287,7 @@ class ChainRunner:
                 return None, error
             started = time.monotonic()
             try:
-                completion = await self._call(spec, ref, messages, deadline, progress, partial)
+                completion = await self._call(spec, ref, messages, deadline, progress, partial, response_format)
             except llm.ProviderError as failure:
                 error = failure
                 why = describe_failure(failure, ref, self._secrets)
@@ -307,8 +314,10 @@ class ChainRunner:
         deadline: Deadline,
         progress: Progress,
         partial: Partial | None = None,
+        response_format: dict[str, Any] | None = None,
     ) -> llm.Completion:
-        """Wait for a provider slot (within the deadline), then make one streamed call."""
+        """Wait for a provider slot (within the deadline), then make one call (streamed unless structured), priced
+        by the entry's own price, or by litellm where the vendor serves the model (else its cost is unknown)."""
         settings = self._settings
         with anyio.move_on_after(deadline.remaining()) as waiting:
             await self._limiter.acquire()
@@ -325,9 +334,10 @@ class ChainRunner:
                 temperature=spec.temperature,
                 api_base=ref.api_base,
                 api_key=api_key_for(ref, self._environ),
-                first_token_timeout_s=min(settings.first_token_timeout_s, remaining),
-                stall_timeout_s=settings.stall_timeout_s,
+                first_token_timeout_s=None if response_format else min(settings.first_token_timeout_s, remaining),
+                stall_timeout_s=None if response_format else settings.stall_timeout_s,
                 thinking_budget_tokens=settings.thinking_budget_tokens,
+                response_format=response_format,
             )
             sink = partial.begin(ref.model) if partial is not None else None
             completion = await llm.complete(request, on_text=progress.streamed, sink=sink)
@@ -336,4 +346,5 @@ class ChainRunner:
         if not completion.text.strip():
             # Gemini's SAFETY stop often carries no text at all: a refusal, not a broken model
             raise llm.ProviderError("content_policy" if completion.cut == "content_filter" else "empty")
-        return completion
+        cost = pricing.call_cost(ref.model, ref.price, ref.api_base, self._environ, completion)
+        return completion if cost == completion.cost_usd else replace(completion, cost_usd=cost)

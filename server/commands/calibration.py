@@ -1,25 +1,17 @@
-"""Measures for a routing report: Wilson intervals, calibration (ECE and a reliability table), misroutes."""
+"""Measures for a routing report: percentiles, Wilson intervals, calibration (ECE, a reliability table), misroutes."""
 
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 from typing import Any
 
+from server.quality.stats import wilson
+
+__all__ = ["calibration", "format_calibration", "task_head", "wilson"]
+
 BANDS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 TASK_HEAD_CHARS = 80
-
-
-def wilson(hits: int, total: int, z: float = 1.96) -> list[float] | None:
-    """The 95% Wilson score interval for a proportion, [low, high]; None when there is nothing to measure."""
-    if total <= 0:
-        return None
-    share = hits / total
-    spread = 1 + z * z / total
-    centre = (share + z * z / (2 * total)) / spread
-    half = z * math.sqrt(share * (1 - share) / total + z * z / (4 * total * total)) / spread
-    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
 
 
 def calibration(guesses: Sequence[tuple[float, bool]]) -> dict[str, Any]:

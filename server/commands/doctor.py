@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -13,10 +15,32 @@ from server.calling.chain import api_key_for, describe_failure
 from server.calling.providers import availability
 from server.catalog import Catalog, ModelRef
 from server.clock import ms_since
+from server.commands.base import EXIT_CALL_FAILED, EXIT_OK, Command, Invocation, Subcommands
 from server.redact import secret_values
 from server.settings import Settings
 
 PING_TIMEOUT_S = 20.0
+
+
+def add(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    """The doctor subcommand."""
+    doctor = commands.add_parser(
+        "doctor",
+        parents=[common],
+        help="check specialist files and keys; --ping sends a one-token request to each model",
+    )
+    doctor.add_argument("--ping", action="store_true", help="send a one-token request to every usable model")
+    doctor.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
+
+
+def run(call: Invocation) -> int:
+    """Print the diagnosis; exit 1 when a usable model failed its ping or no specialist can answer."""
+    delegator = call.server
+    rows = anyio.run(diagnose, delegator.catalog, delegator.settings, delegator.environ, call.args.ping)
+    print(json.dumps(rows, indent=2) if call.args.json else format_rows(rows, delegator.catalog.source))
+    failed = any(row["ping"] and not row["ping"]["ok"] for row in rows)
+    answerable = any(row["usable"] and set(row["used_by"]) - {"router"} for row in rows)
+    return EXIT_CALL_FAILED if failed or not answerable else EXIT_OK
 
 
 def model_refs(catalog: Catalog, settings: Settings) -> dict[ModelRef, list[str]]:
@@ -127,3 +151,6 @@ def format_rows(rows: list[dict[str, Any]], source: str) -> str:
     ]
     pinged = any(row["ping"] is not None for row in rows)
     return "\n".join([*lines, "", verdict(rows, pinged)])
+
+
+COMMAND = Command("doctor", add, run)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -12,12 +11,15 @@ from typing import Any
 
 import anyio
 
-from server.calling import llm
+from server.calling import pricing
 from server.calling.chain import estimate_tokens, usable_models
 from server.catalog import Catalog
 from server.commands.calibration import calibration, format_calibration, task_head, wilson
-from server.delegation import Delegator, classifier_text, specialist_messages
+from server.delegation import Delegator
 from server.errors import ConfigError, DelegateError
+from server.pipeline.messages import specialist_messages
+from server.quality.stats import percentile
+from server.routing.lifecycle import classifier_text
 
 PATHS = ("classifier", "router", "default", "feedback")
 
@@ -150,15 +152,6 @@ async def _run_case(delegator: Delegator, case: EvalCase, full: bool, remembered
         return CaseResult(case, None, None, 0.0, None, error=str(exc))
 
 
-def percentile(values: list[float], share: float) -> float | None:
-    """The nearest-rank percentile; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(share * len(ordered)))
-    return round(ordered[rank - 1], 3)
-
-
 def summarise(
     results: list[CaseResult],
     catalog: Catalog,
@@ -172,54 +165,21 @@ def summarise(
     names = catalog.names
     total = len(results)
     correct = [r for r in results if r.predicted == r.case.expected]
-    specialists = {}
-    for name in names:
-        predicted = [r for r in results if r.predicted == name]
-        expected = [r for r in results if r.case.expected == name]
-        hits = sum(1 for r in predicted if r.case.expected == name)
-        specialists[name] = {
-            "precision": _ratio(hits, len(predicted)),
-            "recall": _ratio(hits, len(expected)),
-            "count": len(expected),
-            "predicted": len(predicted),
-        }
     confusion = {
         e: {p: sum(1 for r in results if r.case.expected == e and r.predicted == p) for p in names} for e in names
     }
-    paths = {}
-    for path in PATHS:
-        taken = [r for r in results if r.decided_by == path]
-        hits = sum(1 for r in taken if r.predicted == r.case.expected)
-        paths[path] = {
-            "coverage": _ratio(len(taken), total) or 0.0,
-            "count": len(taken),
-            "accuracy": _ratio(hits, len(taken)),
-            "accuracy_interval": wilson(hits, len(taken)),
-        }
     router_runs = [r for r in results if r.decided_by == "router" or (r.decided_by == "default" and r.router_cost_usd)]
     router_costs = [r.router_cost_usd for r in results if r.router_cost_usd is not None]
     router_cost = round(sum(router_costs), 8) if router_costs else None
-    misroutes = [
-        {
-            "line": r.case.line,
-            "task": task_head(r.case.task),
-            "expected": r.case.expected,
-            "got": r.predicted,
-            "decided_by": r.decided_by,
-            "confidence": r.confidence,
-        }
-        for r in results
-        if r.predicted is not None and r.predicted != r.case.expected
-    ]
     return {
         "tasks": total,
         "accuracy": _ratio(len(correct), total),
         "accuracy_interval": wilson(len(correct), total),
         "errors": sum(1 for r in results if r.error),
-        "misroutes": misroutes,
-        "specialists": specialists,
+        "misroutes": _misroutes(results),
+        "specialists": _per_specialist(results, names),
         "confusion": confusion,
-        "paths": paths,
+        "paths": _per_path(results, total),
         "router": {
             "calls": len(router_runs),
             "latency_ms": {
@@ -244,20 +204,61 @@ def by_source(results: list[CaseResult]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for source in sorted({r.case.source for r in results if r.case.source}):
         mine = [r for r in results if r.case.source == source]
-        decided = [r for r in mine if r.decided_by == "classifier"]
-        right, alone = (sum(r.predicted == r.case.expected for r in group) for group in (mine, decided))
+        right = sum(r.predicted == r.case.expected for r in mine)
         found[source] = {
             "tasks": len(mine),
             "accuracy": _ratio(right, len(mine)),
             "accuracy_interval": wilson(right, len(mine)),
-            "classifier": {
-                "coverage": _ratio(len(decided), len(mine)),
-                "count": len(decided),
-                "accuracy": _ratio(alone, len(decided)),
-                "accuracy_interval": wilson(alone, len(decided)),
-            },
+            "classifier": _per_path(mine, len(mine))["classifier"],
         }
     return found
+
+
+def _per_specialist(results: list[CaseResult], names: list[str]) -> dict[str, dict[str, Any]]:
+    """Precision and recall of each specialist's routing."""
+    specialists = {}
+    for name in names:
+        predicted = [r for r in results if r.predicted == name]
+        expected = [r for r in results if r.case.expected == name]
+        hits = sum(1 for r in predicted if r.case.expected == name)
+        specialists[name] = {
+            "precision": _ratio(hits, len(predicted)),
+            "recall": _ratio(hits, len(expected)),
+            "count": len(expected),
+            "predicted": len(predicted),
+        }
+    return specialists
+
+
+def _per_path(results: list[CaseResult], total: int) -> dict[str, dict[str, Any]]:
+    """How many tasks each routing path decided, and how accurately."""
+    paths = {}
+    for path in PATHS:
+        taken = [r for r in results if r.decided_by == path]
+        hits = sum(1 for r in taken if r.predicted == r.case.expected)
+        paths[path] = {
+            "coverage": _ratio(len(taken), total) or 0.0,
+            "count": len(taken),
+            "accuracy": _ratio(hits, len(taken)),
+            "accuracy_interval": wilson(hits, len(taken)),
+        }
+    return paths
+
+
+def _misroutes(results: list[CaseResult]) -> list[dict[str, Any]]:
+    """Every task routed somewhere other than expected."""
+    return [
+        {
+            "line": r.case.line,
+            "task": task_head(r.case.task),
+            "expected": r.case.expected,
+            "got": r.predicted,
+            "decided_by": r.decided_by,
+            "confidence": r.confidence,
+        }
+        for r in results
+        if r.predicted is not None and r.predicted != r.case.expected
+    ]
 
 
 def estimate_costs(
@@ -271,7 +272,7 @@ def estimate_costs(
         costs = {}
         for spec in catalog:
             models = usable_models(spec, environ) or list(spec.chain)
-            rates = llm.price(models[0].model)
+            rates = pricing.ref_rates(models[0], environ)
             if rates:
                 tokens = estimate_tokens(specialist_messages(spec, result.case.task, result.case.context))
                 costs[spec.name] = tokens * rates[0] + output_tokens * rates[1]

@@ -2,22 +2,74 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 from typing import Any
 
-from server.calling import llm
+import anyio
+
+from server.calling import pricing
 from server.calling.chain import estimate_tokens, usable_models
+from server.commands.base import (
+    EXIT_CALL_FAILED,
+    EXIT_CONFIG,
+    EXIT_OK,
+    Command,
+    Invocation,
+    Subcommands,
+    add_task_flags,
+    read_context,
+    read_task,
+)
 from server.commands.calibration import task_head
-from server.delegation import Delegator, classifier_text, specialist_messages
+from server.delegation import Delegator
+from server.errors import DelegateError, InvalidInputError
+from server.pipeline.messages import material, specialist_messages
+from server.routing.lifecycle import classifier_text
 from server.routing.router import RouteOutcome
+
+
+def add(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    """The route subcommand."""
+    route = commands.add_parser(
+        "route", parents=[common], help="show which specialist would answer a task, why, and the cost; calls none"
+    )
+    add_task_flags(route)
+    route.add_argument(
+        "--output-tokens", type=int, default=500, help="expected answer length for the cost estimate (default 500)"
+    )
+    route.add_argument("--json", action="store_true", help="print the decision as JSON on stdout")
+
+
+def run(call: Invocation) -> int:
+    """The routing decision for one task, explained and priced; no specialist is called."""
+    args, delegator = call.args, call.server
+    task = read_task(args.task)
+    context = read_context(args.context_file)
+    if context is None:
+        return EXIT_CONFIG
+    try:
+        if args.files:  # the files join the context, as they do for the specialist
+            bundle = anyio.run(lambda: delegator.read_files(args.files, context))
+            context = material(context, bundle.text)
+        outcome = anyio.run(delegator.route_only, task, context)
+    except DelegateError as exc:
+        print(f"delegate-mcp: {exc}", file=sys.stderr)
+        return EXIT_CONFIG if isinstance(exc, InvalidInputError) else EXIT_CALL_FAILED
+    report = explain(delegator, outcome, task, context, max(0, args.output_tokens))
+    print(json.dumps(report, indent=2) if args.json else format_explanation(report))
+    return EXIT_OK
 
 
 def estimate_cost(delegator: Delegator, name: str, task: str, context: str, output_tokens: int) -> dict[str, Any]:
     """What the specialist call would cost: its first usable model's prices times the estimated tokens."""
     spec = delegator.catalog.get(name)
     models = usable_models(spec, delegator.environ)
-    model = (models or list(spec.chain))[0].model
+    ref = (models or list(spec.chain))[0]
+    model = ref.model
     input_tokens = estimate_tokens(specialist_messages(spec, task, context))
-    rates = llm.price(model)
+    rates = pricing.ref_rates(ref, delegator.environ)
     cost = None if rates is None else round(input_tokens * rates[0] + output_tokens * rates[1], 8)
     return {
         "model": model,
@@ -86,3 +138,6 @@ def format_explanation(report: dict[str, Any]) -> str:
         + (f", router ${cost['router_usd']:.5f}" if cost["router_usd"] else "")
     )
     return "\n".join(lines)
+
+
+COMMAND = Command("route", add, run)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from server.commands.evals import percentile
+from server.commands.base import EXIT_OK, Command, Invocation, Subcommands
 from server.errors import ConfigError
+from server.quality.stats import percentile
 
 _NUMBERS = ("cost_usd", "premium_cost_usd", "latency_ms", "router_cost_usd", "input_tokens", "output_tokens")
 _TEXTS = ("specialist", "decided_by", "model", "tool")
@@ -55,19 +57,32 @@ def read_log(path: Path) -> list[dict[str, Any]]:
     return read_log_counted(path)[0]
 
 
+def _cost(known: list[float], unknown: int) -> float | None:
+    """Known costs added up; None (unknown, never $0) when there were calls and none had a known cost."""
+    return None if unknown and not known else round(sum(known), 6)
+
+
 def summarise_log(lines: list[dict[str, Any]], skipped: int = 0) -> dict[str, Any]:
-    """Calls, errors, fallbacks, spend per specialist and the saving against always using the priciest one."""
+    """Calls, errors, fallbacks, spend per specialist and the saving against always using the priciest one.
+
+    A call with no known cost adds to calls_cost_unknown, not $0 to the spend (as delegate://usage does)."""
     ok = [line for line in lines if line.get("ok")]
-    spend: dict[str, float] = defaultdict(float)
+    known: dict[str, list[float]] = defaultdict(list)
+    unknown: Counter[str] = Counter()
     calls: Counter[str] = Counter()
     for line in ok:
-        calls[line.get("specialist", "?")] += 1
-        spend[line.get("specialist", "?")] += line.get("cost_usd") or 0.0
-    total_cost = sum(spend.values())
+        name = line.get("specialist", "?")
+        calls[name] += 1
+        if line.get("cost_usd") is None:
+            unknown[name] += 1
+        else:
+            known[name].append(line["cost_usd"])
+    every = [cost for costs in known.values() for cost in costs]
     comparable = [line for line in ok if line.get("premium_cost_usd") is not None and line.get("cost_usd") is not None]
     actual = sum(line["cost_usd"] for line in comparable)
     premium = sum(line["premium_cost_usd"] for line in comparable)  # always-premium needs no router call
     fallbacks = sum(1 for line in ok if len(line.get("models_tried") or []) > 1)
+    latencies = [line["latency_ms"] for line in ok if line.get("latency_ms") is not None]
     return {
         "calls": len(lines),
         "skipped_lines": skipped,
@@ -75,16 +90,28 @@ def summarise_log(lines: list[dict[str, Any]], skipped: int = 0) -> dict[str, An
         "error_rate": round((len(lines) - len(ok)) / len(lines), 4) if lines else None,
         "fallback_rate": round(fallbacks / len(ok), 4) if ok else None,
         "decided_by": dict(Counter(line.get("decided_by", "error") for line in lines)),
-        "cost_usd": round(total_cost, 6),
-        "per_specialist": {name: {"calls": calls[name], "cost_usd": round(spend[name], 6)} for name in sorted(calls)},
-        "always_premium_usd": round(premium, 6),
-        "saving_usd": round(premium - actual, 6),
-        "saving": round((premium - actual) / premium, 4) if premium else None,
-        "latency_ms": {
-            "p50": percentile([line["latency_ms"] for line in ok if line.get("latency_ms") is not None], 0.5),
-            "p95": percentile([line["latency_ms"] for line in ok if line.get("latency_ms") is not None], 0.95),
+        "cost_usd": _cost(every, sum(unknown.values())),
+        "calls_cost_unknown": sum(unknown.values()),
+        "per_specialist": {
+            name: {
+                "calls": calls[name],
+                "cost_usd": _cost(known[name], unknown[name]),
+                "calls_cost_unknown": unknown[name],
+            }
+            for name in sorted(calls)
         },
+        "always_premium_usd": round(premium, 6) if comparable else None,
+        "saving_usd": round(premium - actual, 6) if comparable else None,
+        "saving": round((premium - actual) / premium, 4) if premium else None,
+        "latency_ms": {"p50": percentile(latencies, 0.5), "p95": percentile(latencies, 0.95)},
     }
+
+
+def _usd(cost: float | None, unknown: int) -> str:
+    """A spend for people: unknown when no call had a known cost; the count of unknown ones beside a known sum."""
+    if cost is None:
+        return "cost unknown"
+    return f"${cost:.4f}" + (f" (+{unknown} call(s) of unknown cost)" if unknown else "")
 
 
 def format_stats(summary: dict[str, Any]) -> str:
@@ -97,19 +124,39 @@ def format_stats(summary: dict[str, Any]) -> str:
         f"Calls: {summary['calls']}   errors: {summary['errors']} ({pct(summary['error_rate'])})   "
         f"fallback rate: {pct(summary['fallback_rate'])}",
         "Decided by: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["decided_by"].items())),
-        f"Spend: ${summary['cost_usd']:.4f}",
+        f"Spend: {_usd(summary['cost_usd'], summary['calls_cost_unknown'])}",
     ]
     lines += [
-        f"  {name:<16}{figures['calls']:>6} calls  ${figures['cost_usd']:.4f}"
+        f"  {name:<16}{figures['calls']:>6} calls  {_usd(figures['cost_usd'], figures['calls_cost_unknown'])}"
         for name, figures in summary["per_specialist"].items()
     ]
-    lines.append(
-        f"Always the priciest specialist would have cost ${summary['always_premium_usd']:.4f}: saved "
-        f"${summary['saving_usd']:.4f} ({pct(summary['saving'])}) on the calls whose costs are known"
-    )
+    if summary["always_premium_usd"] is None:
+        lines.append("No call's cost and priciest-specialist cost are both known: no saving to show.")
+    else:
+        lines.append(
+            f"Always the priciest specialist would have cost ${summary['always_premium_usd']:.4f}: saved "
+            f"${summary['saving_usd']:.4f} ({pct(summary['saving'])}) on the calls whose costs are known"
+        )
     latency = summary["latency_ms"]
     if latency["p50"] is not None:
         lines.append(f"Latency: p50 {latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms")
     if summary.get("skipped_lines"):
         lines.append(f"Skipped {summary['skipped_lines']} malformed line(s) of the log.")
     return "\n".join(lines)
+
+
+def add(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    """The stats subcommand."""
+    stats = commands.add_parser("stats", parents=[common], help="summarise a decision log")
+    stats.add_argument("log", type=Path, help="the decision log file (DELEGATE_LOG)")
+    stats.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def run(call: Invocation) -> int:
+    """Summarise a decision log."""
+    summary = summarise_log(*read_log_counted(call.args.log))
+    print(json.dumps(summary, indent=2) if call.args.json else format_stats(summary))
+    return EXIT_OK
+
+
+COMMAND = Command("stats", add, run, needs_delegator=False, leave_at_once=False)

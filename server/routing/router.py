@@ -14,11 +14,11 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, ValidationError
 
-from server.calling import llm
+from server.calling import llm, pricing
 from server.calling.chain import CHARS_PER_TOKEN
 from server.calling.cooldown import Cooldowns
 from server.calling.providers import availability, needs_placeholder_key
-from server.catalog import Specialist
+from server.catalog import ModelRef, Specialist
 from server.clock import Deadline, ms_since
 from server.results import CallUsage, Routing
 from server.settings import Settings
@@ -156,13 +156,14 @@ class Router:
         self._shots = list(shots[:MAX_SHOTS])
         self._prompts = {}  # rebuilt with the new examples
 
-    def router_models(self) -> list[tuple[str, str | None]]:
-        """Usable router models, in order, each with its api_base."""
+    def router_models(self) -> list[ModelRef]:
+        """Usable router models, in order, each with its api_base and any price given (ROUTER_MODEL=MODEL@IN/OUT)."""
         usable = []
         for model in self._settings.router_models:
             base = self._settings.router_api_base if model == self._settings.router_model else None
-            if availability(model, self._environ, base).usable:
-                usable.append((model, base))
+            ref = ModelRef(model=model, api_base=base)
+            if availability(ref.model, self._environ, base).usable:
+                usable.append(ref)
         return usable
 
     def _prompt_for(self, candidates: Sequence[Specialist], default: str) -> tuple[str, dict[str, Any]]:
@@ -180,8 +181,8 @@ class Router:
         tokens = chars / CHARS_PER_TOKEN + 16
         costs = [
             tokens * rates[0] + ROUTER_MAX_OUTPUT_TOKENS * rates[1]
-            for model, _ in self.router_models()
-            if (rates := llm.price(model))
+            for ref in self.router_models()
+            if (rates := pricing.ref_rates(ref, self._environ))
         ]
         return max(costs, default=0.0)
 
@@ -210,7 +211,8 @@ class Router:
         ]
         budget = Deadline(min(self._settings.router_timeout_s, deadline.remaining()))
         usage, why = CallUsage(), "the router failed"
-        for model, base in models:
+        for ref in models:
+            model, base = ref.model, ref.api_base
             if budget.remaining() < MIN_ROUTER_TRY_S:
                 why = "the router ran out of time"
                 break
@@ -228,7 +230,7 @@ class Router:
             usage = CallUsage(
                 input_tokens=completion.input_tokens,
                 output_tokens=completion.output_tokens,
-                cost_usd=completion.cost_usd,
+                cost_usd=pricing.call_cost(model, ref.price, base, self._environ, completion),
             )
             try:
                 decision = parse_decision(completion.text, [s.name for s in candidates])
@@ -242,7 +244,7 @@ class Router:
                 latency_ms=ms_since(started),
             )
             return RouteOutcome(decision.specialist, routing, usage)
-        return _fallback(default, why, models[0][0], started, usage)
+        return _fallback(default, why, models[0].model, started, usage)
 
     async def _ask_twice(
         self, model: str, base: str | None, messages: list[dict[str, str]], fmt: dict[str, Any], budget: Deadline

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
-from server.errors import StoreError
+from server.errors import DamagedDocumentError
 
 JSON = dict[str, Any]
 
@@ -31,8 +31,9 @@ class Store(Protocol):
         """Remove a document; True when it existed."""
         ...
 
-    def recent(self, kind: str, limit: int = 50) -> list[tuple[str, JSON]]:
-        """Up to `limit` live documents of a kind, the most recently written first."""
+    def recent(self, kind: str, limit: int = 50) -> list[tuple[str, JSON | None]]:
+        """Up to `limit` live documents of a kind, the most recently written first; None for a damaged one (its key
+        is still listed, so it can be named and deleted)."""
         ...
 
     def reserve(self, ledger: str, amount: float, limit: float) -> float | None:
@@ -60,12 +61,20 @@ class Store(Protocol):
         ...
 
 
-def decode_document(raw: str, location: str, fix: str) -> JSON:
-    """A stored document from its JSON text; StoreError naming the store (and how to fix it) when it is damaged."""
+def decode_document(raw: str, location: str, kind: str, key: str) -> JSON:
+    """A stored document from its JSON text; DamagedDocumentError naming it when it is not a JSON object."""
     try:
         value = json.loads(raw)
     except ValueError:
-        raise StoreError(f"{location}: a stored document is not valid JSON. {fix}") from None
+        value = None
     if not isinstance(value, dict):
-        raise StoreError(f"{location}: a stored document is not a JSON object. {fix}")
+        raise DamagedDocumentError(location, kind, key)
     return value
+
+
+def decode_or_none(raw: str, location: str, kind: str, key: str) -> JSON | None:
+    """As decode_document, but None for a damaged document: one bad row never fails a listing."""
+    try:
+        return decode_document(raw, location, kind, key)
+    except DamagedDocumentError:
+        return None

@@ -7,8 +7,6 @@ import time
 
 import redis
 
-from server.store.redis_store import PREFIX
-
 logger = logging.getLogger(__name__)
 REFRESH_S = 1.0
 """How long a server trusts what it last read for a model; other servers' news reaches it within this time."""
@@ -17,9 +15,10 @@ REFRESH_S = 1.0
 class RedisCooldowns:
     """Cooldown ends as Redis keys that expire with the cooldown; Redis trouble never fails a call (no cooldown)."""
 
-    def __init__(self, client: redis.Redis, location: str) -> None:
+    def __init__(self, client: redis.Redis, location: str, prefix: str) -> None:
         self._client = client
         self._location = location
+        self._prefix = prefix  # the store's key prefix: the cooldowns live beside its other keys
         self._seen: dict[str, tuple[float, float]] = {}  # model -> (cooldown end, monotonic time read)
 
     def until(self, model: str) -> float:
@@ -28,7 +27,7 @@ class RedisCooldowns:
         if seen is not None and time.monotonic() - seen[1] < REFRESH_S:
             return seen[0]
         try:
-            raw = self._client.get(_key(model))
+            raw = self._client.get(self._key(model))
             until = float(raw) if raw else 0.0
         except (redis.RedisError, ValueError) as exc:
             logger.warning("%s: cannot read the shared cooldown of %s (%s)", self._location, model, type(exc).__name__)
@@ -40,7 +39,7 @@ class RedisCooldowns:
         """Tell every server the model is cooling down until `until` (the key expires then)."""
         self._seen[model] = (until, time.monotonic())
         try:
-            self._client.set(_key(model), repr(until), px=max(1, int((until - time.time()) * 1000)))
+            self._client.set(self._key(model), repr(until), px=max(1, int((until - time.time()) * 1000)))
         except redis.RedisError as exc:
             logger.warning("%s: cannot share the cooldown of %s (%s)", self._location, model, type(exc).__name__)
 
@@ -50,10 +49,9 @@ class RedisCooldowns:
             return
         self._seen[model] = (0.0, time.monotonic())
         try:
-            self._client.delete(_key(model))
+            self._client.delete(self._key(model))
         except redis.RedisError as exc:
             logger.warning("%s: cannot clear the cooldown of %s (%s)", self._location, model, type(exc).__name__)
 
-
-def _key(model: str) -> str:
-    return f"{PREFIX}cooldown:{model}"
+    def _key(self, model: str) -> str:
+        return f"{self._prefix}cooldown:{model}"

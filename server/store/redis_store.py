@@ -5,16 +5,13 @@ from __future__ import annotations
 import json
 import math
 import time
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
 from server.errors import StoreError
-from server.store.base import JSON, decode_document
-
-if TYPE_CHECKING:
-    from server.store.redis_cooldowns import RedisCooldowns
+from server.store.base import JSON, decode_document, decode_or_none
+from server.store.redis_cooldowns import RedisCooldowns
 
 PREFIX = "delegate:"
 _TIMEOUT_S = 5.0
@@ -92,7 +89,7 @@ class RedisStore:
             raw = self._get(_doc(kind, key))
         except redis.RedisError as exc:
             raise self._failed(exc) from None
-        return None if raw is None else decode_document(raw, self.location, _FIX)
+        return None if raw is None else decode_document(raw, self.location, kind, key)
 
     def put(self, kind: str, key: str, value: JSON, ttl_s: float | None = None) -> None:
         """Store a document, replacing any earlier one; it expires after ttl_s seconds when given."""
@@ -116,9 +113,9 @@ class RedisStore:
             raise self._failed(exc) from None
         return bool(removed)
 
-    def recent(self, kind: str, limit: int = 50) -> list[tuple[str, JSON]]:
-        """Up to `limit` live documents of a kind, the most recently written first."""
-        found: list[tuple[str, JSON]] = []
+    def recent(self, kind: str, limit: int = 50) -> list[tuple[str, JSON | None]]:
+        """Up to `limit` live documents of a kind, the most recently written first; None for a damaged one."""
+        found: list[tuple[str, JSON | None]] = []
         start = 0
         try:
             while len(found) < limit:
@@ -132,7 +129,7 @@ class RedisStore:
                     self._redis.zrem(_index(kind), *gone)
                     start -= len(gone)
                 pairs = zip(keys, values, strict=True)
-                found += [(key, decode_document(raw, self.location, _FIX)) for key, raw in pairs if raw is not None]
+                found += [(key, decode_or_none(raw, self.location, kind, key)) for key, raw in pairs if raw is not None]
         except redis.RedisError as exc:
             raise self._failed(exc) from None
         return found[:limit]
@@ -191,9 +188,7 @@ class RedisStore:
 
     def shared_cooldowns(self) -> RedisCooldowns:
         """Model cooldowns every server on this Redis shares."""
-        from server.store.redis_cooldowns import RedisCooldowns
-
-        return RedisCooldowns(self._redis, self.location)
+        return RedisCooldowns(self._redis, self.location, PREFIX)
 
 
 _FIX = "Fix or delete the key (nothing was changed), or point DELEGATE_STORE elsewhere, then start again."

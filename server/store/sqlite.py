@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -13,9 +14,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from server.errors import StoreError
-from server.store.base import JSON, decode_document
+from server.store.base import JSON, decode_document, decode_or_none
+from server.store.lock_owner import describe_holder
 
 STORE_NAME = "state.sqlite3"
+OPEN_WAIT_S = 2.0
+"""How long opening waits for a lock: another delegate-mcp holds one for milliseconds; longer means something else
+holds it (an open `BEGIN EXCLUSIVE` in the sqlite3 shell), and start-up says so instead of hanging."""
+BUSY_WAIT_S = 30.0
+"""How long a write waits for another process's transaction once serving."""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
     kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, updated REAL NOT NULL, expires REAL,
@@ -43,10 +50,12 @@ class SQLiteStore:
     def _open(self) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Created private before SQLite opens it: threads hold users' tasks and answers.
-            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+            # Created private before SQLite opens it: threads hold users' tasks and answers. An existing file is not
+            # opened here: closing any descriptor of it would drop every POSIX lock this process holds on it.
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
             os.chmod(self.path, 0o600)
-            connection = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+            connection = sqlite3.connect(self.path, timeout=OPEN_WAIT_S, check_same_thread=False, isolation_level=None)
             connection.execute("PRAGMA journal_mode=WAL")
             # In WAL mode NORMAL syncs at checkpoints, not on every commit: the file stays consistent after a
             # crash, and a call's several small writes stop paying one fsync each (0.2 ms here, ms on laptops).
@@ -54,6 +63,13 @@ class SQLiteStore:
             connection.executescript(_SCHEMA)
             problems = [row[0] for row in connection.execute("PRAGMA quick_check")]
             bad = connection.execute("SELECT name, amount FROM ledgers").fetchall()
+            connection.execute("BEGIN IMMEDIATE")  # can it be written? (a write lock someone keeps would stall calls)
+            connection.execute("ROLLBACK")
+            connection.execute(f"PRAGMA busy_timeout = {int(BUSY_WAIT_S * 1000)}")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):
+                raise self._locked() from None
+            raise StoreError(f"{self.path}: cannot open the state store ({_reason(exc)}). {_FIX}") from None
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{self.path}: cannot open the state store ({_reason(exc)}). {_FIX}") from None
         if problems != ["ok"]:
@@ -62,6 +78,13 @@ class SQLiteStore:
         if damaged:
             raise StoreError(f"{self.path}: ledger {damaged[0]!r} holds an impossible amount. {_FIX}")
         return connection
+
+    def _locked(self) -> StoreError:
+        return StoreError(
+            f"{self.path}: the state store is locked for writing by {describe_holder(self.path)}, and stayed locked "
+            f"for {OPEN_WAIT_S:g} s. End that process's transaction (or stop it), or point DELEGATE_STORE "
+            "elsewhere, then start again. Nothing was changed."
+        )
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -76,7 +99,8 @@ class SQLiteStore:
                     raise
                 self._connection.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: cannot write the state store ({_reason(exc)}).") from None
+                held = f"; it is locked by {describe_holder(self.path)}" if "locked" in str(exc) else ""
+                raise StoreError(f"{self.path}: cannot write the state store ({_reason(exc)}{held}).") from None
 
     def _now(self) -> float:
         return self._clock()
@@ -88,7 +112,7 @@ class SQLiteStore:
                 "SELECT value FROM documents WHERE kind = ? AND key = ? AND (expires IS NULL OR expires > ?)",
                 (kind, key, self._now()),
             ).fetchone()
-        return decode_document(row[0], self.location, _FIX) if row else None
+        return decode_document(row[0], self.location, kind, key) if row else None
 
     def put(self, kind: str, key: str, value: JSON, ttl_s: float | None = None) -> None:
         """Store a document, replacing any earlier one; it expires after ttl_s seconds when given."""
@@ -106,15 +130,15 @@ class SQLiteStore:
         with self._transaction() as db:
             return db.execute("DELETE FROM documents WHERE kind = ? AND key = ?", (kind, key)).rowcount > 0
 
-    def recent(self, kind: str, limit: int = 50) -> list[tuple[str, JSON]]:
-        """Up to `limit` live documents of a kind, the most recently written first."""
+    def recent(self, kind: str, limit: int = 50) -> list[tuple[str, JSON | None]]:
+        """Up to `limit` live documents of a kind, the most recently written first; None for a damaged one."""
         with self._transaction() as db:
             rows = db.execute(
                 "SELECT key, value FROM documents WHERE kind = ? AND (expires IS NULL OR expires > ?) "
                 "ORDER BY updated DESC LIMIT ?",
                 (kind, self._now(), limit),
             ).fetchall()
-        return [(key, decode_document(value, self.location, _FIX)) for key, value in rows]
+        return [(key, decode_or_none(value, self.location, kind, key)) for key, value in rows]
 
     def reserve(self, ledger: str, amount: float, limit: float) -> float | None:
         """Atomically add `amount` to a ledger if the total stays within `limit`; the new total, or None."""

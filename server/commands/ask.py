@@ -1,0 +1,84 @@
+"""`delegate-mcp ask`: one task from the terminal, as the delegate (or an ask_<name>) tool would run it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import anyio
+
+from server.commands.base import (
+    EXIT_CALL_FAILED,
+    EXIT_CONFIG,
+    EXIT_OK,
+    Command,
+    Invocation,
+    Subcommands,
+    add_task_flags,
+    read_context,
+    read_task,
+)
+from server.errors import DelegateError, FileRefusedError
+from server.results import DelegateResult, fallback_reasons, summary_line
+
+
+def add(commands: Subcommands, common: argparse.ArgumentParser) -> None:
+    """The ask subcommand."""
+    ask = commands.add_parser("ask", parents=[common], help="run one task from the terminal, as the delegate tool")
+    add_task_flags(ask)
+    ask.add_argument("--specialist", metavar="NAME", help="skip routing and ask this specialist (as ask_NAME)")
+    ask.add_argument(
+        "--thread", metavar="ID", help="follow up on the conversation ID (printed after each answer); see `threads`"
+    )
+    ask.add_argument("--json", action="store_true", help="print the whole result as JSON on stdout")
+
+
+def run(call: Invocation) -> int:
+    """One task from the terminal: the answer on stdout, the routing summary on stderr."""
+    args, delegator = call.args, call.server
+    task = read_task(args.task)
+    context = read_context(args.context_file)
+    if context is None:
+        return EXIT_CONFIG
+    delegator.hand_off_at_deadline = False  # nothing could collect a job after this process ends: wait for it
+    try:
+        if args.specialist:
+            result = anyio.run(
+                lambda: delegator.ask(args.specialist, task, context, files=args.files, thread_id=args.thread)
+            )
+        else:
+            result = anyio.run(lambda: delegator.delegate(task, context, files=args.files, thread_id=args.thread))
+    except DelegateError as exc:
+        print(f"delegate-mcp: {exc}", file=sys.stderr)
+        return EXIT_CONFIG if isinstance(exc, (KeyError, FileRefusedError)) else EXIT_CALL_FAILED
+    if args.json:
+        print(result.model_dump_json(indent=2))
+    else:
+        print_answer(result)
+    return EXIT_OK
+
+
+def print_answer(result: DelegateResult) -> None:
+    """The answer on stdout; warnings, files read, the summary line and a word on the embedded model on stderr."""
+    print(result.output)
+    for warning in result.warnings:
+        print(f"[warning: {warning}]", file=sys.stderr)
+    if result.files:
+        read = ", ".join(f"{f.path} ({f.chars:,} chars)" for f in result.files)
+        print(f"\n[files read: {read}]", file=sys.stderr)
+    print(f"\n[{summary_line(result)}]", file=sys.stderr)
+    if result.model.startswith("embedded/") and fallback_reasons(result.attempts):
+        print(
+            "[answered by the small embedded model, which runs on this machine, because the models before it "
+            "failed: the line above says why.]",
+            file=sys.stderr,
+        )
+    elif result.model.startswith("embedded/"):
+        print(
+            "[answered by the small embedded model, which runs on this machine. For better answers set "
+            "OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY.]",
+            file=sys.stderr,
+        )
+
+
+COMMAND = Command("ask", add, run)

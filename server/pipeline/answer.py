@@ -1,0 +1,163 @@
+"""The answer stage: the specialist's messages (the thread's history fitted to its window), the model chain, the
+result with its usage and marks of any cut, and the turn saved to its thread."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import NamedTuple
+
+import anyio
+
+from server.calling import embedded
+from server.calling.chain import ChainAnswer, ChainRunner, Partial
+from server.catalog import Specialist
+from server.clock import Deadline
+from server.errors import AllModelsFailedError, StoreError
+from server.files import FileBundle
+from server.pipeline.messages import fit_history, specialist_messages
+from server.pipeline.record import Tally
+from server.progress import Progress
+from server.results import CallUsage, DelegateResult, Usage, total_cost
+from server.routing.router import RouteOutcome
+from server.settings import Settings
+from server.threads import Thread, ThreadBook, Turn, new_thread_id
+
+logger = logging.getLogger(__name__)
+
+
+def cut_marker(cut: str, cap_tokens: int) -> str:
+    """The line appended to an answer the provider stopped early, saying why and what to do."""
+    if cut == "length":
+        return (
+            f"\n\n[... answer cut by the provider: the model reached its output cap of {cap_tokens:,} tokens "
+            "(max_output_tokens in the specialist file, DELEGATE_MAX_OUTPUT_TOKENS). Ask for a shorter answer or "
+            "for the rest.]"
+        )
+    return "\n\n[... answer cut by the provider's safety filter; what came before the cut is above.]"
+
+
+def cap_output(text: str, limit: int) -> str:
+    """Cut an answer longer than `limit` characters, with a marker saying so."""
+    if len(text) <= limit:
+        return text
+    return (
+        f"{text[:limit]}\n\n[... answer truncated: it was {len(text):,} characters; the limit is {limit:,} "
+        "(DELEGATE_MAX_OUTPUT_CHARS). Ask for a shorter answer or a part of it.]"
+    )
+
+
+class Answering(NamedTuple):
+    """Everything the answer stage needs for one call's answer (a job carries it on)."""
+
+    spec: Specialist
+    outcome: RouteOutcome
+    task: str
+    context: str
+    deadline: Deadline
+    progress: Progress
+    bundle: FileBundle
+    thread: Thread | None
+
+
+class Answer:
+    """Gets the specialist's answer through the model chain and keeps the turn in its thread."""
+
+    def __init__(self, settings: Settings, chain: ChainRunner, threads: ThreadBook | None, tally: Tally) -> None:
+        self._settings = settings
+        self._chain = chain
+        self._threads = threads
+        self._tally = tally
+
+    async def run(self, answering: Answering, partial: Partial | None = None) -> DelegateResult:
+        """The specialist's answer as a result, its turn saved; `partial` shows the text while it streams."""
+        spec, bundle, thread = answering.spec, answering.bundle, answering.thread
+        task, context = answering.task, answering.context
+        window = self._chain.largest_window(spec)
+        history, trimmed = fit_history(window, spec, task, context, bundle.text, thread.turns if thread else [])
+        messages = specialist_messages(spec, task, context, bundle.text, history)
+        try:
+            answer = await self._chain.run(spec, messages, answering.deadline, answering.progress, partial)
+        except (AllModelsFailedError, anyio.get_cancelled_exc_class()):
+            await self._tally.unanswered(answering.outcome.usage)
+            raise
+        result = self._result(answering, answer, trimmed)
+        turn = Turn(
+            task=task,
+            context=context,
+            files=bundle.reads,
+            files_text=bundle.text,
+            answer=result.output,
+            specialist=spec.name,
+            model=answer.model,
+            at=time.time(),
+        )
+        await self.save_turn(thread.id if thread else None, turn, result)
+        result.latency_ms = answering.deadline.elapsed_ms()
+        return result
+
+    def _result(self, answering: Answering, answer: ChainAnswer, trimmed: bool) -> DelegateResult:
+        """The result of a completed answer: capped, marked when the provider cut it, with its usage."""
+        spec, outcome, completion = answering.spec, answering.outcome, answer.completion
+        specialist_usage = CallUsage(
+            input_tokens=completion.input_tokens, output_tokens=completion.output_tokens, cost_usd=completion.cost_usd
+        )
+        usage = Usage(
+            router=outcome.usage,
+            specialist=specialist_usage,
+            total_cost_usd=total_cost(outcome.usage.cost_usd, specialist_usage.cost_usd),
+        )
+        output = cap_output(completion.text, self._settings.max_output_chars)
+        if completion.cut and not answer.model.startswith(f"{embedded.PROVIDER}/"):  # it writes its own cut note
+            output += cut_marker(completion.cut, min(spec.max_output_tokens, self._settings.max_output_tokens))
+        return DelegateResult(
+            output=output,
+            truncated=completion.cut is not None or output != completion.text,
+            specialist=spec.name,
+            model=answer.model,
+            routing=outcome.routing,
+            attempts=answer.attempts,
+            usage=usage,
+            latency_ms=answering.deadline.elapsed_ms(),
+            thread_trimmed=trimmed,
+            files=answering.bundle.reads,
+            warnings=list(answering.bundle.warnings),
+        )
+
+    def cut(self, answering: Answering, partial: Partial, why: str) -> DelegateResult:
+        """What streamed before the deadline (or a stall), marked truncated: it was paid for, so it is kept."""
+        outcome = answering.outcome
+        marker = (
+            f"[... answer cut after {len(partial.text):,} characters: the model stopped or the call's deadline "
+            f"(DELEGATE_DEADLINE_S = {self._settings.deadline_s:g} s) came. {why}, so the rest was not written.]"
+        )
+        return DelegateResult(
+            output=f"{cap_output(partial.text, self._settings.max_output_chars)}\n\n{marker}",
+            specialist=answering.spec.name,
+            model=partial.model or "",
+            routing=outcome.routing,
+            attempts=partial.attempts,
+            usage=Usage(router=outcome.usage, total_cost_usd=outcome.usage.cost_usd),
+            latency_ms=answering.deadline.elapsed_ms(),
+            truncated=True,
+            files=answering.bundle.reads,
+            warnings=list(answering.bundle.warnings),
+        )
+
+    async def save_turn(self, thread_id: str | None, turn: Turn, result: DelegateResult) -> None:
+        """Add the turn to its thread (a new one when thread_id is None) and put the id in the result. A store
+        that cannot be written costs the thread, never the answer: the result carries a warning instead."""
+        if self._threads is None:
+            return
+        continuing = thread_id is not None
+        thread_id = thread_id or new_thread_id()
+        try:
+            with anyio.CancelScope(shield=True):  # the answer is paid for: keep it even if the client gives up
+                await anyio.to_thread.run_sync(self._threads.append, thread_id, turn)
+        except StoreError as exc:
+            logger.warning("a turn of thread %s was not saved: %s", thread_id, exc)
+            later = "later turns of this thread will not see it" if continuing else "it cannot be followed up"
+            result.warnings.append(f"This turn was not saved ({later}): {exc}")
+            if not continuing:
+                return
+        result.thread_id = thread_id

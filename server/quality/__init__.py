@@ -1,0 +1,1 @@
+"""Answers measured: deterministic checks, a blind two-order judge, tasks files, statistics and recommendations."""
