@@ -334,12 +334,18 @@ class Classifier:
         own = self.model.logits(vector)
         if (not vector and not reading.logits) or not self.model.labels:
             return _Judgement(vector, own, None, None)
-        probabilities = _softmax(self._blend(own, reading.logits))
+        mine = max(own, key=own.__getitem__)
+        # The prior speaks only for the built-ins it knows: when the catalogue model's own choice is a user's
+        # specialist, the task is judged as the catalogue model alone judges it.
+        alone = bool(reading.logits) and mine not in reading.logits
+        if alone:
+            reading = Reading({}, reading.known, {})
+        probabilities = _softmax(own if alone else self._blend(own, reading.logits))
         ranked = sorted(probabilities, key=lambda name: -probabilities[name])
         best, second = ranked[0], (ranked[1] if len(ranked) > 1 else None)
         top: tuple[str, ...] = ()
         if explain:
-            weight = self.prior.own_weight if self.prior else 1.0
+            weight = self.prior.own_weight if self.prior and not alone else 1.0
             pull = {
                 f: weight * v * (self.model.weight(best, f) - (self.model.weight(second, f) if second else 0.0))
                 for f, v in vector.items()
@@ -350,7 +356,7 @@ class Classifier:
             top = tuple(word for word, weight in heaviest_words(text, pull) if weight > 0)
         known = reading.known.union(f for f in vector if f[0] == "w")
         guess = Prediction(best, probabilities[best], len(known), second, probabilities[second] if second else 0.0, top)
-        return _Judgement(vector, own, guess, _dissent(best, own, reading.logits))
+        return _Judgement(vector, own, guess, _dissent(best, mine, reading.logits))
 
 
 _NOTHING = Reading({}, frozenset(), {})
@@ -366,12 +372,13 @@ class _Judgement:
     dissent: str | None
 
 
-def _dissent(best: str, own: Mapping[str, float], prior: Mapping[str, float]) -> str | None:
-    """Why the two models disagree on `best`, or None when both prefer it (or the prior cannot judge it)."""
-    if not prior or best not in prior:
+def _dissent(best: str, mine: str, prior: Mapping[str, float]) -> str | None:
+    """Why the two models disagree on `best`, or None when both prefer it (the prior need not, for a label it
+    does not know); `mine` is the catalogue model's own choice."""
+    if not prior:
         return None
-    mine, theirs = max(own, key=own.__getitem__), max(prior, key=prior.__getitem__)
-    if mine == best and theirs == best:
+    theirs = max(prior, key=prior.__getitem__)
+    if mine == best and (best not in prior or theirs == best):
         return None
     return f"the examples point to {mine} but the public sets to {theirs}"
 
