@@ -202,8 +202,9 @@ class Delegator:
                 paid.cost_usd = exc.cost_usd  # the answers that arrived were paid for
                 raise
             paid.cost_usd = result.usage.total_cost_usd
-        bundle = prepared.bundle
-        return result.model_copy(update={"files": bundle.reads, "warnings": [*bundle.warnings, *result.warnings]})
+        bundle, waited = prepared.bundle, prepared.startup_wait_ms
+        warnings = [*bundle.warnings, *result.warnings]
+        return result.model_copy(update={"files": bundle.reads, "warnings": warnings, "startup_wait_ms": waited})
 
     async def _delegate(self, request: Request, progress: Progress) -> DelegateResult:
         """prepare → budget reserved → route → answer (maybe handed off as a job) → budget settled."""
@@ -220,7 +221,8 @@ class Delegator:
         except BaseException:
             await settle.aclose()
             raise
-        answering = Answering(spec, outcome, task, context, prepared.deadline, progress, bundle, prepared.thread)
+        deadline, thread, waited = prepared.deadline, prepared.thread, prepared.startup_wait_ms
+        answering = Answering(spec, outcome, task, context, deadline, progress, bundle, thread, waited)
         return await self._stages.handoff.respond("delegate", answering, paid, settle, request.background)
 
     async def _ask(self, spec: Specialist, request: Request, progress: Progress) -> DelegateResult:
@@ -231,7 +233,8 @@ class Delegator:
         task, context = request.task, request.context
         worst = self._stages.budget.worst_case(task, context, bundle.text, turns, [spec], routed=False)
         paid, settle = await self._stages.budget.held(worst)
-        answering = Answering(spec, direct(spec), task, context, prepared.deadline, progress, bundle, thread)
+        deadline, waited = prepared.deadline, prepared.startup_wait_ms
+        answering = Answering(spec, direct(spec), task, context, deadline, progress, bundle, thread, waited)
         return await self._stages.handoff.respond(spec.tool_name, answering, paid, settle, request.background)
 
     async def route_only(self, task: str, context: str = "", *, remembered: bool = True) -> RouteOutcome:

@@ -301,8 +301,10 @@ class FileReader:
                     "(DELEGATE_MAX_CONTEXT_CHARS); send fewer or smaller files",
                 )
             )
-        name = os.path.basename(choice.real)
-        kind = None if allowed(choice.shown, name, self.rules.allow) else credential_in(name, text)
+        name, under_root = os.path.basename(choice.real), choice.real[len(os.path.join(choice.root, "")) :]
+        allow = self.rules.allow
+        let = allowed(under_root, name, allow) or allowed(choice.shown, os.path.basename(choice.shown), allow)
+        kind = None if let else credential_in(name, text)
         if kind is not None:
             why = f"it holds what looks like {kind}, which is never sent to a model; DELEGATE_FILE_ALLOW can allow it"
             raise self._cannot(choice, "credential", kind, why)

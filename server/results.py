@@ -66,6 +66,11 @@ class DelegateResult(BaseModel):
     attempts: list[Attempt] = Field(description="Every model tried for the answer, in order.")
     usage: Usage
     latency_ms: float = Field(description="Wall time of the whole call as the client saw it, in milliseconds.")
+    startup_wait_ms: float | None = Field(
+        None,
+        description="The part of latency_ms this call spent waiting for the server to finish starting up (loading "
+        "its model library, training its classifier); null when it did not wait.",
+    )
     thread_id: str | None = Field(None, description="The conversation this call belongs to; pass it to follow up.")
     thread_trimmed: bool = Field(False, description="Older thread material was left out to fit the model's window.")
     files: list[FileRead] = Field(default_factory=list, description="Files the server read for this call.")
@@ -109,6 +114,12 @@ def confidence_text(confidence: float) -> str:
     return f"{confidence:.2f}"
 
 
+def startup_text(startup_wait_ms: float | None) -> str:
+    """How much of a call's time went to waiting for start-up, as the summary line shows it ('' for none)."""
+    seconds = round((startup_wait_ms or 0) / 1000, 2)
+    return f" ({seconds:.2f} s of it waiting for the server to start up)" if seconds else ""
+
+
 def summary_line(result: DelegateResult) -> str:
     """One line for people: who answered, how it was chosen, tokens, cost and time; when a fallback answered,
     why the models before it failed (a mistyped key must not go unnoticed)."""
@@ -122,12 +133,13 @@ def summary_line(result: DelegateResult) -> str:
     tried = f" · fallback, because {reasons}" if reasons else ""
     cut = " · answer truncated" if result.truncated else ""
     running = f" · still running as job {result.job_id}" if result.status == "running" else ""
+    waited = startup_text(result.startup_wait_ms)
     thread = ""
     if result.thread_id:
         thread = f" · thread {result.thread_id}" + (" (older material left out)" if result.thread_trimmed else "")
     return (
         f"{result.specialist} via {result.model or 'no model yet'} ({how}: {routing.reason}) · {tokens} tokens · "
-        f"{cost} · {result.latency_ms / 1000:.2f} s{tried}{cut}{thread}{running}"
+        f"{cost} · {result.latency_ms / 1000:.2f} s{waited}{tried}{cut}{thread}{running}"
     )
 
 
@@ -162,6 +174,9 @@ class PanelResult(BaseModel):
     )
     usage: PanelUsage = Field(default_factory=PanelUsage)
     latency_ms: float = Field(description="Wall time of the whole panel, in milliseconds.")
+    startup_wait_ms: float | None = Field(
+        None, description="The part of latency_ms spent waiting for the server to finish starting up; or null."
+    )
     files: list[FileRead] = Field(default_factory=list, description="Files the server read for every member.")
     warnings: list[str] = Field(default_factory=list, description="Problems that did not stop the panel.")
 
@@ -185,6 +200,6 @@ def panel_text(result: PanelResult) -> str:
     tokens += result.usage.judge.input_tokens + result.usage.judge.output_tokens
     summary = (
         f"panel of {len(result.answers)}: {answered} answered · {tokens} tokens · {cost} · "
-        f"{result.latency_ms / 1000:.2f} s"
+        f"{result.latency_ms / 1000:.2f} s{startup_text(result.startup_wait_ms)}"
     )
     return "\n\n".join(parts) + f"\n\n---\n{summary}"

@@ -62,6 +62,16 @@ def test_the_first_calls_latency_includes_the_wait_for_warm_up(sim: ProviderSimu
     )
 
 
+def test_the_first_call_reports_its_wait_for_start_up_apart(sim: ProviderSimulator, specialists_dir: Path) -> None:
+    process, _ = start_with_a_first_call(server_env(sim, specialists_dir))
+    try:
+        first = read_reply(process)["result"]["structuredContent"]
+    finally:
+        stop(process)
+    # The call arrived while litellm was still loading in the background: it waited, and says how long.
+    assert first["startup_wait_ms"] is not None and 0 < first["startup_wait_ms"] <= first["latency_ms"]
+
+
 def test_the_first_calls_deadline_includes_the_wait_for_warm_up(sim: ProviderSimulator, specialists_dir: Path) -> None:
     sim.set_default("sim-coder", hang=True)
     sim.set_default("sim-backup", hang=True)

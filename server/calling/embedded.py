@@ -169,67 +169,72 @@ def time_for(timeout: Any) -> float:
     return max(MIN_TIME_S, min(float(seconds), MAX_TIME_S) - MARGIN_S)
 
 
+def generation(messages: list, kwargs: dict[str, Any]) -> Generation:
+    """The engine's request from litellm's call: token cap, temperature, and when the answer must be done."""
+    params = kwargs.get("optional_params") or {}
+    temperature = params.get("temperature")
+    return Generation(
+        messages=messages,
+        max_tokens=min(int(params.get("max_tokens") or MAX_OUTPUT_TOKENS), MAX_OUTPUT_TOKENS),
+        temperature=0.2 if temperature is None else float(temperature),
+        answer_by=time.monotonic() + time_for(kwargs.get("timeout")),
+    )
+
+
+async def answer(engine: _Engine, messages: list, kwargs: dict[str, Any]) -> AsyncIterator[tuple[str, Outcome | None]]:
+    """Run the engine on a worker thread; yield the text produced so far every POLL_S, then the outcome."""
+    request = generation(messages, kwargs)
+    produced: queue.SimpleQueue[str] = queue.SimpleQueue()
+    done: list[Outcome | BaseException] = []
+
+    def work() -> None:
+        try:
+            done.append(engine.run(request, produced.put))
+        except BaseException as exc:  # handed to the async side, which raises it there
+            done.append(exc)
+
+    worker = threading.Thread(target=work, name="embedded-model", daemon=True)
+    worker.start()
+    try:
+        while True:
+            await anyio.sleep(POLL_S)
+            finished = bool(done)
+            text = "".join(iter_queue(produced))
+            if text:
+                yield text, None
+            if finished:
+                break
+    finally:
+        request.stop.set()  # the caller gave up or the answer is complete: free the engine for the next call
+    result = done[0]
+    if isinstance(result, BaseException):
+        raise result
+    yield cut_note(result, request.max_tokens), result
+
+
+def stream_chunk(text: str, outcome: Outcome | None) -> dict[str, Any]:
+    """One streamed piece in the shape litellm's CustomLLM streaming expects; the last carries the usage."""
+    return {
+        "text": text,
+        "is_finished": outcome is not None,
+        "finish_reason": ("length" if outcome.finish_reason in ("time", "length") else "stop") if outcome else "",
+        "index": 0,
+        "tool_use": None,
+        "usage": (
+            {
+                "prompt_tokens": outcome.prompt_tokens,
+                "completion_tokens": outcome.tokens,
+                "total_tokens": outcome.prompt_tokens + outcome.tokens,
+            }
+            if outcome
+            else None
+        ),
+    }
+
+
 def make_provider(litellm: ModuleType) -> Any:
     """A litellm CustomLLM backed by the embedded engine (litellm is passed in: only llm.py imports it)."""
     engine = _Engine()
-
-    def generation(messages: list, kwargs: dict[str, Any]) -> Generation:
-        params = kwargs.get("optional_params") or {}
-        temperature = params.get("temperature")
-        return Generation(
-            messages=messages,
-            max_tokens=min(int(params.get("max_tokens") or MAX_OUTPUT_TOKENS), MAX_OUTPUT_TOKENS),
-            temperature=0.2 if temperature is None else float(temperature),
-            answer_by=time.monotonic() + time_for(kwargs.get("timeout")),
-        )
-
-    async def answer(messages: list, kwargs: dict[str, Any]) -> AsyncIterator[tuple[str, Outcome | None]]:
-        """Run the engine on a worker thread; yield the text produced so far every POLL_S, then the outcome."""
-        request = generation(messages, kwargs)
-        produced: queue.SimpleQueue[str] = queue.SimpleQueue()
-        done: list[Outcome | BaseException] = []
-
-        def work() -> None:
-            try:
-                done.append(engine.run(request, produced.put))
-            except BaseException as exc:  # handed to the async side, which raises it there
-                done.append(exc)
-
-        worker = threading.Thread(target=work, name="embedded-model", daemon=True)
-        worker.start()
-        try:
-            while True:
-                await anyio.sleep(POLL_S)
-                finished = bool(done)
-                text = "".join(iter_queue(produced))
-                if text:
-                    yield text, None
-                if finished:
-                    break
-        finally:
-            request.stop.set()  # the caller gave up or the answer is complete: free the engine for the next call
-        result = done[0]
-        if isinstance(result, BaseException):
-            raise result
-        yield cut_note(result, request.max_tokens), result
-
-    def chunk(text: str, outcome: Outcome | None) -> dict[str, Any]:
-        return {
-            "text": text,
-            "is_finished": outcome is not None,
-            "finish_reason": ("length" if outcome.finish_reason in ("time", "length") else "stop") if outcome else "",
-            "index": 0,
-            "tool_use": None,
-            "usage": (
-                {
-                    "prompt_tokens": outcome.prompt_tokens,
-                    "completion_tokens": outcome.tokens,
-                    "total_tokens": outcome.prompt_tokens + outcome.tokens,
-                }
-                if outcome
-                else None
-            ),
-        }
 
     class EmbeddedLLM(litellm.CustomLLM):  # type: ignore[misc, name-defined]
         """litellm provider `embedded`: the local SmolLM2 model."""
@@ -237,7 +242,7 @@ def make_provider(litellm: ModuleType) -> Any:
         async def acompletion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:
             pieces: list[str] = []
             end = Outcome()
-            async for text, outcome in answer(messages, kwargs):
+            async for text, outcome in answer(engine, messages, kwargs):
                 pieces.append(text)
                 end = outcome or end
             response = kwargs["model_response"]
@@ -252,8 +257,8 @@ def make_provider(litellm: ModuleType) -> Any:
             return response
 
         async def astreaming(self, model: str, messages: list, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-            async for text, outcome in answer(messages, kwargs):
-                yield chunk(text, outcome)
+            async for text, outcome in answer(engine, messages, kwargs):
+                yield stream_chunk(text, outcome)
 
     return EmbeddedLLM()
 

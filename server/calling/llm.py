@@ -1,79 +1,32 @@
-"""The only module that imports litellm: one completion call, its usage and cost, errors mapped to ours."""
+"""The only module that imports litellm: one completion call, its usage and cost, errors mapped to ours.
+
+What needs no litellm lives beside it and is used as llm.X: the request and completion types (completion.py), the
+error classification (provider_errors.py), and reading a streamed answer (streaming.py)."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
-import re
 import threading
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from types import ModuleType
 from typing import Any
 
 import anyio
 
 from server.calling import embedded
+from server.calling.completion import Completion, CompletionRequest, OnText
+from server.calling.provider_errors import ProviderError, classify
 from server.calling.providers import provider_of
+from server.calling.streaming import cut_reason, stream_answer
 
 _import_lock = threading.Lock()
-OnText = Callable[[int], Awaitable[None]]  # called with the answer's length so far, while it streams
 HTTP_CLIENT_TIMEOUT_S = 600.0
 _module: ModuleType | None = None
 _handler: Any = None  # litellm's AsyncHTTPHandler over the coalescing transport, built on first use
 # Providers litellm calls through its own HTTP handler (a `client=` it accepts); OpenAI-format models use the SDK.
 HTTP_HANDLER_PROVIDERS = frozenset({"anthropic", "gemini"})
 LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "LiteLLM Proxy.stdout", "litellm", "httpx", "openai")
-
-
-@dataclass(frozen=True)
-class CompletionRequest:
-    """Everything one model call needs; the catalogue, never the caller, chose model and endpoint."""
-
-    model: str
-    messages: list[dict[str, str]]
-    max_output_tokens: int
-    timeout_s: float
-    temperature: float | None = None
-    api_base: str | None = None
-    api_key: str | None = None
-    response_format: dict[str, Any] | None = None
-    first_token_timeout_s: float | None = None
-    """When set, stream the answer: fail if nothing arrives within this time..."""
-    stall_timeout_s: float | None = None
-    """...or if the stream then goes silent for this long."""
-    thinking_budget_tokens: int | None = None
-    """For reasoning models: bound thinking to about this many tokens, given on top of max_output_tokens so
-    thinking cannot eat the answer's share. None leaves the provider's default."""
-
-
-@dataclass(frozen=True)
-class Completion:
-    """The text a model produced, with its usage and cost."""
-
-    text: str
-    input_tokens: int
-    output_tokens: int
-    cost_usd: float | None
-    cut: str | None = None
-    """Why the provider stopped early: "length" (the output cap) or "content_filter"; None when it finished."""
-
-
-@dataclass
-class ProviderError(Exception):
-    """A failed model call, classified so the chain knows whether to retry or fall back."""
-
-    kind: str  # rate_limited | overloaded | timeout | connection | server_error | auth | bad_request | ...
-    status: int | None = None
-    detail: str = field(default="")
-    retry_after_s: float | None = None
-
-    def __str__(self) -> str:
-        return f"{self.kind} ({self.status})" if self.status else self.kind
 
 
 def _load() -> ModuleType:
@@ -176,6 +129,11 @@ def _coalescing_handler(litellm: ModuleType) -> Any:
     return _handler
 
 
+def loaded() -> bool:
+    """Whether litellm is imported and set up, so a call need not wait for it."""
+    return _module is not None
+
+
 async def ready() -> ModuleType:
     """litellm, imported on a worker thread if it is not loaded yet (the event loop keeps serving meanwhile).
     Cancellable: a caller whose deadline runs out stops waiting, and the import goes on in the background."""
@@ -195,14 +153,15 @@ async def complete(
     try:
         with anyio.fail_after(request.timeout_s):
             if request.first_token_timeout_s is not None:
-                return await _stream(litellm, kwargs, request, on_text, sink)
+                opening = partial(litellm.acompletion, **kwargs, stream=True, stream_options={"include_usage": True})
+                return await stream_answer(opening, request, on_text, sink, price)
             response = await litellm.acompletion(**kwargs)
     except TimeoutError:
         raise ProviderError("timeout", detail=f"no complete answer within {request.timeout_s:.1f} s") from None
     except ProviderError:
         raise
     except Exception as exc:
-        raise _classify(exc, litellm) from exc
+        raise classify(exc, litellm) from exc
     return _to_completion(response, litellm)
 
 
@@ -268,97 +227,6 @@ def _reasons(model: str) -> bool:
         return False  # unknown to litellm: send nothing it might refuse
 
 
-async def _stream(
-    litellm: ModuleType,
-    kwargs: dict[str, Any],
-    request: CompletionRequest,
-    on_text: OnText | None,
-    sink: list[str] | None = None,
-) -> Completion:
-    """Stream the answer so a silent model is caught early."""
-    assert request.first_token_timeout_s is not None and request.stall_timeout_s is not None
-    first_by = anyio.current_time() + request.first_token_timeout_s
-    with anyio.move_on_after(request.first_token_timeout_s) as opening:
-        stream = await litellm.acompletion(**kwargs, stream=True, stream_options={"include_usage": True})
-    if opening.cancelled_caught:
-        raise ProviderError("timeout", detail=f"no first token within {request.first_token_timeout_s:.3g} s")
-    pieces: list[str] = sink if sink is not None else []  # the caller's list: readable while the answer streams
-    received = 0  # characters of answer or visible reasoning: a sign of life that switches to the stall limit
-    answer_chars = 0
-    usage: Any = None
-    cut: str | None = None
-    try:
-        iterator = stream.__aiter__()
-        while True:
-            limit = request.stall_timeout_s if received else max(0.0, first_by - anyio.current_time())
-            with anyio.move_on_after(limit) as waiting:
-                try:
-                    chunk = await iterator.__anext__()
-                except StopAsyncIteration:
-                    break
-            if waiting.cancelled_caught:
-                if received:
-                    raise ProviderError("timeout", detail=f"stream stalled for {limit:g} s after {received} characters")
-                raise ProviderError("timeout", detail=f"no first token within {request.first_token_timeout_s:.3g} s")
-            text, reasoning = _chunk_text(chunk)
-            cut = _cut(chunk) or cut
-            pieces.append(text)
-            received += len(text) + reasoning
-            answer_chars += len(text)
-            if on_text is not None and text:
-                await on_text(answer_chars)
-            usage = getattr(chunk, "usage", None) or usage
-    finally:
-        await _close(stream)
-    # Joining the deltas ourselves is several times cheaper than litellm.stream_chunk_builder.
-    return _streamed_completion("".join(pieces), usage, request.model, cut)
-
-
-def _cut(response: Any) -> str | None:
-    """ "length" or "content_filter" when a response or chunk says the provider stopped the answer early."""
-    choices = getattr(response, "choices", None) or []
-    reason = getattr(choices[0], "finish_reason", None) if choices else None
-    return reason if reason in CUT_REASONS else None
-
-
-CUT_REASONS = frozenset({"length", "content_filter"})
-
-
-def _streamed_completion(text: str, usage: Any, model: str, cut: str | None = None) -> Completion:
-    """A Completion from streamed text and the final usage chunk; litellm puts the call's cost on that usage."""
-    input_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-    output_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-    cost = getattr(usage, "cost", None)
-    if cost is None and usage is not None:
-        rates = price(model)
-        cost = input_tokens * rates[0] + output_tokens * rates[1] if rates else None
-    return Completion(
-        text=text,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cost_usd=round(float(cost), 10) if cost is not None else None,
-        cut=cut,
-    )
-
-
-def _chunk_text(chunk: Any) -> tuple[str, int]:
-    """The answer text a stream chunk carries, and how many characters of visible reasoning (not answer)."""
-    choices = getattr(chunk, "choices", None) or []
-    delta = getattr(choices[0], "delta", None) if choices else None
-    return getattr(delta, "content", None) or "", len(getattr(delta, "reasoning_content", None) or "")
-
-
-async def _close(stream: Any) -> None:
-    """Abort the upstream HTTP response so an abandoned stream stops (and stops billing) at once."""
-    for target in (stream, getattr(stream, "completion_stream", None), getattr(stream, "response", None)):
-        close = getattr(target, "aclose", None)
-        if close is not None:
-            # Shielded so a cancelled call still closes; bounded so a broken peer cannot hold us; errors ignored
-            # because closing a broken stream may fail too, and the connection is gone either way.
-            with anyio.CancelScope(shield=True), anyio.move_on_after(1), contextlib.suppress(Exception):
-                await close()
-
-
 @lru_cache(maxsize=512)
 def _model_info(model: str) -> dict[str, Any]:
     try:
@@ -400,161 +268,5 @@ def _to_completion(response: Any, litellm: ModuleType) -> Completion:
         input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
         output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
         cost_usd=round(float(cost), 10) if cost is not None else None,
-        cut=_cut(response),
+        cut=cut_reason(response),
     )
-
-
-def _classify(exc: Exception, litellm: ModuleType) -> ProviderError:
-    """Map a litellm (or transport) exception to a ProviderError kind."""
-    original = getattr(exc, "original_exception", None)
-    if isinstance(original, Exception) and original is not exc:
-        return _classify(original, litellm)  # MidStreamFallbackError wraps the failure that matters
-    status = getattr(exc, "status_code", None)
-    status = status if isinstance(status, int) else None
-    raw = str(getattr(exc, "message", None) or exc)
-    detail = _LITELLM_HINT.sub("", _LITELLM_PREFIX.sub("", raw)).strip().removesuffix(")")
-    retry_after = _retry_after(exc)
-    text = raw.lower()  # the whole text: error type names ("overloaded_error") and litellm's provider names included
-    overloaded = _overloaded(status, text)
-    detail = _provider_message(detail)
-    # litellm reports a refused or reset connection as a 500 (Anthropic, OpenAI) or an APIConnectionError with
-    # status 500 (Gemini); only the text tells it apart from a provider's own server error.
-    if any(hint in text for hint in _CONNECTION_HINTS) and (status is None or status >= 500):
-        return ProviderError("connection", None, detail)
-    if overloaded:
-        return ProviderError("overloaded", overloaded, detail, retry_after)
-    ordered = [
-        ("context_window", "ContextWindowExceededError"),
-        ("content_policy", "ContentPolicyViolationError"),
-        ("timeout", "Timeout"),
-        ("rate_limited", "RateLimitError"),
-        ("auth", "AuthenticationError"),
-        ("auth", "PermissionDeniedError"),
-        ("not_found", "NotFoundError"),
-        ("bad_request", "BadRequestError"),
-        ("bad_request", "UnprocessableEntityError"),
-    ]
-    for kind, class_name in ordered:
-        cls = getattr(litellm, class_name, None)
-        if isinstance(cls, type) and isinstance(exc, cls):
-            return ProviderError(_refine(kind, detail), status, detail, retry_after)
-    by_status = {401: "auth", 403: "auth", 404: "not_found", 408: "timeout", 429: "rate_limited"}
-    if status in by_status:
-        return ProviderError(by_status[status], status, detail, retry_after)
-    if status in (400, 422):
-        return ProviderError(_refine("bad_request", detail), status, detail, retry_after)
-    if "rate_limit_error" in text or "rate limit" in text:  # e.g. Anthropic's error event inside a stream: a 500
-        return ProviderError("rate_limited", 429, detail, retry_after)
-    if status is not None and status >= 500:
-        # litellm also raises APIConnectionError (status 500) for an answer it could not parse: no connection hint
-        # above means the provider answered, badly
-        return ProviderError("server_error", status, detail, retry_after)
-    if isinstance(exc, (ConnectionError, OSError)):
-        return ProviderError("connection", None, detail)
-    return ProviderError("provider_error", status, detail)
-
-
-def _provider_message(detail: str) -> str:
-    """The provider's own message when litellm passes its JSON error body through (Anthropic, Gemini do)."""
-    start, end = detail.find("{"), detail.rfind("}")
-    if start < 0 or end <= start:
-        return detail
-    raw = detail[start : end + 1]
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        try:  # a streamed call's body arrives as the repr of bytes, quotes escaped
-            body = json.loads(raw.replace("\\'", "'"))
-        except ValueError:
-            return detail
-    error = body.get("error") if isinstance(body, dict) else None
-    message = error.get("message") if isinstance(error, dict) else None
-    return message.strip() if isinstance(message, str) and message.strip() else detail
-
-
-_CONNECTION_HINTS = (
-    "connection error",
-    "cannot connect to host",
-    "connect call failed",
-    "connection refused",
-    "connection reset",
-    "server disconnected",
-    "remote end closed",
-    "name or service not known",
-    "nodename nor servname",
-)
-
-
-def _overloaded(status: int | None, text: str) -> int | None:
-    """The status to report when the provider says it is overloaded: Anthropic's 529 overloaded_error (which
-    litellm reports as a 500) or a 503 (Gemini's UNAVAILABLE, OpenAI's "engine overloaded"); None otherwise."""
-    if status == 529 or "overloaded_error" in text:
-        return 529
-    if status == 503:
-        return 503
-    if status in (None, 500) and "overloaded" in text:  # an error event inside a stream loses its type on the way
-        return 529 if "anthropic" in text else 503
-    return None
-
-
-# litellm prefixes messages with its class names ("litellm.BadRequestError: OpenAIException - ...").
-_LITELLM_HINT = re.compile(r"\.?\s*Handle with `litellm\.\w+`\.?")
-_LITELLM_PREFIX = re.compile(r"(litellm\.\w+:\s*|\b\w*(Exception|Error)\s*-\s*|\bAPIError:\s*)")
-_CONTEXT_WINDOW_HINTS = (
-    "context_length_exceeded",
-    "maximum context length",
-    "prompt is too long",  # Anthropic
-    "too many tokens",
-    "exceeds the maximum number of tokens",  # Gemini: "The input token count (…) exceeds the maximum number of…"
-)
-_CONTENT_POLICY_HINTS = ("content_policy", "content policy", "safety system", "content management policy")
-
-
-def _refine(kind: str, detail: str) -> str:
-    """litellm does not map every provider's wording; a generic 400 may still be a window or policy refusal."""
-    if kind != "bad_request":
-        return kind
-    text = detail.lower()
-    if any(hint in text for hint in _CONTEXT_WINDOW_HINTS):
-        return "context_window"
-    if any(hint in text for hint in _CONTENT_POLICY_HINTS):
-        return "content_policy"
-    return kind
-
-
-def _retry_after(exc: Exception) -> float | None:
-    """Seconds the provider asked us to wait: a Retry-After header (seconds or an HTTP date), else the same said
-    in the body, as Gemini does (google.rpc.RetryInfo "retryDelay": "22s") and some messages do ("retry in 2s")."""
-    headers = getattr(exc, "litellm_response_headers", None) or getattr(getattr(exc, "response", None), "headers", None)
-    value = headers.get("retry-after") if headers is not None and hasattr(headers, "get") else None
-    if not value:
-        return _retry_after_in_body(exc)
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    import email.utils  # only for the rare Retry-After given as a date; keeps start-up lean
-
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-_RETRY_DELAY = re.compile(r'"retryDelay"\s*:\s*"(\d+(?:\.\d+)?)s"')
-_RETRY_IN = re.compile(r"\b(?:retry|try again) (?:in|after) (\d+(?:\.\d+)?) ?(ms|s|sec|secs|seconds?)\b", re.IGNORECASE)
-
-
-def _retry_after_in_body(exc: Exception) -> float | None:
-    """A wait named in the error body or message, in seconds."""
-    response = getattr(exc, "response", None)
-    body = getattr(response, "text", None) if response is not None else None
-    for text in (body if isinstance(body, str) else "", str(exc)):
-        found = _RETRY_DELAY.search(text)
-        if found:
-            return float(found[1])
-        found = _RETRY_IN.search(text)
-        if found:
-            return float(found[1]) / (1000 if found[2].lower() == "ms" else 1)
-    return None

@@ -1,1 +1,1 @@
-"""Commands for people: eval, stats, doctor and output formatting."""
+"""The command line: one module per command (its flags and its run), and what they print for people."""

@@ -168,9 +168,6 @@ def summarise(
     confusion = {
         e: {p: sum(1 for r in results if r.case.expected == e and r.predicted == p) for p in names} for e in names
     }
-    router_runs = [r for r in results if r.decided_by == "router" or (r.decided_by == "default" and r.router_cost_usd)]
-    router_costs = [r.router_cost_usd for r in results if r.router_cost_usd is not None]
-    router_cost = round(sum(router_costs), 8) if router_costs else None
     return {
         "tasks": total,
         "accuracy": _ratio(len(correct), total),
@@ -180,15 +177,7 @@ def summarise(
         "specialists": _per_specialist(results, names),
         "confusion": confusion,
         "paths": _per_path(results, total),
-        "router": {
-            "calls": len(router_runs),
-            "latency_ms": {
-                "p50": percentile([r.routing_ms for r in router_runs], 0.5),
-                "p95": percentile([r.routing_ms for r in router_runs], 0.95),
-            },
-            "cost_usd": router_cost,
-            "cost_per_1k_tasks_usd": round(router_cost / total * 1000, 6) if router_cost is not None else None,
-        },
+        "router": _router_figures(results),
         "classifier": {
             "threshold": threshold,
             "decision_us": {"p50": percentile(classifier_us, 0.5), "p99": percentile(classifier_us, 0.99)},
@@ -205,13 +194,26 @@ def by_source(results: list[CaseResult]) -> dict[str, Any]:
     for source in sorted({r.case.source for r in results if r.case.source}):
         mine = [r for r in results if r.case.source == source]
         right = sum(r.predicted == r.case.expected for r in mine)
-        found[source] = {
-            "tasks": len(mine),
-            "accuracy": _ratio(right, len(mine)),
-            "accuracy_interval": wilson(right, len(mine)),
-            "classifier": _per_path(mine, len(mine))["classifier"],
-        }
+        n = len(mine)
+        found[source] = {"tasks": n, "accuracy": _ratio(right, n), "accuracy_interval": wilson(right, n)}
+        found[source]["classifier"] = _per_path(mine, n)["classifier"]
     return found
+
+
+def _router_figures(results: list[CaseResult]) -> dict[str, Any]:
+    """The router model's calls: how many, their latency and their cost."""
+    runs = [r for r in results if r.decided_by == "router" or (r.decided_by == "default" and r.router_cost_usd)]
+    costs = [r.router_cost_usd for r in results if r.router_cost_usd is not None]
+    cost = round(sum(costs), 8) if costs else None
+    return {
+        "calls": len(runs),
+        "latency_ms": {
+            "p50": percentile([r.routing_ms for r in runs], 0.5),
+            "p95": percentile([r.routing_ms for r in runs], 0.95),
+        },
+        "cost_usd": cost,
+        "cost_per_1k_tasks_usd": round(cost / len(results) * 1000, 6) if cost is not None else None,
+    }
 
 
 def _per_specialist(results: list[CaseResult], names: list[str]) -> dict[str, dict[str, Any]]:

@@ -12,7 +12,16 @@ from server.commands.base import EXIT_OK, Command, Invocation, Subcommands
 from server.errors import ConfigError
 from server.quality.stats import percentile
 
-_NUMBERS = ("cost_usd", "premium_cost_usd", "latency_ms", "router_cost_usd", "input_tokens", "output_tokens")
+_NUMBERS = (
+    "cost_usd",
+    "premium_cost_usd",
+    "latency_ms",
+    "provider_ms",
+    "startup_wait_ms",
+    "router_cost_usd",
+    "input_tokens",
+    "output_tokens",
+)
 _TEXTS = ("specialist", "decided_by", "model", "tool")
 
 
@@ -82,7 +91,6 @@ def summarise_log(lines: list[dict[str, Any]], skipped: int = 0) -> dict[str, An
     actual = sum(line["cost_usd"] for line in comparable)
     premium = sum(line["premium_cost_usd"] for line in comparable)  # always-premium needs no router call
     fallbacks = sum(1 for line in ok if len(line.get("models_tried") or []) > 1)
-    latencies = [line["latency_ms"] for line in ok if line.get("latency_ms") is not None]
     return {
         "calls": len(lines),
         "skipped_lines": skipped,
@@ -103,7 +111,9 @@ def summarise_log(lines: list[dict[str, Any]], skipped: int = 0) -> dict[str, An
         "always_premium_usd": round(premium, 6) if comparable else None,
         "saving_usd": round(premium - actual, 6) if comparable else None,
         "saving": round((premium - actual) / premium, 4) if premium else None,
-        "latency_ms": {"p50": percentile(latencies, 0.5), "p95": percentile(latencies, 0.95)},
+        "latency_ms": _spread(ok, "latency_ms"),
+        "provider_ms": _spread(ok, "provider_ms"),
+        "startup_wait_ms": _startup(ok),
     }
 
 
@@ -112,6 +122,43 @@ def _usd(cost: float | None, unknown: int) -> str:
     if cost is None:
         return "cost unknown"
     return f"${cost:.4f}" + (f" (+{unknown} call(s) of unknown cost)" if unknown else "")
+
+
+def _spread(lines: list[dict[str, Any]], name: str) -> dict[str, float | None]:
+    """p50 and p95 of a field over the lines that have it (older logs lack the newer fields)."""
+    values = [line[name] for line in lines if line.get(name) is not None]
+    return {"p50": percentile(values, 0.5), "p95": percentile(values, 0.95)}
+
+
+def _startup(lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """How many calls waited for the server to start up (their latency includes it), and how long."""
+    waits = [line["startup_wait_ms"] for line in lines if line.get("startup_wait_ms") is not None]
+    return {
+        "calls": len(waits),
+        "p50": percentile(waits, 0.5),
+        "max": max(waits, default=None),
+        "total": round(sum(waits), 1),
+    }
+
+
+def _latency_lines(summary: dict[str, Any]) -> list[str]:
+    """The whole calls' latency, then the providers' share and the start-up wait apart, so neither takes the
+    blame for the other."""
+    latency, provider = summary["latency_ms"], summary.get("provider_ms") or {}
+    if latency["p50"] is None:
+        return []
+    lines = [f"Latency: p50 {latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms (whole calls, as clients saw them)"]
+    if provider.get("p50") is not None:
+        lines.append(f"  provider requests: p50 {provider['p50']:.0f} ms, p95 {provider['p95']:.0f} ms")
+    startup = summary.get("startup_wait_ms") or {}
+    if startup.get("calls"):
+        lines.append(
+            f"  start-up wait: {startup['calls']} call(s) waited for the server to start up, p50 "
+            f"{startup['p50']:.0f} ms, max {startup['max']:.0f} ms"
+        )
+    elif provider.get("p50") is not None:
+        lines.append("  start-up wait: none")
+    return lines
 
 
 def format_stats(summary: dict[str, Any]) -> str:
@@ -137,9 +184,7 @@ def format_stats(summary: dict[str, Any]) -> str:
             f"Always the priciest specialist would have cost ${summary['always_premium_usd']:.4f}: saved "
             f"${summary['saving_usd']:.4f} ({pct(summary['saving'])}) on the calls whose costs are known"
         )
-    latency = summary["latency_ms"]
-    if latency["p50"] is not None:
-        lines.append(f"Latency: p50 {latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms")
+    lines += _latency_lines(summary)
     if summary.get("skipped_lines"):
         lines.append(f"Skipped {summary['skipped_lines']} malformed line(s) of the log.")
     return "\n".join(lines)

@@ -58,6 +58,7 @@ class Answering(NamedTuple):
     progress: Progress
     bundle: FileBundle
     thread: Thread | None
+    startup_wait_ms: float | None = None
 
 
 class Answer:
@@ -119,6 +120,7 @@ class Answer:
             attempts=answer.attempts,
             usage=usage,
             latency_ms=answering.deadline.elapsed_ms(),
+            startup_wait_ms=answering.startup_wait_ms,
             thread_trimmed=trimmed,
             files=answering.bundle.reads,
             warnings=list(answering.bundle.warnings),
@@ -139,6 +141,7 @@ class Answer:
             attempts=partial.attempts,
             usage=Usage(router=outcome.usage, total_cost_usd=outcome.usage.cost_usd),
             latency_ms=answering.deadline.elapsed_ms(),
+            startup_wait_ms=answering.startup_wait_ms,
             truncated=True,
             files=answering.bundle.reads,
             warnings=list(answering.bundle.warnings),

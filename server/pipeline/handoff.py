@@ -60,8 +60,13 @@ class Handoff:
         job.on_finish = record
         self._jobs.start(job, work)
         if background:
-            return await self._jobs.hand_off(job)
+            return await self._handed_off(job, answering)
         return await self._waited(job, answering)
+
+    async def _handed_off(self, job: Job, answering: Answering) -> DelegateResult:
+        """The job's result so far, as the tool call returns it."""
+        snapshot = await self._jobs.hand_off(job)
+        return snapshot.model_copy(update={"startup_wait_ms": answering.startup_wait_ms})
 
     async def _without_jobs(self, answering: Answering, paid: Paid, settle: AsyncExitStack) -> DelegateResult:
         """Jobs off: the answer within the deadline, or what streamed before it, marked as cut."""
@@ -85,7 +90,7 @@ class Handoff:
             job.cancel()  # the client gave up on this call before a job id reached it: stop paying for it
             raise
         if not ended and not self._jobs.full():
-            return await self._jobs.hand_off(job)
+            return await self._handed_off(job, answering)
         if not ended:
             job.cancel()
             await self._jobs.wait(job, math.inf)

@@ -93,11 +93,13 @@ class Request:
 
 @dataclass
 class Prepared:
-    """A call that passed every check: its deadline (started as it arrived), its files and its thread."""
+    """A call that passed every check: its deadline (started as it arrived), its files, its thread, and how long it
+    waited for the server's start-up work (None: it did not wait)."""
 
     deadline: Deadline
     bundle: FileBundle = field(default_factory=FileBundle)
     thread: Thread | None = None
+    startup_wait_ms: float | None = None
 
 
 class Prepare:
@@ -128,8 +130,8 @@ class Prepare:
         if request.background and self._jobs.full():
             raise self._jobs.full_error()
         bundle = await self.read_files(request.files, request.context, request.client_roots, deadline)
-        await self._startup.wait(deadline)
-        return Prepared(deadline, bundle, thread)
+        waited = await self._startup.wait(deadline)
+        return Prepared(deadline, bundle, thread, waited)
 
     async def read_files(
         self, files: Sequence[str], context: str, client_roots: Sequence[Path] = (), deadline: Deadline | None = None

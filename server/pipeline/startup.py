@@ -7,13 +7,14 @@ needs (wait), inside its own deadline.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import anyio
 
 from server.calling import llm
-from server.clock import Deadline
+from server.clock import Deadline, ms_since
 from server.errors import AllModelsFailedError
 from server.routing.lifecycle import ClassifierLifecycle
 
@@ -49,9 +50,13 @@ class StartUp:
         except Exception:  # warm-up only saves time; a call that needs the failing part reports it properly
             logger.warning("background warm-up failed; the first call will do the work", exc_info=True)
 
-    async def wait(self, deadline: Deadline) -> None:
+    async def wait(self, deadline: Deadline) -> float | None:
         """Wait, within the call's deadline, for the start-up work a call needs (normally done by warm_up before the
-        first call arrives); on worker threads, so the event loop keeps serving."""
+        first call arrives), on worker threads so the event loop keeps serving; the milliseconds waited, or None
+        when nothing was left to wait for."""
+        if llm.loaded() and self._lifecycle.corrections_read and not self._lifecycle.needs_training:
+            return None
+        started = time.monotonic()
         with anyio.move_on_after(deadline.remaining()) as waiting:
             await llm.ready()
             if not self._lifecycle.corrections_read:
@@ -65,3 +70,4 @@ class StartUp:
                 "do not wait for it.",
                 [],
             )
+        return ms_since(started)

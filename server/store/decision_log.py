@@ -17,6 +17,13 @@ def task_hash(task: str) -> str:
     return hashlib.sha256(task.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
+def provider_ms(result: DelegateResult) -> float:
+    """Time spent in provider requests: the router model's call (a cached or classifier decision has none) and
+    every try of the specialist's models."""
+    router = result.routing.latency_ms if result.routing.router_model else 0.0
+    return round(router + sum(attempt.latency_ms for attempt in result.attempts), 1)
+
+
 def entry(
     tool: str,
     task: str,
@@ -48,6 +55,8 @@ def entry(
             cost_usd=usage.total_cost_usd,
             premium_cost_usd=premium_cost_usd,
             latency_ms=result.latency_ms,
+            provider_ms=provider_ms(result),
+            startup_wait_ms=result.startup_wait_ms,
         )
     else:
         line["error"] = error
