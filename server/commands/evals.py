@@ -14,7 +14,9 @@ import anyio
 from server.calling import pricing
 from server.calling.chain import estimate_tokens, usable_models
 from server.catalog import Catalog
-from server.commands.calibration import calibration, format_calibration, task_head, wilson
+from server.commands.calibration import calibration, format_calibration, format_sources, task_head, wilson
+from server.commands.calibration import interval as _interval
+from server.commands.calibration import pct as _pct
 from server.delegation import Delegator
 from server.errors import ConfigError, DelegateError
 from server.pipeline.messages import specialist_messages
@@ -333,14 +335,7 @@ def format_report(summary: dict[str, Any]) -> str:
             f"  {path:<22}{_pct(figures['coverage']):>8}{figures['count']:>8}{_pct(figures['accuracy']):>11}"
             + _interval(figures.get("accuracy_interval"))
         )
-    if summary.get("sources"):
-        lines += ["", "Per source:              tasks   accuracy   classifier: coverage   accuracy   95% interval"]
-        for source, figures in summary["sources"].items():
-            alone = figures["classifier"]
-            lines.append(
-                f"  {source:<22}{figures['tasks']:>7}{_pct(figures['accuracy']):>11}{_pct(alone['coverage']):>23}"
-                f"{_pct(alone['accuracy']):>11}" + _interval(alone.get("accuracy_interval"))
-            )
+    lines += format_sources(summary.get("sources") or {})
     lines += ["", "Per specialist:          precision   recall   count"]
     for name, figures in summary["specialists"].items():
         lines.append(f"  {name:<22}{_pct(figures['precision']):>10}{_pct(figures['recall']):>9}{figures['count']:>8}")
@@ -380,14 +375,6 @@ def format_report(summary: dict[str, Any]) -> str:
             f"{miss['task']}"
         )
     return "\n".join(lines)
-
-
-def _interval(bounds: list[float] | None) -> str:
-    return "" if bounds is None else f"   [{bounds[0] * 100:.1f}%, {bounds[1] * 100:.1f}%]"
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.1f}%"
 
 
 def _ms(value: float | None) -> str:
