@@ -33,8 +33,8 @@ from server.routing.prior import PRIOR_FILE, Prior, load_prior, save_prior, word
 from server.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-SCALE = 0.3  # the prior's logits' weight; `tune` chose it with OWN_WEIGHT on the tuning halves (docs/routing.md)
-OWN_WEIGHT = 0.6  # the catalogue model's logits' weight beside the prior
+SCALE = 0.35  # the prior's logits' weight; `tune` chose it with OWN_WEIGHT on the tuning halves (docs/routing.md)
+OWN_WEIGHT = 0.5  # the catalogue model's logits' weight beside the prior
 CHARS = 600  # a task's first characters trained on: pasted code or text says little about the kind of work
 KEEP = 20000  # features kept in the shipped file, those whose weights differ most between labels
 NOISY = {"arena-hard": "labels from an automatic categoriser; about a quarter of its misses are label noise"}
@@ -99,8 +99,8 @@ def fold_prior(path: Path, fold: str, public: list[dict[str, str]], builtins: di
 
 def guesses(path: Path) -> dict[str, list[tuple[str, str, float, str, str]]]:
     """(source, expected, confidence, guess, task) of today's classifier and of the one with the prior; the
-    confidence is -1 where the classifier would abstain at any threshold (too few known words, or its two
-    models disagree), so a task is decided at threshold t exactly when its confidence reaches t."""
+    confidence is -1 where the classifier would abstain at any threshold (too few known words, or the public sets
+    prefer another specialist), so a task is decided at threshold t exactly when its confidence reaches t."""
     builtins = training_examples(load_catalog({}), None)
     public = read(path)
     ours = [
@@ -152,7 +152,7 @@ def tune(path: Path) -> None:
     found = [r for r in rows if not r["source"].startswith("ours") and not reported(str(r["task"]))]
     clean = [r for r in found if r["source"] not in NOISY]
     first = [r for r in rows if r["source"] == "ours-1"]
-    grid = [(own, scale) for own in (0.5, 0.6, 0.7, 0.8, 1.0) for scale in (0.3, 0.5, 0.7, 1.0)]
+    grid = [(own, scale) for own in (0.5, 0.6, 0.7, 0.8, 1.0) for scale in (0.2, 0.25, 0.3, 0.35, 0.4, 0.5)]
     print("| catalogue | prior | decided | right | noisy aside: decided | right | ours-1: decided | right |")
     print("|---|---|---|---|---|---|---|---|")
     best = None
@@ -176,7 +176,7 @@ def _outcome(rows: list[dict[str, Any]], own: float, scale: float, threshold: fl
         top = max(logits.values())
         total = sum(math.exp(z - top) for z in logits.values())
         best = max(logits, key=logits.__getitem__)
-        agree = not prior or (max(prior, key=prior.__getitem__) == best == max(mine, key=mine.__getitem__))
+        agree = not prior or max(prior, key=prior.__getitem__) == best  # as Classifier's _dissent, for a built-in
         if row["known"] >= MIN_KNOWN_WORDS and 1 / total >= threshold and agree:
             decided += 1
             right += best == row["expected"]

@@ -373,12 +373,13 @@ class _Judgement:
 
 
 def _dissent(best: str, mine: str, prior: Mapping[str, float]) -> str | None:
-    """Why the two models disagree on `best`, or None when both prefer it (the prior need not, for a label it
-    does not know); `mine` is the catalogue model's own choice."""
+    """Why the classifier must not decide `best` alone, or None. For a built-in the public sets must prefer it too,
+    whatever the catalogue model's own choice `mine`: on tasks written in voices other than ours they are the better
+    judge (bench/classifier_public.py tune). For a user's specialist, which they know nothing of, `mine` must."""
     if not prior:
         return None
     theirs = max(prior, key=prior.__getitem__)
-    if mine == best and (best not in prior or theirs == best):
+    if (theirs if best in prior else mine) == best:
         return None
     return f"the examples point to {mine} but the public sets to {theirs}"
 
