@@ -11,7 +11,7 @@ import pytest
 
 from server.catalog import load_catalog
 from server.delegation import training_examples
-from server.routing.classifier import Classifier, SoftmaxRegression
+from server.routing.classifier import READ_CHARS, Classifier, SoftmaxRegression
 from server.routing.prior import Prior, load_prior, save_prior, shipped_prior
 
 BUILTINS = ("coder", "generalist", "writer")
@@ -103,3 +103,14 @@ def test_when_the_examples_and_the_public_sets_disagree_the_router_decides(
     assert assessment.decision is None
     assert assessment.abstained == "the examples point to coder but the public sets to writer"
     assert Classifier(examples, 0.5, model, None).decide(GO_PANIC) is not None
+
+
+def test_what_is_pasted_after_the_first_characters_does_not_move_the_decision(
+    examples: dict[str, list[str]], model: SoftmaxRegression
+) -> None:
+    classifier = Classifier(examples, 0.75, model)
+    request = "Write a limerick about my cat. " + "She sleeps on the warm keyboard all day long. " * 14
+    pasted = request + "What she typed:\n" + "def f(x):\n    return x + 1  # a function\n" * 2000
+    assert READ_CHARS <= len(request)
+    whole, head = classifier.assess(pasted), classifier.assess(pasted[:READ_CHARS])
+    assert whole == head and whole.decision is not None and whole.decision.label == "writer"

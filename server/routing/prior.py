@@ -22,8 +22,10 @@ import logging
 import math
 import re
 import sys
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from operator import itemgetter, mul
 from pathlib import Path
 from typing import Any
 
@@ -118,25 +120,21 @@ class Prior:
 
     def read(self, text: str) -> Reading:
         """Each scored label's centred score for a text's first CHARS characters, and the words it knows."""
-        counts: dict[str, int] = {}
-        for feature in word_features(text[:CHARS]):
-            if feature in self.table:
-                counts[feature] = counts.get(feature, 0) + 1
+        table = self.table
+        counts = Counter(filter(table.__contains__, word_features(text[:CHARS])))
         if not counts:
             return Reading({}, frozenset(), {})
         columns = self.scored or tuple(range(len(self.labels)))
-        weighted = {f: (1 + math.log(c)) * self.table[f][0] for f, c in counts.items()}
-        norm = math.sqrt(sum(w * w for w in weighted.values())) or 1.0
-        vector = {f: w / norm for f, w in weighted.items()}
-        scores = [0.0] * len(columns)
-        for feature, value in vector.items():
-            row = self.table[feature]
-            for k, column in enumerate(columns):
-                scores[k] += row[column + 1] * value
+        keys = list(counts)
+        rows = list(map(table.__getitem__, keys))
+        weighted = [(1 + math.log(c)) * row[0] for row, c in zip(rows, counts.values(), strict=True)]
+        norm = math.sqrt(sum(w * w for w in weighted)) or 1.0
+        values = [w / norm for w in weighted]
+        scores = [sum(map(mul, map(itemgetter(column + 1), rows), values)) for column in columns]
         mean = sum(scores) / len(scores)
         # Centred, so a label the prior does not know (a user's specialist) stands at the prior's average.
         logits = {self.labels[c]: self.scale * (s - mean) for c, s in zip(columns, scores, strict=True)}
-        return Reading(logits, frozenset(f for f in counts if f.startswith("w:")), vector)
+        return Reading(logits, frozenset(f for f in keys if f[0] == "w"), dict(zip(keys, values, strict=True)))
 
     def pull(self, vector: Mapping[str, float], best: str, second: str | None) -> dict[str, float]:
         """Each feature's push towards `best` against `second` (a Reading's vector), for explanations."""
