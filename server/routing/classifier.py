@@ -34,6 +34,7 @@ READ_CHARS = 600
 MIN_EXAMPLES = 20  # training texts (description, examples, corrections) a specialist needs to be decided alone
 GUARD_SHARE = 0.2  # prior-corrected probability of an under-trained specialist that makes the classifier abstain
 GUARD_NEIGHBOURS = 8  # nearest training texts searched for an under-trained specialist's
+GUARD_CONTESTED = 1  # the other text nearest each of an under-trained specialist's texts counts as its own
 GUARD_TERMS = 0.01  # a description word found in at most this share of other specialists' texts is distinctive
 
 
@@ -73,9 +74,14 @@ class Classifier:
         self._neighbours = Neighbours()
         self._terms: dict[str, set[str]] = {}
         if self.under_trained:
-            for label, found in texts.items():
-                for text in found:
-                    self._neighbours.add(label, self.model.tfidf.vector(features(text)))
+            vectors = {
+                label: [self.model.tfidf.vector(features(text)) for text in found] for label, found in texts.items()
+            }
+            for label, found in vectors.items():
+                for vector in found:
+                    self._neighbours.add(label, vector)
+            for label in self.under_trained:
+                self._neighbours.contest(label, vectors[label], GUARD_CONTESTED)
             for label in self.under_trained:  # the first text is the description (see training_examples)
                 others = [text for name, found in texts.items() if name != label for text in found]
                 self._terms[label] = distinctive_terms(texts[label][0], others, GUARD_TERMS) if texts[label] else set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import itertools
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -13,8 +14,9 @@ SEARCH_FEATURES = 150  # a task's heaviest features used to find its nearest tra
 
 
 def stems(text: str) -> set[str]:
-    """The words of a text cut to five letters ("leases" and "lease" meet), ignoring short words."""
-    return {word[:5] for word in re.findall(r"[a-z]{4,}", text.lower())}
+    """The words of a text cut to five letters ("leases" and "lease" meet) and without a plural's s ("CVs" and
+    "CV", "ads" and "ad": short words name work too; the common ones are in every specialist's texts)."""
+    return {word[:5].removesuffix("s") for word in re.findall(r"[a-z]{2,}", text.lower())}
 
 
 def distinctive_terms(description: str, others: Iterable[str], share: float) -> set[str]:
@@ -39,9 +41,21 @@ class Neighbours:
 
     def nearest(self, vector: dict[str, float], k: int) -> list[str]:
         """Labels of the k training texts most cosine-similar to the vector."""
+        return [self.labels[doc] for doc in self.nearest_texts(vector, k)]
+
+    def nearest_texts(self, vector: dict[str, float], k: int, skip: str | None = None) -> list[int]:
+        """Positions of the k training texts most cosine-similar to the vector (none labelled `skip`)."""
         scores: dict[int, float] = defaultdict(float)
         # The heaviest features carry the similarity; a long task's hundreds of light ones only cost time.
         for feature, value in heapq.nlargest(SEARCH_FEATURES, vector.items(), key=itemgetter(1)):
             for doc, weight in self.postings.get(feature, ()):
                 scores[doc] += value * weight
-        return [self.labels[doc] for doc in heapq.nlargest(k, scores, key=scores.__getitem__)]
+        ranked = (doc for doc in sorted(scores, key=scores.__getitem__, reverse=True) if self.labels[doc] != skip)
+        return list(itertools.islice(ranked, k))
+
+    def contest(self, label: str, vectors: Iterable[dict[str, float]], k: int) -> None:
+        """Mark the k other texts nearest each of a specialist's texts as its own: where a built-in's examples resemble
+        a user's specialist, the two overlap, and a task near them may be the user's specialist's work."""
+        for vector in list(vectors):
+            for doc in self.nearest_texts(vector, k, skip=label):
+                self.labels[doc] = label
