@@ -28,7 +28,7 @@ from typing import Any
 from server.catalog import load_catalog
 from server.commands.calibration import wilson
 from server.delegation import training_examples
-from server.routing.classifier import MIN_KNOWN_WORDS, Classifier, SoftmaxRegression, features
+from server.routing.classifier import MIN_KNOWN_WORDS, READ_CHARS, Classifier, SoftmaxRegression, features
 from server.routing.prior import PRIOR_FILE, Prior, load_prior, save_prior, word_features
 from server.settings import Settings
 
@@ -136,10 +136,10 @@ def components(path: Path) -> list[dict[str, Any]]:
         trained = fold_prior(path, fold if fold != "ours" else "none", public, builtins)
         prior = replace(trained, scale=1.0, own_weight=1.0)
         for row in held:
-            vector = today.model.tfidf.vector(features(row["task"]))
+            vector, own = today.model.read(features(row["task"][:READ_CHARS]))
             reading = prior.read(row["task"])
             known = reading.known.union(f for f in vector if f.startswith("w:"))
-            found.append({**row, "catalogue": today.model.logits(vector), "prior": reading.logits, "known": len(known)})
+            found.append({**row, "catalogue": own, "prior": reading.logits, "known": len(known)})
     return found
 
 
