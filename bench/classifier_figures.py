@@ -26,7 +26,11 @@ from server.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 SETS = ("routing-eval.jsonl", "routing-eval-2.jsonl")
 RUNS = 20
-USERS = ROOT / "tests" / "data" / "user_specialists"
+# The test specialists (the guards were chosen with them), and three written afterwards to check the guards on.
+USERS = (
+    (ROOT / "tests/data/user_specialists", ROOT / "tests/data/user_specialist_tasks.jsonl"),
+    (ROOT / "bench/data/unseen_specialists", ROOT / "bench/data/unseen_specialist_tasks.jsonl"),
+)
 
 
 def read(path: Path) -> list[dict[str, str]]:
@@ -82,17 +86,18 @@ def main() -> None:
         load_or_train(examples, threshold, cache)
     for name in SETS:
         report(f"built-ins, {name}", builtin, read(ROOT / "specialists" / name))
-    for user in sorted(USERS.glob("*.md")):
-        user_specialist(user, threshold)
+    for folder, tasks in USERS:
+        for user in sorted(folder.glob("*.md")):
+            user_specialist(user, tasks, threshold)
 
 
-def user_specialist(user: Path, threshold: float) -> None:
+def user_specialist(user: Path, tasks_file: Path, threshold: float) -> None:
     """One five-example user specialist beside the built-ins: its 20 unseen tasks, and the built-ins' sets."""
     folder = Path(tempfile.mkdtemp())
     for source in [*(ROOT / "specialists").glob("*.md"), user]:
         shutil.copy(source, folder)
     classifier = Classifier(training_examples(load_catalog({}, folder), None), threshold)
-    tasks = [t for t in read(ROOT / "tests/data/user_specialist_tasks.jsonl") if t["expected"] == user.stem]
+    tasks = [t for t in read(tasks_file) if t["expected"] == user.stem]
     decisions = [classifier.decide(t["task"]) for t in tasks]
     lost = sorted({d.label for d in decisions if d is not None and d.label != user.stem})
     print(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import heapq
-import itertools
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -45,13 +44,18 @@ class Neighbours:
 
     def nearest_texts(self, vector: dict[str, float], k: int, skip: str | None = None) -> list[int]:
         """Positions of the k training texts most cosine-similar to the vector (none labelled `skip`)."""
-        scores: dict[int, float] = defaultdict(float)
-        # The heaviest features carry the similarity; a long task's hundreds of light ones only cost time.
-        for feature, value in heapq.nlargest(SEARCH_FEATURES, vector.items(), key=itemgetter(1)):
-            for doc, weight in self.postings.get(feature, ()):
+        scores = [0.0] * len(self.labels)
+        postings = self.postings
+        # The heaviest features carry the similarity; a long task's hundreds of light ones only cost time. (sorted is
+        # what heapq.nlargest documents itself as, and four times faster on a few hundred features.)
+        for feature, value in sorted(vector.items(), key=itemgetter(1), reverse=True)[:SEARCH_FEATURES]:
+            for doc, weight in postings.get(feature, ()):
                 scores[doc] += value * weight
-        ranked = (doc for doc in sorted(scores, key=scores.__getitem__, reverse=True) if self.labels[doc] != skip)
-        return list(itertools.islice(ranked, k))
+        order = range(len(scores))  # a text that shares no searched feature (score 0) is no neighbour
+        if skip is None:
+            return [doc for doc in heapq.nlargest(k, order, key=scores.__getitem__) if scores[doc] > 0]
+        ranked = sorted(order, key=scores.__getitem__, reverse=True)
+        return [doc for doc in ranked if scores[doc] > 0 and self.labels[doc] != skip][:k]
 
     def contest(self, label: str, vectors: Iterable[dict[str, float]], k: int) -> None:
         """Mark the k other texts nearest each of a specialist's texts as its own: where a built-in's examples resemble
