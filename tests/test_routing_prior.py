@@ -111,6 +111,6 @@ def test_what_is_pasted_after_the_first_characters_does_not_move_the_decision(
     classifier = Classifier(examples, 0.75, model)
     request = "Write a limerick about my cat. " + "She sleeps on the warm keyboard all day long. " * 14
     pasted = request + "What she typed:\n" + "def f(x):\n    return x + 1  # a function\n" * 2000
-    assert READ_CHARS <= len(request)
+    assert len(request) >= READ_CHARS
     whole, head = classifier.assess(pasted), classifier.assess(pasted[:READ_CHARS])
     assert whole == head and whole.decision is not None and whole.decision.label == "writer"
