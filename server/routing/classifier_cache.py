@@ -46,7 +46,7 @@ def load_or_train(
 ) -> Classifier:
     """The cached classifier for these examples, or a freshly trained one (then cached when possible); `builtin` is
     the model trained without users' corrections, when the examples hold some."""
-    return Classifier(examples, threshold, trained(examples, directory), builtin)
+    return Classifier(examples, threshold, trained(examples, directory), builtin=builtin)
 
 
 def trained(examples: Mapping[str, Sequence[str]], directory: Path | None, prefix: str = PREFIX) -> SoftmaxRegression:
