@@ -129,7 +129,9 @@ def build_stages(settings: Settings, catalog: Catalog, parts: Components) -> Sta
     """Hand each stage the components it uses."""
     startup = StartUp(parts.lifecycle, settings.deadline_s)
     tally = Tally(parts.usage)
-    record = Record(catalog, parts.environ, tally, parts.decision_log, parts.feedback, parts.feedback_on)
+    record = Record(
+        catalog, parts.environ, tally, parts.decision_log, parts.feedback, parts.feedback_on, settings.log_tasks
+    )
     answer = Answer(settings, parts.chain, parts.threads, tally)
     return Stages(
         startup=startup,

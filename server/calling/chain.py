@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 
+from server import tracing
 from server.calling import embedded, llm, pricing
 from server.calling.cooldown import Cooldowns
 from server.calling.providers import PROVIDER_KEYS, Availability, availability, needs_placeholder_key, provider_of
@@ -287,7 +288,9 @@ class ChainRunner:
                 return None, error
             started = time.monotonic()
             try:
-                completion = await self._call(spec, ref, messages, deadline, progress, partial, response_format)
+                with tracing.model_call(ref.model, role="specialist", attempt=try_number + 1) as traced:
+                    completion = await self._call(spec, ref, messages, deadline, progress, partial, response_format)
+                    traced.done(completion.input_tokens, completion.output_tokens, completion.cost_usd, ref.model)
             except llm.ProviderError as failure:
                 error = failure
                 why = describe_failure(failure, ref, self._secrets)
