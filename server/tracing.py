@@ -11,13 +11,17 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from opentelemetry import metrics, trace
+from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from server.calling.providers import provider_of
 from server.results import CallUsage, DelegateResult, Routing, fallback_reasons
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import Counter, Histogram
 
 PREFIX = "delegate."
 MAX_TASK_CHARS = 1000
@@ -35,26 +39,63 @@ _PROVIDER_NAMES = {
 }
 
 _tracer = trace.get_tracer("delegate-mcp")
-_meter = metrics.get_meter("delegate-mcp")
-# Instruments as the GenAI conventions name them, then ours under delegate.*; the API proxies them until (and
-# unless) a MeterProvider is installed.
-_token_usage = _meter.create_histogram(
-    "gen_ai.client.token.usage",
-    unit="{token}",
-    description="Tokens used per model call, input and output separately.",
-    explicit_bucket_boundaries_advisory=[1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576],
-)
-_duration = _meter.create_histogram(
-    "gen_ai.client.operation.duration",
-    unit="s",
-    description="Duration of each model call (router or specialist), failed ones included.",
-    explicit_bucket_boundaries_advisory=[0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48],
-)
-_calls = _meter.create_counter("delegate.calls", unit="{call}", description="Calls ended, by how they were routed.")
-_fallbacks = _meter.create_counter(
-    "delegate.fallbacks", unit="{call}", description="Calls a fallback model answered after a better one failed."
-)
-_spend = _meter.create_counter("delegate.spend", unit="USD", description="Known model spend (router and specialist).")
+
+
+class Instruments(NamedTuple):
+    """The metric instruments: the GenAI conventions' two, then ours under delegate.*."""
+
+    token_usage: Histogram
+    duration: Histogram
+    calls: Counter
+    fallbacks: Counter
+    spend: Counter
+
+
+@cache
+def instruments() -> Instruments:
+    """Made on first use: importing the metrics API costs start-up time that `initialize` should not wait for. The
+    API proxies them until (and unless) a MeterProvider is installed."""
+    from opentelemetry import metrics
+
+    meter = metrics.get_meter("delegate-mcp")
+    return Instruments(
+        token_usage=meter.create_histogram(
+            "gen_ai.client.token.usage",
+            unit="{token}",
+            description="Tokens used per model call, input and output separately.",
+            explicit_bucket_boundaries_advisory=[1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576],
+        ),
+        duration=meter.create_histogram(
+            "gen_ai.client.operation.duration",
+            unit="s",
+            description="Duration of each model call (router or specialist), failed ones included.",
+            explicit_bucket_boundaries_advisory=[
+                0.01,
+                0.02,
+                0.04,
+                0.08,
+                0.16,
+                0.32,
+                0.64,
+                1.28,
+                2.56,
+                5.12,
+                10.24,
+                20.48,
+            ],
+        ),
+        calls=meter.create_counter(
+            "delegate.calls", unit="{call}", description="Calls ended, by how they were routed."
+        ),
+        fallbacks=meter.create_counter(
+            "delegate.fallbacks",
+            unit="{call}",
+            description="Calls a fallback model answered after a better one failed.",
+        ),
+        spend=meter.create_counter(
+            "delegate.spend", unit="USD", description="Known model spend (router and specialist)."
+        ),
+    )
 
 
 def provider_name(model: str) -> str:
@@ -120,11 +161,13 @@ class ModelCall:
         """The model answered: its tokens, cost and the model that wrote the answer."""
         self.ended = True
         attrs = {**self._metric_attrs, "gen_ai.response.model": response_model}
-        _duration.record(time.monotonic() - self._started, attrs)
-        _token_usage.record(input_tokens, {**attrs, "gen_ai.token.type": "input"})
-        _token_usage.record(output_tokens, {**attrs, "gen_ai.token.type": "output"})
+        instruments().duration.record(time.monotonic() - self._started, attrs)
+        instruments().token_usage.record(input_tokens, {**attrs, "gen_ai.token.type": "input"})
+        instruments().token_usage.record(output_tokens, {**attrs, "gen_ai.token.type": "output"})
         if cost_usd:
-            _spend.add(cost_usd, {"delegate.role": attrs["delegate.role"], "gen_ai.request.model": model_of(attrs)})
+            instruments().spend.add(
+                cost_usd, {"delegate.role": attrs["delegate.role"], "gen_ai.request.model": model_of(attrs)}
+            )
         annotate(
             self.span,
             {
@@ -138,7 +181,9 @@ class ModelCall:
     def failed(self, error_type: str) -> None:
         """The attempt failed: why, as a short kind (rate_limited, timeout, auth, ...)."""
         self.ended = True
-        _duration.record(time.monotonic() - self._started, {**self._metric_attrs, "error.type": error_type})
+        instruments().duration.record(
+            time.monotonic() - self._started, {**self._metric_attrs, "error.type": error_type}
+        )
         if self.span.is_recording():
             _failed(self.span, error_type)
 
@@ -206,9 +251,9 @@ def call_attributes(result: DelegateResult, task: str | None = None) -> dict[str
 def count_call(tool: str, result: DelegateResult | None, error_type: str | None = None) -> None:
     """Count a call that ended (result None: it failed with `error_type`) in the delegate.* metrics."""
     if result is None:
-        _calls.add(1, {"delegate.tool": tool, "error.type": error_type or "error"})
+        instruments().calls.add(1, {"delegate.tool": tool, "error.type": error_type or "error"})
         return
-    _calls.add(
+    instruments().calls.add(
         1,
         {
             "delegate.tool": tool,
@@ -217,7 +262,7 @@ def count_call(tool: str, result: DelegateResult | None, error_type: str | None 
         },
     )
     if fallback_reasons(result.attempts):
-        _fallbacks.add(1, {"delegate.specialist": result.specialist, "delegate.model": result.model})
+        instruments().fallbacks.add(1, {"delegate.specialist": result.specialist, "delegate.model": result.model})
 
 
 def describe_call(
