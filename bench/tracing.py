@@ -1,6 +1,8 @@
 """What the spans and metrics of server/tracing.py cost: per span in-process, and per delegate call over stdio.
 
-Usage: python bench/tracing.py [--calls N]   (about a minute; needs the otel extra for the "with an SDK" rows)
+Usage: python bench/tracing.py [--calls N] [--before CHECKOUT]   (a few minutes; needs the otel extra)
+--before names a checkout of delegate-mcp without the spans (e.g. a worktree of main before they landed): its
+server is timed too, interleaved with the others.
 
 1. Per span, in this process: a stage span and a gen_ai model-call span (with its metrics), first with the
    OpenTelemetry API alone (no SDK installed or configured: what every user without OTEL_* gets), then with the
@@ -32,6 +34,8 @@ from bench.rawclient import RawClient, server_env  # noqa: E402
 from bench.run import ROUTE, SCRIPT, direct_pair  # noqa: E402
 from tests.simulator import ProviderSimulator  # noqa: E402
 
+PATIENT = {"DELEGATE_CLASSIFIER": "off", "DELEGATE_DEADLINE_S": "170"}
+"""Three servers start at once: on a busy 2-core machine the first call may wait long for litellm to load."""
 SPANS_PER_CALL = 7
 """A routed delegate call with no fallback opens this many: route, router, specialist, 3 store writes, and the
 SDK's own tools/call span (more with files, a budget, fallbacks or feedback)."""
@@ -102,29 +106,33 @@ def install_sdk(endpoint: str) -> Any:
     return provider
 
 
-async def per_call_ms(sim: ProviderSimulator, sink: Sink, calls: int) -> dict[str, list[float]]:
-    """delegate round trips over stdio: no OTEL_* set, OTLP export on, and the direct litellm pair."""
+async def per_call_ms(sim: ProviderSimulator, sink: Sink, calls: int, before: Path | None) -> dict[str, list[float]]:
+    """delegate round trips over stdio: no OTEL_* set, OTLP export on, optionally a checkout without the spans,
+    and the direct litellm pair."""
     import litellm
 
     litellm.suppress_debug_info = True
     sim.set_default("bench-router", ROUTE)
-    plain, _ = await RawClient.spawn([SCRIPT], server_env(sim.base_url, DELEGATE_CLASSIFIER="off"))
+    plain, _ = await RawClient.spawn([SCRIPT], server_env(sim.base_url, **PATIENT))
     exported, _ = await RawClient.spawn(
         [SCRIPT],
-        server_env(
-            sim.base_url, DELEGATE_CLASSIFIER="off", OTEL_EXPORTER_OTLP_ENDPOINT=sink.url, OTEL_BSP_SCHEDULE_DELAY="200"
-        ),
+        server_env(sim.base_url, **PATIENT, OTEL_EXPORTER_OTLP_ENDPOINT=sink.url, OTEL_BSP_SCHEDULE_DELAY="200"),
     )
-    timings: dict[str, list[float]] = {"no exporter": [], "OTLP exporter": [], "direct litellm pair": []}
     clients = {"no exporter": plain, "OTLP exporter": exported}
+    if before is not None:  # the same server from a checkout without the spans, for a before/after comparison
+        env = server_env(sim.base_url, **PATIENT, PYTHONPATH=str(before))
+        clients["before (no spans)"], _ = await RawClient.spawn([SCRIPT], env)
+    timings: dict[str, list[float]] = {name: [] for name in [*clients, "direct litellm pair"]}
     for client in clients.values():
         await client.handshake()
     for i in range(20):  # warm-up, every side
         for client in clients.values():
             await client.call("delegate", {"task": f"warm-up task {i}"})
         await direct_pair(litellm, sim.base_url, i)
+    order = list(clients.items())
     for i in range(calls):
-        for name, client in clients.items():
+        order = order[1:] + order[:1]  # each server goes first, second, ... in turn: no place in the round is favoured
+        for name, client in order:
             started = time.perf_counter()
             await client.call("delegate", {"task": f"bench task {i} {name}"})  # unique: no routing cache hits
             timings[name].append((time.perf_counter() - started) * 1000)
@@ -138,6 +146,7 @@ async def per_call_ms(sim: ProviderSimulator, sink: Sink, calls: int) -> dict[st
 
 async def main() -> None:
     calls = int(sys.argv[sys.argv.index("--calls") + 1]) if "--calls" in sys.argv else 100
+    before = Path(sys.argv[sys.argv.index("--before") + 1]) if "--before" in sys.argv else None
     sink = Sink()
     api_stage, api_model = per_span_us(20000)
     print(f"per span, API only (no SDK):     stage {api_stage:.2f} µs, model call + metrics {api_model:.2f} µs")
@@ -148,7 +157,7 @@ async def main() -> None:
     spans_api = api_stage * (SPANS_PER_CALL - 2) + api_model * 2
     spans_sdk = sdk_stage * (SPANS_PER_CALL - 2) + sdk_model * 2
     with ProviderSimulator() as sim:
-        timings = await per_call_ms(sim, sink, calls)
+        timings = await per_call_ms(sim, sink, calls, before)
     medians = {name: statistics.median(values) for name, values in timings.items()}
     base = medians["direct litellm pair"]
     print(f"\nper delegate call over stdio, {calls} calls each, median:")
@@ -158,6 +167,10 @@ async def main() -> None:
         f"\nspans of one call ({SPANS_PER_CALL}): {spans_api / 1000:.3f} ms with the API alone "
         f"({spans_api / 10 / medians['no exporter']:.2f}% of the call), {spans_sdk / 1000:.3f} ms with the SDK"
     )
+    from opentelemetry import metrics
+
+    provider.shutdown()
+    metrics.get_meter_provider().shutdown()  # type: ignore[attr-defined]  # the SDK's, installed above
     print(f"OTLP requests received: {sink.requests}")
     sink.server.shutdown()
 

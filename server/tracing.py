@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -120,12 +120,22 @@ def _failed(span: Span, error_type: str) -> None:
     span.set_status(Status(StatusCode.ERROR))
 
 
+def exporting() -> bool:
+    """Whether a TracerProvider is installed (an SDK): until then no span of ours is even started."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
 @contextmanager
 def stage(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Span]:
     """A child span for one stage of a call, `delegate.<name>` (route, files, store, verify, escalate, ...).
 
     An exception marks it failed with the exception's class name as error.type, never its message."""
-    with _tracer.start_as_current_span(PREFIX + name, record_exception=False, set_status_on_exception=False) as span:
+    opened: AbstractContextManager[Span] = (
+        _tracer.start_as_current_span(PREFIX + name, record_exception=False, set_status_on_exception=False)
+        if exporting()
+        else nullcontext(trace.INVALID_SPAN)  # without an SDK even the API's no-op span costs a context switch
+    )
+    with opened as span:
         if attributes and span.is_recording():
             _set(span, attributes)
         try:
@@ -194,9 +204,16 @@ def model_call(model: str, *, role: str, operation: str = "chat", attempt: int =
 
     Call `done()` on what it yields when the model answered; an exception that escapes marks it failed by its
     `kind` (a provider error) or its class name."""
-    with _tracer.start_as_current_span(
-        f"{operation} {model}", kind=SpanKind.CLIENT, record_exception=False, set_status_on_exception=False
-    ) as span:
+    # Without an SDK even the API's no-op span costs a context switch: skip it; the metrics still count (no-ops
+    # too until a MeterProvider is installed).
+    opened: AbstractContextManager[Span] = (
+        _tracer.start_as_current_span(
+            f"{operation} {model}", kind=SpanKind.CLIENT, record_exception=False, set_status_on_exception=False
+        )
+        if exporting()
+        else nullcontext(trace.INVALID_SPAN)
+    )
+    with opened as span:
         call = ModelCall(span, operation, model, role)
         if span.is_recording():
             span.set_attributes({**call._metric_attrs, "delegate.attempt": attempt})
