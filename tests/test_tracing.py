@@ -4,6 +4,8 @@ the `otel` extra sending a real call's spans over HTTP."""
 
 from __future__ import annotations
 
+import json
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,7 +30,7 @@ from server.app import build_server  # noqa: E402
 from server.delegation import Delegator  # noqa: E402
 from tests.conftest import route_to  # noqa: E402
 from tests.simulator import ProviderSimulator  # noqa: E402
-from tests.test_console_script import script, server_env  # noqa: E402
+from tests.test_console_script import HANDSHAKE, script, server_env, spawn  # noqa: E402
 
 pytestmark = pytest.mark.anyio
 TASK = "Write a function that parses TASK-MARKER-7731 dates"
@@ -290,3 +292,41 @@ async def test_the_served_console_script_exports_spans_and_metrics_over_otlp_htt
     (call,) = [attrs for name, attrs, _ in receiver.spans if name == "tools/call delegate"]
     assert call["delegate.specialist"].string_value == "coder"
     assert {"gen_ai.client.token.usage", "gen_ai.client.operation.duration", "delegate.calls"} <= receiver.metric_names
+
+
+def test_an_exporter_asked_for_without_the_extra_is_a_warning_naming_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.metrics", None)  # as if the otel extra were not installed
+    stop = otel.install({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
+    stop()
+    assert "pip install 'delegate-mcp[otel]'" in caplog.text and "No span or metric is exported" in caplog.text
+    assert otel.install({}) is not None and not otel.exporter_names({}, "TRACES")
+
+
+@pytest.mark.subprocess
+def test_the_console_exporter_writes_spans_to_stderr_and_stdout_stays_json_rpc(
+    sim: ProviderSimulator, specialists_dir: Path
+) -> None:
+    sim.enqueue("sim-router", route_to("coder", 0.88, "code task"))
+    sim.enqueue("sim-coder", "fn main() {}")
+    env = server_env(sim, specialists_dir, OTEL_TRACES_EXPORTER="console", OTEL_METRICS_EXPORTER="none")
+    env["DELEGATE_ROUTER_TIMEOUT_S"] = "60"
+    call = {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "tools/call",
+        "params": {"name": "delegate", "arguments": {"task": "x"}},
+    }
+    lines = [json.dumps(m) for m in [*HANDSHAKE, call]]
+    process = spawn(env)
+    assert process.stdin is not None and process.stdout is not None
+    for line in lines:
+        process.stdin.write(line + "\n")
+        process.stdin.flush()
+    answers = [json.loads(process.stdout.readline()) for _ in range(2)]  # initialize, then the call
+    process.stdin.close()
+    stderr = process.stderr.read() if process.stderr else ""
+    process.wait(timeout=60)
+    assert answers[1]["result"]["structuredContent"]["specialist"] == "coder"
+    assert '"name": "tools/call delegate"' in stderr and '"name": "chat openai/sim-coder"' in stderr
