@@ -30,6 +30,7 @@ from server.feedback import FeedbackReceipt, receipt
 from server.files import root_paths
 from server.handshake import AfterHandshake
 from server.progress import NO_PROGRESS, Progress
+from server.quality.shadow_report import SHADOW_TEXT, shadow_summary
 from server.results import DelegateResult, PanelResult, panel_text, summary_line
 from server.stdio_check import CheckedLines, claimed_stdin
 from server.threads import ThreadBook
@@ -38,6 +39,7 @@ from server.tool_text import (
     BackgroundArg,
     CallIdArg,
     CancelArg,
+    ChecksArg,
     ContextArg,
     FeedbackThreadArg,
     FilesArg,
@@ -142,12 +144,13 @@ def delegate_tool(delegator: Delegator) -> Tool:
         files: FilesArg = None,
         thread_id: ThreadArg = None,
         background: BackgroundArg = False,
+        checks: ChecksArg = None,
         ctx: Context | None = None,
         roots: ClientRoots = None,
     ) -> ToolResult:
         progress = progress_for(ctx)
         call = delegator.delegate(
-            task, context, progress, files or [], roots_of(roots), thread_id=thread_id, background=background
+            task, context, progress, files or [], roots_of(roots), thread_id, background, checks=checks
         )
         return await _run(call, progress)
 
@@ -165,13 +168,12 @@ def ask_tool(delegator: Delegator, spec: Specialist, like: Tool | None = None) -
         files: FilesArg = None,
         thread_id: ThreadArg = None,
         background: BackgroundArg = False,
+        checks: ChecksArg = None,
         ctx: Context | None = None,
         roots: ClientRoots = None,
     ) -> ToolResult:
-        progress = progress_for(ctx)
-        call = delegator.ask(
-            spec.name, task, context, progress, files or [], roots_of(roots), thread_id=thread_id, background=background
-        )
+        progress, where = progress_for(ctx), roots_of(roots)
+        call = delegator.ask(spec.name, task, context, progress, files or [], where, thread_id, background, checks)
         return await _run(call, progress)
 
     ask.__name__ = spec.tool_name  # names the input schema ask_<name>Arguments
@@ -341,6 +343,10 @@ def build_server(delegator: Delegator, after_handshake: Callable[[], Any] | None
     )
     async def usage() -> str:
         return json.dumps(await anyio.to_thread.run_sync(delegator.usage.snapshot), indent=2)
+
+    @server.resource("delegate://shadow", name="shadow", mime_type="application/json", description=SHADOW_TEXT)
+    async def shadow() -> str:
+        return json.dumps(await anyio.to_thread.run_sync(shadow_summary, delegator.store), indent=2)
 
     if delegator.threads is not None:
         add_thread_resources(server, delegator.threads)

@@ -238,6 +238,11 @@ def routing_attributes(specialist: str, routing: Routing, usage: CallUsage) -> d
     }
 
 
+def verdict_attributes(passed: bool, verdict: str, cost_usd: float | None) -> dict[str, Any]:
+    """A cascade verifier's outcome: passed, else the verdict that escalates (fail, verifier_error)."""
+    return {"delegate.passed": passed, "delegate.verdict": verdict or None, "delegate.cost_usd": cost_usd}
+
+
 def call_attributes(result: DelegateResult, task: str | None = None) -> dict[str, Any]:
     """The delegate.* attributes of a finished call: who answered, how it was routed, what it cost; the task only
     when given (DELEGATE_LOG_TASKS)."""
@@ -256,6 +261,7 @@ def call_attributes(result: DelegateResult, task: str | None = None) -> dict[str
         "delegate.status": result.status,
         "delegate.truncated": result.truncated,
         "delegate.files": len(result.files),
+        "delegate.escalations": len(result.escalations),
         "delegate.call_id": result.call_id,
         "delegate.thread_id": result.thread_id,
         "delegate.job_id": result.job_id,

@@ -17,6 +17,7 @@ from server.catalog import load_catalog
 from server.commands import evals
 from server.commands.report import over_time
 from server.delegation import Delegator
+from server.store.shadow_book import ShadowBook, candidate_key
 from tests.conftest import route_to
 from tests.simulator import ProviderSimulator
 from tests.test_console_script import script, server_env
@@ -139,6 +140,10 @@ def test_the_report_of_real_calls_opens_offline_with_no_console_message_and_no_r
         import anyio
 
         anyio.run(delegator.delegate, f"task {i}")
+    book = ShadowBook(delegator.store)
+    for outcome in ("win", "tie", "tie", "loss"):  # as shadow runs keep them (server/quality/shadow.py)
+        verdict = {"outcome": outcome, "live_cost_usd": 0.002, "candidate_cost_usd": 0.0004, "judge_cost_usd": 0.0001}
+        book.keep(candidate_key("coder", "openai/sim-cheap"), verdict, "a task", include_task=False)
     delegator.close()
     (tmp_path / "eval.json").write_text(json.dumps(eval_summary(specialists_dir)))
     (tmp_path / "compare.json").write_text(json.dumps(COMPARE))
@@ -152,8 +157,9 @@ def test_the_report_of_real_calls_opens_offline_with_no_console_message_and_no_r
     assert done.stdout == "" and f"wrote {out}" in done.stderr
     page = out.read_text()
     assert "<script" not in page and "http://" not in page.replace("http://www.w3.org", "") and "<link" not in page
-    assert page.count("<svg") == 5, "confusion, reliability, compare, spend, calls by path; shadow has no runs"
-    assert "No shadow runs yet." in page and "task 1 &lt;b&gt;bold&lt;/b&gt;" in page
+    assert page.count("<svg") == 6, "confusion, reliability, compare, shadow, spend, calls by path"
+    assert "coder → openai/sim-cheap" in page and "matched or beat the live model on 75%" in page
+    assert "task 1 &lt;b&gt;bold&lt;/b&gt;" in page, "task text is escaped"
     console, requested, shot = load_in_chromium(out, tmp_path, height=3600)
     assert console == [] and requested == []
     assert shot.stat().st_size > 50_000, "the screenshot shows charts, not an empty page"

@@ -8,6 +8,7 @@ import json
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -45,17 +46,28 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+class Gate(SimpleSpanProcessor):
+    """Hands spans on only while a test of this module is running: the provider stays for the whole process."""
+
+    active = False
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.active:
+            super().on_end(span)
+
+
 class Telemetry:
-    """The process's one TracerProvider and MeterProvider (OpenTelemetry allows setting them once)."""
+    """The process's one TracerProvider and MeterProvider (OpenTelemetry allows setting them once per process, and
+    pytest-xdist may run this module's tests in several workers, each its own process)."""
 
     def __init__(self) -> None:
         self.spans = InMemorySpanExporter()
+        self.gate = Gate(self.spans)
         provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(self.spans))
+        provider.add_span_processor(self.gate)
         self.reader = InMemoryMetricReader()
         trace.set_tracer_provider(provider)
         metrics.set_meter_provider(MeterProvider(metric_readers=[self.reader]))
-        self.provider = provider
 
     def points(self, name: str) -> list[tuple[dict[str, Any], Any]]:
         """Every data point of one instrument so far: its attributes and the point."""
@@ -69,18 +81,24 @@ class Telemetry:
         return found
 
 
-@pytest.fixture(scope="module")
-def telemetry() -> Iterator[Telemetry]:
-    installed = Telemetry()
-    yield installed
-    installed.provider.shutdown()  # later test modules record into nothing
+@cache
+def installed() -> Telemetry:
+    return Telemetry()
 
 
 @pytest.fixture
-def spans(telemetry: Telemetry) -> Iterator[Callable[[], list[ReadableSpan]]]:
-    telemetry.spans.clear()
-    yield lambda: list(telemetry.spans.get_finished_spans())
-    telemetry.spans.clear()
+def telemetry() -> Iterator[Telemetry]:
+    found = installed()
+    found.spans.clear()
+    found.gate.active = True
+    yield found
+    found.gate.active = False
+    found.spans.clear()
+
+
+@pytest.fixture
+def spans(telemetry: Telemetry) -> Callable[[], list[ReadableSpan]]:
+    return lambda: list(telemetry.spans.get_finished_spans())
 
 
 def children(spans: list[ReadableSpan], parent: ReadableSpan) -> list[ReadableSpan]:
@@ -330,3 +348,20 @@ def test_the_console_exporter_writes_spans_to_stderr_and_stdout_stays_json_rpc(
     process.wait(timeout=60)
     assert answers[1]["result"]["structuredContent"]["specialist"] == "coder"
     assert '"name": "tools/call delegate"' in stderr and '"name": "chat openai/sim-coder"' in stderr
+
+
+async def test_a_cascade_verification_is_a_span_whose_failed_verdict_escalates(
+    sim: ProviderSimulator, tmp_path: Path, spans: Callable[[], list[ReadableSpan]]
+) -> None:
+    from tests.test_cascade import CHEAP, PREMIUM, VERIFIER, build, question, script
+
+    script(sim, "999 (the draft)")
+    result = await build(sim, tmp_path).ask("mathematician", question(7))
+    assert result.model == f"openai/{PREMIUM}"
+    finished = spans()
+    (verify,) = [s for s in finished if s.name == "delegate.verify"]
+    attrs = dict(verify.attributes or {})
+    assert attrs["delegate.model"] == f"openai/{CHEAP}" and attrs["delegate.verdict"] == "fail"
+    assert attrs["delegate.passed"] is False and "wrong sum" not in str(attrs), "the verifier's reason stays out"
+    assert [s.name for s in children(finished, verify)] == [f"chat openai/{VERIFIER}"]
+    assert f"chat openai/{PREMIUM}" in {s.name for s in finished}

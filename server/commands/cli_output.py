@@ -5,9 +5,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from server.calling.chain import model_availability
 from server.calling.providers import availability
-from server.catalog import Catalog
+from server.catalog import Catalog, Specialist
 from server.settings import Settings
+
+
+def cascade_report(spec: Specialist) -> dict[str, Any] | None:
+    """A cascade's settings as delegate://specialists shows them; None for a plain chain."""
+    if spec.cascade is None:
+        return None
+    verifier = spec.cascade.verifier.label if spec.cascade.verifier else "the router's cheap models"
+    return {
+        "verifier": verifier,
+        "rubric": spec.cascade.rubric,
+        "show_draft": spec.cascade.show_draft,
+        "on_verifier_error": spec.cascade.on_verifier_error,
+    }
 
 
 def catalog_report(catalog: Catalog, settings: Settings, environ: Mapping[str, str]) -> dict[str, Any]:
@@ -16,7 +30,7 @@ def catalog_report(catalog: Catalog, settings: Settings, environ: Mapping[str, s
     for spec in catalog:
         models = []
         for position, ref in enumerate(spec.chain):
-            found = availability(ref.model, environ, ref.api_base, ref.api_key_env)
+            found = model_availability(ref, environ)  # a cli/ model: whether its executable is there
             models.append(
                 {
                     "model": ref.model,
@@ -36,6 +50,7 @@ def catalog_report(catalog: Catalog, settings: Settings, environ: Mapping[str, s
                 "source": spec.source,
                 "usable": any(m["usable"] for m in models),
                 "models": models,
+                "escalate": cascade_report(spec),
             }
         )
     router = []

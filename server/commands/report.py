@@ -48,10 +48,11 @@ def _load_json(path: Path | None, made_by: str) -> dict[str, Any] | None:
     return data
 
 
-def shadow_verdicts(store: Store) -> dict[str, int] | None:
-    """HOOK for the shadow runs (branch `cascade`): verdict name -> count over the store's shadow runs, or None
-    when there are none yet. The page draws whatever counts this returns."""
-    return None
+def shadow_verdicts(store: Store) -> list[dict[str, Any]]:
+    """The shadow runs' verdicts per candidate (`stats --shadow`'s figures), an empty list while there are none."""
+    from server.quality.shadow_report import shadow_summary
+
+    return [row for row in shadow_summary(store)["candidates"].values() if row["samples"]]
 
 
 def bucket_width(lines: list[dict[str, Any]]) -> int:

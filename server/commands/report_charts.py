@@ -148,15 +148,20 @@ def _quality(model: dict[str, Any]) -> tuple[float | None, list[float] | None]:
     return None, None
 
 
-def shadow(verdicts: dict[str, int]) -> str:
-    """How the shadow runs' answers compared with the ones sent."""
-    names = list(verdicts)
+def shadow(candidates: Sequence[dict[str, Any]]) -> str:
+    """Each shadow candidate's verdicts against the live model: wins, ties and losses, stacked."""
+    names = [f"{row['specialist']} → {row['model']}" for row in candidates]
     with plt.rc_context(STYLE):
-        figure, axes = _figure(4.6, 0.8 + 0.4 * len(names))
-        axes.barh(names, [verdicts[n] for n in names], color=BLUE)
+        figure, axes = _figure(5.6, 1.0 + 0.45 * len(names))
+        left = [0] * len(names)
+        for verdict, colour in (("wins", GREEN), ("ties", GREY), ("losses", RED)):
+            values = [row[verdict] for row in candidates]
+            axes.barh(names, values, left=left, color=colour, label=verdict)
+            left = [a + b for a, b in zip(left, values, strict=True)]
         axes.invert_yaxis()
-        axes.set_xlabel("shadow runs")
-        axes.set_title("Shadow verdicts")
+        axes.set_xlabel("sampled calls judged")
+        axes.set_title("Shadow verdicts: the candidate against the live model")
+        axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=3, frameon=False)
         return svg(figure)
 
 

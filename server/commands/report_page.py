@@ -105,11 +105,14 @@ def compare(summary: dict[str, Any] | None, charts: ModuleType) -> str:
     return spent + f'<div class="charts">{"".join(parts)}</div>'
 
 
-def shadow(verdicts: dict[str, int] | None, charts: ModuleType) -> str:
-    """The shadow runs' verdicts, or a note that there are none yet."""
-    if not verdicts:
-        return _empty("No shadow runs yet.")
-    return f'<div class="charts">{charts.shadow(verdicts)}</div>'
+def shadow(candidates: list[dict[str, Any]], charts: ModuleType) -> str:
+    """The shadow runs' verdicts per candidate, or a note that there are none yet."""
+    if not candidates:
+        return _empty(
+            "No shadow runs yet. Set DELEGATE_SHADOW (e.g. generalist=openai/gpt-5-nano@0.1) to sample calls."
+        )
+    sentences = "".join(f"<li>{escape(row['specialist'])}: {escape(row['sentence'])}</li>" for row in candidates)
+    return f'<div class="charts">{charts.shadow(candidates)}</div><ul>{sentences}</ul>'
 
 
 def spend(data: dict[str, Any], log: str | None, skipped: int, charts: ModuleType) -> str:
