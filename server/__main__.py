@@ -11,7 +11,19 @@ from typing import Any
 
 from server import __version__
 from server.catalog import load_catalog
-from server.commands import ask, compare, doctor, evaluate, feedback, route, serve, specialists, stats, threads
+from server.commands import (
+    ask,
+    compare,
+    doctor,
+    evaluate,
+    feedback,
+    report,
+    route,
+    serve,
+    specialists,
+    stats,
+    threads,
+)
 from server.commands.base import EXIT_CONFIG, EXIT_OK, Command, Invocation, exit_now
 from server.delegation import Delegator
 from server.errors import ConfigError, StoreError
@@ -33,6 +45,7 @@ COMMANDS: dict[str, Command] = {
         threads.COMMAND,
         compare.COMMAND,
         stats.COMMAND,
+        report.COMMAND,
     )
 }
 SHARED_SETTINGS = {"specialists": "specialists_dir", "log_level": "log_level", "decision_log": "decision_log"}

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 import anyio
 
+from server import tracing
 from server.callers import ONLY, Caller
 from server.calling import embedded
 from server.calling.chain import ChainRunner, Partial
@@ -197,7 +198,10 @@ class Answer:
         continuing = thread_id is not None
         thread_id = thread_id or new_thread_id()
         try:
-            with anyio.CancelScope(shield=True):  # the answer is paid for: keep it even if the client gives up
+            with (
+                anyio.CancelScope(shield=True),  # the answer is paid for: keep it even if the client gives up
+                tracing.stage("store", {"delegate.store.write": "thread.append"}),
+            ):
                 await anyio.to_thread.run_sync(self._threads.append, thread_id, turn, owner)
         except StoreError as exc:
             logger.warning("a turn of thread %s was not saved: %s", thread_id, exc)

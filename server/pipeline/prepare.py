@@ -10,6 +10,7 @@ from pathlib import Path
 
 import anyio
 
+from server import tracing
 from server.callers import ONLY, Caller
 from server.clock import Deadline
 from server.errors import InvalidInputError
@@ -147,8 +148,13 @@ class Prepare:
         if not files:
             return FileBundle()
         reader = FileReader(file_rules(self._settings, self._roots, client_roots))
-        # A cancelled call does not wait for a slow glob to finish walking its folders.
-        return await anyio.to_thread.run_sync(reader.read, list(files), len(context), deadline, abandon_on_cancel=True)
+        with tracing.stage("files", {"delegate.files.requested": len(files)}) as span:
+            # A cancelled call does not wait for a slow glob to finish walking its folders.
+            bundle = await anyio.to_thread.run_sync(
+                reader.read, list(files), len(context), deadline, abandon_on_cancel=True
+            )
+            tracing.annotate(span, {"delegate.files.read": len(bundle.reads), "delegate.files.chars": len(bundle.text)})
+        return bundle
 
     async def thread(self, thread_id: str | None, owner: str | None = None) -> Thread | None:
         """The conversation a call continues (UnknownThreadError when there is none, or it is not `owner`'s), or

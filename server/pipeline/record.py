@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 
+from server import tracing
 from server.callers import ONLY, Caller
 from server.calling import llm
 from server.calling.chain import usable_models
@@ -64,7 +65,8 @@ class Tally:
     async def _count(self, record: Callable[..., None], *args: Any) -> str | None:
         with anyio.CancelScope(shield=True):
             try:
-                await anyio.to_thread.run_sync(record, *args)
+                with tracing.stage("store", {"delegate.store.write": f"usage.{record.__name__}"}):
+                    await anyio.to_thread.run_sync(record, *args)
             except StoreError as exc:
                 logger.warning("cannot update the usage totals: %s", exc)
                 return f"The usage totals could not be updated: {exc}"
@@ -82,6 +84,7 @@ class Record:
         log: DecisionLog | None,
         feedback: FeedbackBook,
         feedback_on: bool,
+        log_tasks: bool = False,
     ) -> None:
         self._catalog = catalog
         self._environ = environ
@@ -89,6 +92,7 @@ class Record:
         self._log = log
         self._feedback = feedback
         self._feedback_on = feedback_on
+        self._log_tasks = log_tasks  # DELEGATE_LOG_TASKS: only then may a span carry the task text
         self._premium_rates: list[tuple[float, float]] | None = None
 
     async def logged(
@@ -100,9 +104,11 @@ class Record:
         try:
             result = (await call).model_copy(update={"call_id": call_id})
         except anyio.get_cancelled_exc_class():
+            tracing.count_call(tool, None, "cancelled")
             await self._tally.cancelled(caller.owner)
             raise
         except DelegateError as exc:
+            tracing.describe_call(tool, None, type(exc).__name__)
             await self.record(tool, task, None, exc, caller)
             raise
         if result.status != "running":  # a job handed off records itself when it ends
@@ -111,6 +117,7 @@ class Record:
             problem = await self._remember(call_id, task, result, caller.owner)
             if problem:
                 result = result.model_copy(update={"warnings": [*result.warnings, problem]})
+        tracing.describe_call(tool, result, task=task if self._log_tasks else None)
         return result
 
     async def record(
@@ -118,6 +125,7 @@ class Record:
     ) -> DelegateResult | None:
         """Count one call for delegate://usage and, when the decision log is on, append its line; the result,
         with a warning when the usage totals could not be updated."""
+        tracing.count_call(tool, result, None if error is None else type(error).__name__)
         if result is None:
             await self._tally.answered(None, None, caller.owner)
             if self._log is not None:
@@ -139,9 +147,10 @@ class Record:
         """Keep the call so feedback can name it; a store failure costs the answer nothing (a warning)."""
         with anyio.CancelScope(shield=True):
             try:
-                await anyio.to_thread.run_sync(
-                    self._feedback.remember_call, call_id, task, result.specialist, result.routing.decided_by, owner
-                )
+                with tracing.stage("store", {"delegate.store.write": "feedback.remember_call"}):
+                    await anyio.to_thread.run_sync(
+                        self._feedback.remember_call, call_id, task, result.specialist, result.routing.decided_by, owner
+                    )
             except StoreError as exc:
                 logger.warning("cannot remember the call for feedback: %s", exc)
                 return "this call could not be remembered for feedback (the store failed)"
@@ -153,6 +162,7 @@ class Record:
             line["caller"] = caller.name
         with anyio.CancelScope(shield=True):
             try:
-                await anyio.to_thread.run_sync(self._log.append, line)
+                with tracing.stage("store", {"delegate.store.write": "decision_log"}):
+                    await anyio.to_thread.run_sync(self._log.append, line)
             except OSError as exc:  # a log that cannot be written must not fail the call
                 logger.warning("cannot write the decision log %s: %s", self._log.path, exc.__class__.__name__)

@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, ValidationError
 
+from server import tracing
 from server.calling import llm, pricing
 from server.calling.chain import CHARS_PER_TOKEN
 from server.calling.cooldown import Cooldowns
@@ -282,7 +283,10 @@ class Router:
                 response_format=fmt,
                 thinking_budget_tokens=ROUTER_THINKING_BUDGET,
             )
-            return await llm.complete(request)
+            with tracing.model_call(model, role="router") as traced:
+                completion = await llm.complete(request)
+                traced.done(completion.input_tokens, completion.output_tokens, completion.cost_usd, model)
+            return completion
         finally:
             self._limiter.release()
 
