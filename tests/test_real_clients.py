@@ -17,7 +17,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import anyio
 import pytest
+from mcp import Client, StdioServerParameters
 
 from tests import cli_agents as C
 from tests.conftest import ROUTER, route_to
@@ -37,6 +39,12 @@ THREAD_ID = re.compile(r"\bth_[0-9a-f]{16}\b")
 JOB_ID = re.compile(r"\bjob-[0-9a-f]{16}\b")
 STILL_RUNNING = "Call delegate_result with job_id"
 DONE = "Done with the tools."
+READ_RESOURCE = "read a resource"
+"""A planner's step that reads an MCP resource with the client's own tool ({"uri": ...}), not one of ours."""
+CLIENT_TOOLS = {
+    "claude": lambda args: {"name": "ReadMcpResourceTool", "arguments": {"server": "delegate", **args}},
+    "gemini": lambda args: {"name": "read_mcp_resource", "arguments": args},
+}
 
 
 @dataclass(frozen=True)
@@ -44,7 +52,7 @@ class Seen:
     """One tool result as the client put it in its next request to its model."""
 
     raw: str
-    """Exactly what the model reads (a JSON text for both clients here)."""
+    """The tool_result's text (Claude Code), or the functionResponse's response as JSON (Gemini CLI)."""
     data: Any
     """`raw` parsed as JSON, or None when it is not JSON."""
 
@@ -154,7 +162,11 @@ class RealClient:
             if not offers_our_tools(self.name, body):
                 return None
             step = planner([seen(raw) for raw in wire.tool_outputs(body)])
-            return None if step is None else {"name": TOOL_NAMES[self.name].format(step[0]), "arguments": step[1]}
+            if step is None:
+                return None
+            if step[0] == READ_RESOURCE:
+                return CLIENT_TOOLS[self.name](step[1])
+            return {"name": TOOL_NAMES[self.name].format(step[0]), "arguments": step[1]}
 
         self.sim.set_default(self.model, DONE, tool_call=next_call)
         completed = subprocess.run(
@@ -181,6 +193,7 @@ class RealClient:
     def _argv(self, prompt: str) -> list[str]:
         if self.name == "claude":  # Claude Code names its MCP servers on the command line, Gemini CLI in settings
             mcp = ["--mcp-config", str(self.config), "--strict-mcp-config", "--allowedTools", "mcp__delegate"]
+            mcp += ["--allowedTools", "ReadMcpResourceTool"]
             mcp += ["--debug-file", str(self.debug_log)]
             return [str(self.program), "-p", prompt, "--output-format", "json", "--model", self.model, *mcp]
         return [str(self.program), "-p", prompt, "-o", "json", "-m", self.model]
@@ -332,3 +345,113 @@ def test_a_panel_reaches_the_client_with_every_answer_and_the_synthesis(
         assert text in result.text, result.raw[:1000]
     if name == "claude":
         assert {a["specialist"] for a in result.data["answers"]} == {"coder", "writer"}, result.raw
+
+
+PROMPT_TASK = "Explain the word marmalade"
+LINK_TEMPLATE = "delegate://answers/{call_id}"
+
+
+@dataclass(frozen=True)
+class Offered:
+    """What the server offers beyond tools, asked once per run over the Python client."""
+
+    prompts: dict[str, list[str]]
+    """Prompt name -> names of its arguments."""
+    templates: list[str]
+    delegate_prompt: list[str]
+    """The text of each message the `delegate` prompt gives for PROMPT_TASK (empty without the prompt)."""
+
+
+async def _ask_the_server(env: dict[str, str]) -> Offered:
+    async with Client(StdioServerParameters(command=script(), env=env), mode="legacy") as session:
+        prompts = {p.name: [a.name for a in p.arguments or []] for p in (await session.list_prompts()).prompts}
+        templates = [t.uri_template for t in (await session.list_resource_templates()).resource_templates]
+        texts: list[str] = []
+        if "delegate" in prompts:
+            got = await session.get_prompt("delegate", {"task": PROMPT_TASK})
+            texts = [m.content.text for m in got.messages if getattr(m.content, "type", "") == "text"]
+    return Offered(prompts, templates, texts)
+
+
+@pytest.fixture(scope="module")
+def offered(tmp_path_factory: pytest.TempPathFactory) -> Offered:
+    """The server's prompts and resource templates (any specialists do: nothing here calls a model)."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_API_BASE", "_BASE_URL"))}
+    env["DELEGATE_DATA_DIR"] = str(tmp_path_factory.mktemp("offered-data"))
+    return anyio.run(_ask_the_server, env)
+
+
+@each_client
+def test_a_prompt_used_as_a_slash_command_reaches_the_clients_model_and_it_delegates(
+    name: str, client_for: Callable[..., RealClient], sim: ProviderSimulator, offered: Offered
+) -> None:
+    client = client_for(name)
+    if "delegate" not in offered.prompts:  # the server's prompts/list has no `delegate` prompt yet
+        pytest.skip(NEEDS_ECOSYSTEM)
+    sim.set_default("sim-router", route_to("writer", 0.9, "words"))
+    sim.enqueue("sim-writer", "Marmalade: a preserve of citrus peel.")
+    # Claude Code splits a prompt's arguments on spaces (one word each, in order); Gemini CLI takes --name="..."
+    command = {
+        "claude": f"/mcp__delegate__delegate {PROMPT_TASK.replace(' ', '_')}",
+        "gemini": f'/delegate --task="{PROMPT_TASK}"',
+    }
+    session = client.run(command[name], fixed(("delegate", {"task": PROMPT_TASK})))
+
+    first_turn = json.dumps(session.requests[0]["messages" if name == "claude" else "contents"])
+    expected = offered.delegate_prompt
+    if name == "claude":
+        expected = [text.replace(PROMPT_TASK, PROMPT_TASK.replace(" ", "_")) for text in expected]
+    for text in expected:
+        assert json.dumps(text)[1:-1] in first_turn, "the prompt's text is what the client's model was asked"
+    assert command[name] not in first_turn, "the client expanded the slash command rather than sending it as is"
+    (result,) = session.results
+    assert "Marmalade: a preserve of citrus peel." in result.text
+
+
+@each_client
+def test_an_answer_too_big_for_the_client_goes_by_link_and_the_link_reads_back_whole(
+    name: str, client_for: Callable[..., RealClient], sim: ProviderSimulator, offered: Offered
+) -> None:
+    client = client_for(name)
+    if LINK_TEMPLATE not in offered.templates:  # the server offers no delegate://answers/{call_id} resource yet
+        pytest.skip(NEEDS_ECOSYSTEM)
+    # About 50,000 tokens of code: twice what Claude Code accepts in one tool result (MAX_MCP_OUTPUT_TOKENS).
+    body = "".join(f'    print("line {i:05d} of the generated module")\n' for i in range(4500))
+    answer = f"# HEAD OF THE ANSWER\ndef main():\n{body}# TAIL OF THE ANSWER\n"
+    sim.enqueue("sim-coder", answer)
+    links: list[str] = []
+
+    def planner(results: list[Seen]) -> tuple[str, dict[str, Any]] | None:
+        if not results:
+            return "ask_coder", {"task": "Generate the module"}
+        found = re.search(r"delegate://answers/[\w-]+", results[0].text)
+        if found and len(results) == 1:  # the model follows the link with the client's own resource tool
+            links.append(found.group())
+            return READ_RESOURCE, {"uri": found.group()}
+        return None
+
+    session = client.run("Have the coder generate the module.", planner)
+
+    first, *rest = session.results
+    assert links, f"no delegate://answers/ link in what the model read: {first.raw[:2000]}"
+    assert "# HEAD OF THE ANSWER" in first.text and "# TAIL OF THE ANSWER" not in first.text
+    assert len(first.raw) < min(len(answer), 100_000), "the result the model read fits the client's limit"
+    assert rest, "the client's model did not read the link"
+    whole = read_back(rest[0])
+    if name == "gemini":  # it reads only resources that resources/list names, refreshed on list_changed
+        assert "Resource not found" not in whole, (
+            "Gemini CLI reads only URIs in resources/list: list each kept answer there and send "
+            f"notifications/resources/list_changed when one is added ({whole[:300]})"
+        )
+    assert answer in whole, f"the link did not read back whole: {whole[:1000]}"
+
+
+def read_back(result: Seen) -> str:
+    """A resource read as the client's model can reach it: Claude Code saves a big one to a file and hands the
+    model its path and a preview (its Read tool then pages through it); Gemini CLI hands over the text."""
+    saved = (
+        re.search(r"Full output saved to: (\S+)", result.raw) if result.raw.startswith("<persisted-output>") else None
+    )
+    if saved:
+        return "\n".join(strings(json.loads(Path(saved.group(1)).read_text())))
+    return result.text
