@@ -347,7 +347,8 @@ def test_a_panel_reaches_the_client_with_every_answer_and_the_synthesis(
         assert {a["specialist"] for a in result.data["answers"]} == {"coder", "writer"}, result.raw
 
 
-PROMPT_TASK = "Explain the word marmalade"
+PROMPT_TASK = {"claude": "Explain_the_word_marmalade", "gemini": "Explain the word marmalade"}
+"""The task each client passes to the `delegate` prompt: Claude Code gives each prompt argument one word."""
 LINK_TEMPLATE = "delegate://answers/{call_id}"
 
 
@@ -358,18 +359,18 @@ class Offered:
     prompts: dict[str, list[str]]
     """Prompt name -> names of its arguments."""
     templates: list[str]
-    delegate_prompt: list[str]
-    """The text of each message the `delegate` prompt gives for PROMPT_TASK (empty without the prompt)."""
+    delegate_prompt: dict[str, list[str]]
+    """Per client, the text of each message the `delegate` prompt gives for its PROMPT_TASK (none without it)."""
 
 
 async def _ask_the_server(env: dict[str, str]) -> Offered:
     async with Client(StdioServerParameters(command=script(), env=env), mode="legacy") as session:
         prompts = {p.name: [a.name for a in p.arguments or []] for p in (await session.list_prompts()).prompts}
         templates = [t.uri_template for t in (await session.list_resource_templates()).resource_templates]
-        texts: list[str] = []
-        if "delegate" in prompts:
-            got = await session.get_prompt("delegate", {"task": PROMPT_TASK})
-            texts = [m.content.text for m in got.messages if getattr(m.content, "type", "") == "text"]
+        texts: dict[str, list[str]] = {}
+        for name, task in PROMPT_TASK.items() if "delegate" in prompts else ():
+            got = await session.get_prompt("delegate", {"task": task})
+            texts[name] = [m.content.text for m in got.messages if getattr(m.content, "type", "") == "text"]
     return Offered(prompts, templates, texts)
 
 
@@ -390,18 +391,16 @@ def test_a_prompt_used_as_a_slash_command_reaches_the_clients_model_and_it_deleg
         pytest.skip(NEEDS_ECOSYSTEM)
     sim.set_default("sim-router", route_to("writer", 0.9, "words"))
     sim.enqueue("sim-writer", "Marmalade: a preserve of citrus peel.")
-    # Claude Code splits a prompt's arguments on spaces (one word each, in order); Gemini CLI takes --name="..."
+    # Claude Code splits a prompt's arguments on whitespace (one word each, in order); Gemini CLI takes --name="..."
     command = {
-        "claude": f"/mcp__delegate__delegate {PROMPT_TASK.replace(' ', '_')}",
-        "gemini": f'/delegate --task="{PROMPT_TASK}"',
+        "claude": f"/mcp__delegate__delegate {PROMPT_TASK['claude']}",
+        "gemini": f'/delegate --task="{PROMPT_TASK["gemini"]}"',
     }
-    session = client.run(command[name], fixed(("delegate", {"task": PROMPT_TASK})))
+    session = client.run(command[name], fixed(("delegate", {"task": PROMPT_TASK[name]})))
 
     first_turn = json.dumps(session.requests[0]["messages" if name == "claude" else "contents"])
-    expected = offered.delegate_prompt
-    if name == "claude":
-        expected = [text.replace(PROMPT_TASK, PROMPT_TASK.replace(" ", "_")) for text in expected]
-    for text in expected:
+    assert offered.delegate_prompt[name], "the delegate prompt gave no text message"
+    for text in offered.delegate_prompt[name]:
         assert json.dumps(text)[1:-1] in first_turn, "the prompt's text is what the client's model was asked"
     assert command[name] not in first_turn, "the client expanded the slash command rather than sending it as is"
     (result,) = session.results
