@@ -117,7 +117,15 @@ def offers_our_tools(name: str, body: dict[str, Any]) -> bool:
 class RealClient:
     """Claude Code or Gemini CLI with delegate-mcp as its MCP server, its model on the simulator, in a project."""
 
-    def __init__(self, name: str, tmp: Path, sim: ProviderSimulator, specialists_dir: Path, **server_env: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        tmp: Path,
+        sim: ProviderSimulator,
+        specialists_dir: Path,
+        server_cwd: Path | None = None,
+        **server_env: str,
+    ) -> None:
         self.name, self.sim, self.program = name, sim, C.cli_path(name)
         self.model = C.SIM_MODEL[name]
         self.home = C.home(tmp / "home", name)
@@ -132,7 +140,7 @@ class RealClient:
             "DELEGATE_DATA_DIR": str(tmp / "data"),
             **server_env,
         }
-        self.server = {**self._command(), "env": env}
+        self.server = {**self._command(server_cwd), "env": env}
         self.config = tmp / "mcp.json"
         self.debug_log = tmp / "client-debug.log"
         if name == "claude":
@@ -145,13 +153,14 @@ class RealClient:
             settings_file.write_text(json.dumps(settings))
 
     @staticmethod
-    def _command() -> dict[str, Any]:
-        """The installed console script; under PYTHONPATH (a worktree's code), through env(1), because Gemini CLI
-        refuses PYTHONPATH in a server's `env` setting."""
+    def _command(cwd: Path | None) -> dict[str, Any]:
+        """The installed console script, started in the client's folder or in `cwd` (env -C); under PYTHONPATH (a
+        worktree's code) through env(1) too, because Gemini CLI refuses PYTHONPATH in a server's `env` setting."""
         path = os.environ.get("PYTHONPATH")
+        before = (["-C", str(cwd)] if cwd else []) + ([f"PYTHONPATH={path}"] if path else [])
         env_program = shutil.which("env")
-        if path and env_program:
-            return {"command": env_program, "args": [f"PYTHONPATH={path}", script()]}
+        if before and env_program:
+            return {"command": env_program, "args": [*before, script()]}
         return {"command": script(), "args": []}
 
     def run(self, prompt: str, planner: Planner) -> Session:
@@ -246,7 +255,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def client_for(tmp_path: Path, sim: ProviderSimulator, specialists_dir: Path) -> Callable[..., RealClient]:
-    """A RealClient factory for this test's simulator and specialists (keywords: the server's environment)."""
+    """A RealClient factory for this test's simulator and specialists (keywords: server_cwd, the server's env)."""
     return lambda name, **server_env: RealClient(name, tmp_path, sim, specialists_dir, **server_env)
 
 
@@ -290,9 +299,11 @@ def test_the_client_delegates_then_follows_up_in_the_thread_the_result_named(
 
 @each_client
 def test_files_named_by_reference_are_read_from_the_clients_project_folder(
-    name: str, client_for: Callable[..., RealClient], sim: ProviderSimulator
+    name: str, client_for: Callable[..., RealClient], sim: ProviderSimulator, tmp_path: Path
 ) -> None:
-    client = client_for(name)
+    # The server starts in the user's home, not in the project: only the client's MCP roots name the project
+    # (Claude Code offers its working folder, Gemini CLI its workspace's folders).
+    client = client_for(name, server_cwd=tmp_path / "home")
     sim.enqueue("sim-coder", "app.py returns a greeting; notes.txt holds a word.")
     call = ("ask_coder", {"task": "Review these", "files": ["src/*.py", "notes.txt"]})
 
