@@ -249,11 +249,6 @@ def thread_of(result: Seen) -> str:
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def client_for(tmp_path: Path, sim: ProviderSimulator, specialists_dir: Path) -> Callable[..., RealClient]:
     """A RealClient factory for this test's simulator and specialists (keywords: server_cwd, the server's env)."""
     return lambda name, **server_env: RealClient(name, tmp_path, sim, specialists_dir, **server_env)
@@ -374,7 +369,7 @@ LINK_TEMPLATE = "delegate://answers/{call_id}"
 
 @dataclass(frozen=True)
 class Offered:
-    """What the server offers beyond tools, asked once per run over the Python client."""
+    """What the server offers beyond tools, asked over the Python client once per module (and xdist worker)."""
 
     prompts: dict[str, list[str]]
     """Prompt name -> names of its arguments."""
