@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ConfigDict
+
 _KINDS = {
     "string": "a string",
     "boolean": "true or false",
@@ -170,3 +172,38 @@ def purpose(description: str) -> str:
 def json_type(value: Any) -> str:
     """A value's type by its JSON name (object, array, boolean, null), or Python's for the rest (str, int)."""
     return _JSON_NAMES.get(type(value).__name__, type(value).__name__)
+
+
+def strict(tool: Any) -> Any:
+    """A tool (mcp's Tool) that rejects unknown arguments instead of silently ignoring them (a misspelt 'context'
+    would vanish)."""
+    base = tool.fn_metadata.arg_model
+    tight = type(base.__name__, (base,), {"model_config": ConfigDict(**base.model_config, extra="forbid")})
+    tool.fn_metadata.arg_model = tight
+    tool.parameters = tight.model_json_schema(by_alias=True)
+    return tool
+
+
+def tool_arguments(tool: Any) -> ToolArguments:
+    """What a tool (mcp's Tool) takes, read from its own input schema and its arguments' Annotated markers."""
+    fields = tool.fn_metadata.arg_model.model_fields
+    return ToolArguments.read(tool.parameters, {name: field.metadata for name, field in fields.items()})
+
+
+class ArgumentCheck:
+    """Middleware that answers malformed calls of our tools with a plain explanation (pydantic's own message,
+    with its URLs and input echoes, stays the backstop); `refuse` makes the protocol's error result of it."""
+
+    def __init__(self, tools: dict[str, ToolArguments], refuse: Callable[[str], Any]) -> None:
+        self._tools = tools
+        self._refuse = refuse
+
+    async def __call__(self, ctx: Any, call_next: Any) -> Any:
+        """Check tools/call arguments before validation; pass everything else through."""
+        params = ctx.params if ctx.method == "tools/call" else None
+        if isinstance(params, dict) and params.get("name") in self._tools:
+            name = params["name"]
+            problem = self._tools[name].problem(name, params.get("arguments") or {})
+            if problem:
+                return self._refuse(problem)
+        return await call_next(ctx)

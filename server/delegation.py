@@ -7,6 +7,7 @@ from pathlib import Path
 
 import anyio
 
+from server.answers import AnswerShelf
 from server.catalog import Catalog, Specialist
 from server.clock import Deadline
 from server.components import build_components, build_stages
@@ -56,6 +57,8 @@ class Delegator:
         self.jobs = parts.jobs
         """Answers that outlive their tool call (delegate_result reads them)."""
         self._stages = build_stages(settings, catalog, parts)
+        self.answers = AnswerShelf(settings, self.store)
+        """Big answers kept whole for delegate://answers/{call_id}."""
 
     def close(self) -> None:
         """Release the store's connections."""
@@ -152,7 +155,9 @@ class Delegator:
         thread_id, as the next turn of that conversation."""
         request = Request(task, context, files, client_roots, thread_id, background)
         with self._stages.startup.counted():
-            return await self._stages.record.logged("delegate", task, self._delegate(request, progress))
+            result = await self._stages.record.logged("delegate", task, self._delegate(request, progress))
+        self.jobs.name_call(result.job_id, result.call_id)
+        return result
 
     async def ask(
         self,
@@ -169,7 +174,9 @@ class Delegator:
         spec = self.catalog.get(name)
         request = Request(task, context, files, client_roots, thread_id, background)
         with self._stages.startup.counted():
-            return await self._stages.record.logged(spec.tool_name, task, self._ask(spec, request, progress))
+            result = await self._stages.record.logged(spec.tool_name, task, self._ask(spec, request, progress))
+        self.jobs.name_call(result.job_id, result.call_id)
+        return result
 
     async def job_result(
         self, job_id: str, wait_s: float = 0, cancel: bool = False, progress: Progress = NO_PROGRESS

@@ -83,6 +83,25 @@ class DelegateResult(BaseModel):
     job_id: str | None = Field(None, description="Pass to delegate_result to get the rest of a running answer.")
     warnings: list[str] = Field(default_factory=list, description="Problems that did not stop the answer.")
     call_id: str | None = Field(None, description="This call's id (decision log; pass it to feedback).")
+    answer_uri: str | None = Field(
+        None, description="When output holds only the head of a big answer: the resource with the whole answer."
+    )
+    answer_chars: int | None = Field(None, description="The whole answer's length when it went by link.")
+    next_offset: int | None = Field(
+        None, description="For a job: pass as delegate_result's offset to receive only the text after this point."
+    )
+
+
+def since(result: DelegateResult, offset: int) -> DelegateResult:
+    """The result with only the answer's text after `offset` characters (what an earlier poll carried already).
+    A job's text so far is a prefix of every later output, so cutting the output's head is enough."""
+    if offset <= 0:
+        return result
+    rest = result.output[offset:]
+    if not rest:
+        still = "nothing new yet; the specialist is still working" if result.status == "running" else "the answer ends"
+        rest = f"[... {still} after {offset:,} characters.]"
+    return result.model_copy(update={"output": rest})
 
 
 def total_cost(*costs: float | None) -> float | None:

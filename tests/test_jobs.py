@@ -296,6 +296,6 @@ async def test_delegate_result_is_listed_with_its_schema(build: Callable[..., De
     async with Client(build_server(build())) as session:
         tools = {tool.name: tool for tool in (await session.list_tools()).tools}
     schema = tools["delegate_result"].input_schema
-    assert schema["required"] == ["job_id"] and set(schema["properties"]) == {"job_id", "wait_s", "cancel"}
+    assert schema["required"] == ["job_id"] and set(schema["properties"]) == {"job_id", "wait_s", "cancel", "offset"}
     assert "background" in tools["delegate"].input_schema["properties"]
     assert json.dumps(tools["delegate_result"].output_schema).count("cancelled") >= 1

@@ -1,0 +1,106 @@
+"""Big answers by link: an answer too large for the client's tool-result limit is kept whole in the store, and the
+result carries its head and a link to delegate://answers/{call_id}, which serves it whole or in ranges."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import anyio
+
+from server.errors import StoreError, UnknownAnswerError
+from server.ids import check_id
+from server.results import DelegateResult, since
+from server.settings import Settings
+from server.store.base import Store
+
+KIND = "answer"
+SHARED_CALLER = "shared"
+"""The caller every answer belongs to until HTTP callers are told apart (each then reads only its own answers)."""
+CHARS_PER_TOKEN = 4
+"""The estimate used against the client's limit: about 4 characters a token for English and code."""
+URI_PREFIX = "delegate://answers/"
+
+
+def answer_uri(call_id: str) -> str:
+    """Where the whole answer of a call is read."""
+    return f"{URI_PREFIX}{call_id}"
+
+
+def result_tokens(output: str) -> int:
+    """Estimated tokens an answer costs in a result: it is sent twice, as text and JSON-escaped in the structured
+    content, so both count."""
+    return math.ceil((len(output) + len(json.dumps(output, ensure_ascii=False))) / CHARS_PER_TOKEN)
+
+
+class AnswerShelf:
+    """Keeps answers that go by link, in the store, for DELEGATE_ANSWER_TTL_S."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self._settings = settings
+        self._store = store
+
+    @property
+    def on(self) -> bool:
+        """Whether big answers go by link (DELEGATE_LINK_SHARE above 0)."""
+        return self._settings.link_share > 0
+
+    @property
+    def limit_tokens(self) -> int:
+        """The estimated size above which an answer goes by link."""
+        return math.floor(self._settings.link_share * self._settings.client_max_tokens)
+
+    def too_big(self, output: str) -> bool:
+        """Whether this answer would take more than the configured share of the client's limit."""
+        return self.on and result_tokens(output) > self.limit_tokens
+
+    def head(self, text: str) -> str:
+        """The start of the answer sent in the result: a quarter of the limit, ended at a line break when one is
+        near, so code is not cut mid-line."""
+        size = self.limit_tokens * CHARS_PER_TOKEN // 4
+        cut = text.rfind("\n", size // 2, size)
+        return text[: cut if cut > 0 else size]
+
+    def keep(self, call_id: str, text: str, caller: str = SHARED_CALLER) -> None:
+        """Store a whole answer under its call_id (blocking)."""
+        document = {"text": text, "caller": caller, "at": time.time()}
+        self._store.put(KIND, call_id, document, self._settings.answer_ttl_s)
+
+    def read(self, call_id: str, caller: str = SHARED_CALLER) -> str:
+        """The whole answer of a call; UnknownAnswerError when it is not kept (never kept, expired, another
+        caller's). Blocking."""
+        check_id("call_id", call_id, "the call_id in the link of a result")
+        document = self._store.get(KIND, call_id)
+        if document is None or document.get("caller") != caller or not isinstance(document.get("text"), str):
+            raise UnknownAnswerError(call_id, self._settings.answer_ttl_s)
+        return document["text"]
+
+    async def linked(self, result: DelegateResult, offset: int = 0, caller: str = SHARED_CALLER) -> DelegateResult:
+        """The result as the client gets it: from `offset` on (a job's poll), whole when small enough; else the
+        head, a link and how to read the rest, with the whole answer kept. A store that cannot keep it leaves the
+        answer whole, with a warning."""
+        part = since(result, offset)
+        if result.call_id is None or result.status != "done" or not self.too_big(part.output):
+            return part
+        whole = result.output
+        try:
+            with anyio.CancelScope(shield=True):  # paid for: keep it even if the client gives up now
+                await anyio.to_thread.run_sync(self.keep, result.call_id, whole, caller)
+        except StoreError as exc:
+            return part.model_copy(update={"warnings": [*part.warnings, f"not kept for a link: {exc}"]})
+        head = self.head(part.output)
+        uri, end = answer_uri(result.call_id), max(0, offset) + len(head)
+        note = (
+            f"\n\n[... characters {max(0, offset):,} to {end:,} of {len(whole):,}. The whole answer is the resource "
+            f"{uri} (resources/read); {uri}?offset={end}&length=20000 reads the next part. The rest was kept out of "
+            f"this result: it would take about {result_tokens(part.output):,} tokens, over {self.limit_tokens:,} "
+            "(DELEGATE_LINK_SHARE of DELEGATE_CLIENT_MAX_TOKENS).]"
+        )
+        return part.model_copy(update={"output": head + note, "answer_uri": uri, "answer_chars": len(whole)})
+
+
+def answer_range(text: str, offset: int, length: int) -> str:
+    """A part of an answer: `length` characters from `offset` (0 for all the rest)."""
+    offset = max(0, offset)
+    return text[offset : offset + length] if length > 0 else text[offset:]

@@ -1,0 +1,80 @@
+"""What a finished call sends back besides its answer: a big answer by link, and log messages for the client
+(logging/setLevel: the level each connection asked for, and what a call reports).
+
+Logging is deprecated in the 2026-07-28 protocol, where a request opts in through its own _meta instead; on older
+connections nothing is sent to a client that never asked for a level (the server's own log goes to stderr)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from weakref import WeakKeyDictionary
+
+from server.answers import AnswerShelf
+from server.progress import Progress
+from server.results import DelegateResult, fallback_reasons, summary_line
+
+LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+
+
+class ClientLogLevels:
+    """The minimum level each client connection asked for (forgotten with the connection)."""
+
+    def __init__(self) -> None:
+        self._levels: WeakKeyDictionary[object, str] = WeakKeyDictionary()
+
+    def set(self, connection: object, level: str) -> None:
+        """Remember the level a connection asked for."""
+        self._levels[connection] = level
+
+    def allows(self, connection: object, level: str) -> bool:
+        """Whether a message at `level` goes to this connection: it asked for this level or a lower one."""
+        asked = self._levels.get(connection)
+        return asked is not None and LEVELS.index(level) >= LEVELS.index(asked)
+
+
+def call_messages(result: DelegateResult) -> list[tuple[str, str]]:
+    """What a finished call reports as (level, message): its summary line, and each problem that did not stop it."""
+    messages = [("info", summary_line(result))]
+    reasons = fallback_reasons(result.attempts)
+    if reasons:
+        messages.append(("warning", f"a fallback answered, because {reasons}"))
+    messages += [("warning", warning) for warning in result.warnings]
+    return messages
+
+
+@dataclass(frozen=True)
+class LogChannel:
+    """Where one call's log messages go: the client's connection, and how to send on it."""
+
+    connection: object
+    modern: bool
+    """A 2026-07-28 connection: each request opts in itself, and the SDK applies its level."""
+    send: Callable[[str, str], Awaitable[None]]
+
+
+class Reply:
+    """Finishes a call for the client: a big answer goes by link, and its log messages to clients that asked."""
+
+    def __init__(self, shelf: AnswerShelf, levels: ClientLogLevels) -> None:
+        self.shelf = shelf
+        self.levels = levels
+
+    async def finish(
+        self, result: DelegateResult, progress: Progress, offset: int = 0, channel: LogChannel | None = None
+    ) -> DelegateResult:
+        """The result the client gets (from `offset` on, for a job's poll), its last progress and messages sent."""
+        if result.status == "running":
+            await progress.milestone(f"still answering: handed back as job {result.job_id}")
+        else:
+            await progress.milestone(f"{result.status}: {result.specialist} answered with {result.model}")
+        result = await self.shelf.linked(result, offset)
+        if channel is not None:
+            await self.log(channel, call_messages(result))
+        return result
+
+    async def log(self, channel: LogChannel, messages: list[tuple[str, str]]) -> None:
+        """Send the messages at the levels the client asked for."""
+        for level, message in messages:
+            if channel.modern or self.levels.allows(channel.connection, level):
+                await channel.send(level, message)
