@@ -60,7 +60,7 @@ class AnswerShelf:
         near, so code is not cut mid-line."""
         size = self.limit_tokens * CHARS_PER_TOKEN // 4
         cut = text.rfind("\n", size // 2, size)
-        return text[: cut if cut > 0 else size]
+        return text[: cut + 1 if cut > 0 else size]
 
     def keep(self, call_id: str, text: str, caller: str = SHARED_CALLER) -> None:
         """Store a whole answer under its call_id (blocking)."""

@@ -47,7 +47,7 @@ from server.files import root_paths
 from server.handshake import AfterHandshake
 from server.progress import NO_PROGRESS, Progress
 from server.prompts import Completions, prompt_specs
-from server.reply import ClientLogLevels, LogChannel, Reply
+from server.reply import ClientLogLevels, LogChannel, Reply, connection_of
 from server.results import DelegateResult, PanelResult, panel_text, summary_line
 from server.stdio_check import CheckedLines, claimed_stdin
 from server.threads import ThreadBook
@@ -79,7 +79,7 @@ def log_channel(ctx: Context | None) -> LogChannel | None:
             await ctx.log(level, message, logger_name="delegate-mcp")  # type: ignore[arg-type]
 
     modern = ctx.protocol_version is not None and is_version_at_least(ctx.protocol_version, MODERN)
-    return LogChannel(ctx.request_context.session, modern, send)
+    return LogChannel(connection_of(ctx.request_context.session), modern, send)
 
 
 def progress_for(ctx: Context | None) -> Progress:
@@ -377,7 +377,7 @@ def add_log_level(server: MCPServer, levels: ClientLogLevels) -> None:
     """logging/setLevel: a client (2025 protocols) chooses which log messages of its calls it receives."""
 
     async def set_level(ctx: Any, params: SetLevelRequestParams) -> EmptyResult:
-        levels.set(ctx.session, params.level)
+        levels.set(connection_of(ctx.session), params.level)
         return EmptyResult()
 
     with warnings.catch_warnings():

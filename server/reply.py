@@ -17,6 +17,12 @@ from server.results import DelegateResult, fallback_reasons, summary_line
 LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 
 
+def connection_of(session: object) -> object:
+    """The client's connection behind a request's session: the MCP SDK makes a session per request and has no public
+    name for the connection, which lasts as long as the client stays connected (over stdio, the whole run)."""
+    return getattr(session, "_connection", session)
+
+
 class ClientLogLevels:
     """The minimum level each client connection asked for (forgotten with the connection)."""
 

@@ -98,9 +98,8 @@ def since(result: DelegateResult, offset: int) -> DelegateResult:
     if offset <= 0:
         return result
     rest = result.output[offset:]
-    if not rest:
-        still = "nothing new yet; the specialist is still working" if result.status == "running" else "the answer ends"
-        rest = f"[... {still} after {offset:,} characters.]"
+    if not rest and result.status == "running":
+        rest = f"[... nothing new yet after {offset:,} characters; the specialist is still working.]"
     return result.model_copy(update={"output": rest})
 
 

@@ -1,0 +1,124 @@
+"""Big answers by link, and job polls that carry only what is new (through a real MCP client session)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+
+from server.app import build_server
+from server.delegation import Delegator
+from tests.simulator import ProviderSimulator
+
+pytestmark = pytest.mark.anyio
+
+# A long code answer: 120 functions, with newlines and quotes that JSON escapes (about 9,000 characters).
+CODE = "\n".join(f'def f{i}(x):\n    """Step {i}."""\n    return x + {i}  # "{i}"\n' for i in range(120))
+SMALL_LIMIT = {"client_max_tokens": 2000}  # 40 % of it is 800 tokens: about 1,600 characters of answer
+SLOW = {"chunk_delay": 0.2}
+STEPS = "".join(f"part {i:02d} " for i in range(30))
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where the answers are kept: a SQLite file, or the session's Redis server."""
+    return request.getfixturevalue("redis_url") if request.param == "redis" else str(tmp_path / "state.sqlite3")
+
+
+@pytest.fixture
+async def delegators() -> AsyncIterator[list[Delegator]]:
+    """Delegators a test builds; their jobs are stopped at the end."""
+    made: list[Delegator] = []
+    yield made
+    for delegator in made:
+        await delegator.jobs.aclose()
+
+
+async def read(session: Client, uri: str) -> str:
+    return (await session.read_resource(uri)).contents[0].text  # type: ignore[union-attr]
+
+
+async def test_a_big_answer_goes_by_link_and_reads_back_whole(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, store: str
+) -> None:
+    sim.enqueue("sim-coder", CODE)
+    delegator = make_delegator(store=store, **SMALL_LIMIT)
+    async with Client(build_server(delegator)) as session:
+        result = await session.call_tool("ask_coder", {"task": "Write 120 small functions"})
+        data = result.structured_content
+        uri = data["answer_uri"]
+        whole = await read(session, uri)
+        part = await read(session, f"{uri}?offset=100&length=50")
+        rest = await read(session, f"{uri}?offset={len(CODE) - 10}")
+        transcript = json.loads(await read(session, f"delegate://threads/{data['thread_id']}"))
+    assert uri == f"delegate://answers/{data['call_id']}" and data["answer_chars"] == len(CODE)
+    head, note = data["output"].split("\n\n[... characters 0 to ", 1)
+    assert CODE.startswith(head) and 0 < len(head) <= 800 and head.endswith("\n"), "the head ends at a line"
+    assert uri in note and "resources/read" in note and f"offset={len(head)}" in note
+    assert result.content[0].text.startswith(head), "the text a model reads is the answer's head itself"
+    assert len(result.content[0].text) + len(json.dumps(data)) < 8_000, "the result stays small"
+    assert whole == CODE and part == CODE[100:150] and rest == CODE[-10:]
+    assert transcript["turns"][0]["answer"] == CODE, "the thread keeps the whole answer"
+    assert not data["truncated"]
+
+
+async def test_an_answer_within_the_limit_comes_whole(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator
+) -> None:
+    sim.enqueue("sim-coder", CODE)
+    async with Client(build_server(make_delegator())) as session:
+        data = (await session.call_tool("ask_coder", {"task": "Write 120 small functions"})).structured_content
+    assert data["output"] == CODE and data["answer_uri"] is None
+
+
+async def test_with_links_off_a_long_answer_is_cut_as_before(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator
+) -> None:
+    sim.enqueue("sim-coder", CODE)
+    delegator = make_delegator(link_share=0, max_output_chars=1000)
+    async with Client(build_server(delegator)) as session:
+        data = (await session.call_tool("ask_coder", {"task": "Write 120 small functions"})).structured_content
+    assert data["output"].startswith(CODE[:1000]) and "DELEGATE_MAX_OUTPUT_CHARS" in data["output"]
+    assert data["truncated"] and data["answer_uri"] is None
+
+
+async def test_an_answer_not_kept_is_a_clear_not_found(make_delegator: Callable[..., Delegator]) -> None:
+    async with Client(build_server(make_delegator())) as session:
+        with pytest.raises(MCPError, match="DELEGATE_ANSWER_TTL_S"):
+            await session.read_resource("delegate://answers/0123456789abcdef")
+
+
+async def test_job_polls_carry_only_new_text_and_the_finished_job_names_its_call(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, delegators: list[Delegator]
+) -> None:
+    sim.enqueue("sim-writer", STEPS, **SLOW)
+    delegator = make_delegator(deadline_s=3)
+    delegators.append(delegator)
+    received = ""
+    async with Client(build_server(delegator)) as session:
+        first: Any = (await session.call_tool("ask_writer", {"task": "Write", "background": True})).structured_content
+        job_id, offset = first["job_id"], first["next_offset"]
+        received = first["output"][:offset]
+        for _ in range(40):
+            poll = (
+                await session.call_tool("delegate_result", {"job_id": job_id, "offset": offset, "wait_s": 1})
+            ).structured_content
+            new = poll["output"] if poll["status"] == "done" else poll["output"][: poll["next_offset"] - offset]
+            assert STEPS[offset:].startswith(new), "a poll carries only the text after the offset"
+            received, offset = received + new, poll["next_offset"]
+            if poll["status"] == "done":
+                break
+        whole = (await session.call_tool("delegate_result", {"job_id": job_id})).structured_content
+    assert poll["status"] == "done" and received == STEPS
+    assert whole["output"] == STEPS, "offset 0 (the default) returns the whole answer"
+    assert whole["call_id"] == first["call_id"] and whole["call_id"] is not None
