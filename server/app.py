@@ -179,7 +179,7 @@ def ask_tool(delegator: Delegator, spec: Specialist, reply: Reply, like: Tool | 
             "fn": ask,
             "name": spec.tool_name,
             "description": description,
-            "parameters": {**like.parameters, "title": f"{spec.tool_name}Arguments"},
+            "parameters": like.parameters,
             "resolved_params": dict(like.resolved_params),
             "resolver_plans": dict(like.resolver_plans),
         }

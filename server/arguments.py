@@ -180,8 +180,15 @@ def strict(tool: Any) -> Any:
     base = tool.fn_metadata.arg_model
     tight = type(base.__name__, (base,), {"model_config": ConfigDict(**base.model_config, extra="forbid")})
     tool.fn_metadata.arg_model = tight
-    tool.parameters = tight.model_json_schema(by_alias=True)
+    tool.parameters = untitled(tight.model_json_schema(by_alias=True))
     return tool
+
+
+def untitled(schema: dict[str, Any]) -> dict[str, Any]:
+    """An input schema without the titles pydantic derives from names ("Thread Id"): no client or model uses them,
+    and every tools/list carries them."""
+    properties = {name: {k: v for k, v in p.items() if k != "title"} for name, p in schema["properties"].items()}
+    return {k: v for k, v in schema.items() if k != "title"} | {"properties": properties}
 
 
 def tool_arguments(tool: Any) -> ToolArguments:
