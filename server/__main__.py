@@ -11,7 +11,20 @@ from typing import Any
 
 from server import __version__
 from server.catalog import load_catalog
-from server.commands import ask, compare, doctor, evaluate, feedback, route, serve, specialists, stats, threads
+from server.commands import (
+    ask,
+    compare,
+    doctor,
+    evaluate,
+    feedback,
+    panel,
+    result,
+    route,
+    serve,
+    specialists,
+    stats,
+    threads,
+)
 from server.commands.base import EXIT_CONFIG, EXIT_OK, Command, Invocation, exit_now
 from server.delegation import Delegator
 from server.errors import ConfigError, StoreError
@@ -25,6 +38,8 @@ COMMANDS: dict[str, Command] = {
     for command in (
         serve.COMMAND,
         ask.COMMAND,
+        panel.COMMAND,
+        result.COMMAND,
         route.COMMAND,
         feedback.COMMAND,
         specialists.COMMAND,
