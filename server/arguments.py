@@ -185,16 +185,26 @@ def strict(tool: Any) -> Any:
 
 
 def untitled(schema: dict[str, Any]) -> dict[str, Any]:
-    """An input schema without the titles pydantic derives from names ("Thread Id"): no client or model uses them,
-    and every tools/list carries them."""
-    properties = {name: {k: v for k, v in p.items() if k != "title"} for name, p in schema["properties"].items()}
+    """An input schema as clients are shown it: without the titles pydantic derives from names ("Thread Id"), which
+    no client or model uses, and with an optional argument's `anyOf [type, null]` as just its type (leaving it out
+    is how a client passes nothing; clients that convert typed values, such as the Inspector CLI, need the type)."""
+    properties = {name: _lean(p) for name, p in schema["properties"].items()}
     return {k: v for k, v in schema.items() if k != "title"} | {"properties": properties}
+
+
+def _lean(prop: dict[str, Any]) -> dict[str, Any]:
+    kinds = [kind for kind in prop.get("anyOf", []) if kind.get("type") != "null"]
+    base = {k: v for k, v in prop.items() if k not in ("title", "anyOf")}
+    if "anyOf" in prop and len(kinds) == 1 and len(prop["anyOf"]) == 2:
+        return base | kinds[0]
+    return base | ({"anyOf": prop["anyOf"]} if "anyOf" in prop else {})
 
 
 def tool_arguments(tool: Any) -> ToolArguments:
     """What a tool (mcp's Tool) takes, read from its own input schema and its arguments' Annotated markers."""
-    fields = tool.fn_metadata.arg_model.model_fields
-    return ToolArguments.read(tool.parameters, {name: field.metadata for name, field in fields.items()})
+    model = tool.fn_metadata.arg_model  # its whole schema: an explicit null stays allowed where the type allows it
+    markers = {name: field.metadata for name, field in model.model_fields.items()}
+    return ToolArguments.read(model.model_json_schema(by_alias=True), markers)
 
 
 class ArgumentCheck:

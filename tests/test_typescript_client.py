@@ -169,7 +169,7 @@ def test_the_mcp_inspector_cli_lists_tools_and_delegates(
     assert listed.returncode == 0, listed.stdout + listed.stderr
     tools = json.loads(listed.stdout)["tools"]
     assert sorted(tool["name"] for tool in tools) == TOOLS
-    assert all("outputSchema" in tool for tool in tools)
+    assert all("outputSchema" not in tool for tool in tools), "no outputSchema: clients show their model the text"
 
     called = run_node([*base, "--method", "tools/call", "--tool-name", "delegate", "--tool-arg", "task=Say hi"], env)
     assert called.returncode == 0, called.stdout + called.stderr
@@ -180,6 +180,34 @@ def test_the_mcp_inspector_cli_lists_tools_and_delegates(
     assert result["structuredContent"]["routing"]["decided_by"] == "router"
     assert result["content"][0]["text"].startswith("print('hi')")
     assert (sim.count("sim-router"), sim.count("sim-coder")) == (1, 1)
+
+
+def test_the_mcp_inspector_cli_passes_files_and_lists_the_prompts(
+    sim: ProviderSimulator, specialists_dir: Path, inspector: Path, tmp_path: Path
+) -> None:
+    """docs/clients.md's Inspector commands: `files` as a JSON list in --tool-arg, and the prompts."""
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "src" / "app.py").write_text("print('hi')\n")
+    sim.enqueue("sim-coder", "Looks fine.")
+    env = server_env(sim, specialists_dir, DELEGATE_FILE_ROOTS=str(project))
+    base = [str(inspector), "--cli", script()]
+    arguments = ["--tool-arg", "task=Review it", "--tool-arg", 'files=["src/*.py"]']
+    called = run_node([*base, "--method", "tools/call", "--tool-name", "ask_coder", *arguments], env)
+    assert called.returncode == 0, called.stdout + called.stderr
+    result = json.loads(called.stdout)
+    assert not result.get("isError"), result
+    assert result["structuredContent"]["files"] == [{"path": "src/app.py", "chars": 12}]
+    assert "print('hi')" in sim.calls("sim-coder")[0]["messages"][1]["content"]
+    listed = run_node([*base, "--method", "prompts/list"], env)
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    prompts = {p["name"]: [a["name"] for a in p["arguments"]] for p in json.loads(listed.stdout)["prompts"]}
+    assert prompts == {
+        "delegate": ["task", "specialist"],
+        "second-opinion": ["task", "specialists"],
+        "review-files": ["files", "question"],
+        "continue-thread": ["thread_id", "follow_up"],
+    }
 
 
 def test_the_typescript_sdk_client_offers_its_roots_and_the_server_reads_files_there(
