@@ -1,9 +1,9 @@
 """What a client's model reads of one result, in its two forms, and what tools/list costs: the figures behind
-declaring no outputSchema (docs/results.md).
+DELEGATE_RESULT_FORM and declaring no outputSchema (docs/results.md).
 
 Usage: python bench/model_reads.py
-- structured: the structuredContent as JSON, which Claude Code hands its model when a tool declares an outputSchema;
-- text: the text content (the answer itself, then one summary line), which clients show when none is declared.
+- structured: the structuredContent as JSON, which Claude Code hands its model whenever a result has one;
+- text: the text content (the answer itself, then one summary line), which it hands its model otherwise.
 Tokens are counted three ways: tiktoken's cl100k_base (OpenAI), the Anthropic tokenizer file litellm ships (Claude's
 older tokenizer; Claude's current one is not published), and characters / 4 (the server's own estimate).
 """

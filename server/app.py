@@ -59,13 +59,12 @@ MODERN = "2026-07-28"
 _INTERNAL = "delegate-mcp hit an internal error; the server log (stderr) has the details."
 
 
-def to_tool_result(result: DelegateResult) -> CallToolResult:
-    """The answer itself, then one summary line, as the text a model reads; the whole result as structured content
-    for programs. No outputSchema is declared, so clients show their model the text (docs/results.md says why)."""
+def to_tool_result(result: DelegateResult, text_only: bool = False) -> CallToolResult:
+    """The answer itself, then one summary line, as text; the whole result as structured content for programs,
+    unless the client would show its model that JSON instead of the text (docs/results.md)."""
+    structured = None if text_only else result.model_dump(mode="json")
     body = f"{result.output}\n\n---\n{summary_line(result)}"
-    return CallToolResult(
-        content=[TextContent(type="text", text=body)], structured_content=result.model_dump(mode="json")
-    )
+    return CallToolResult(content=[TextContent(type="text", text=body)], structured_content=structured)
 
 
 def log_channel(ctx: Context | None) -> LogChannel | None:
@@ -122,7 +121,7 @@ async def _run(
 ) -> CallToolResult:
     """Await a delegation; turn our errors into clean isError results and hide anything unexpected."""
     try:
-        return to_tool_result(await reply.finish(await call, progress, offset, log_channel(ctx)))
+        return to_tool_result(await reply.finish(await call, progress, offset, log_channel(ctx)), reply.text_only(ctx))
     except DelegateError as exc:
         raise ToolError(str(exc)) from None
     except Exception:
@@ -249,7 +248,7 @@ def result_tool(delegator: Delegator, reply: Reply) -> Tool:
     )
 
 
-def panel_tool(delegator: Delegator) -> Tool:
+def panel_tool(delegator: Delegator, reply: Reply) -> Tool:
     """panel: several independent answers to one task, and a synthesis."""
 
     async def panel(
@@ -271,7 +270,8 @@ def panel_tool(delegator: Delegator) -> Tool:
             logger.exception("delegate-mcp panel failed unexpectedly")
             raise ToolError(_INTERNAL) from None
         content = [TextContent(type="text", text=panel_text(result))]
-        return CallToolResult(content=content, structured_content=result.model_dump(mode="json"))
+        structured = None if reply.text_only(ctx) else result.model_dump(mode="json")
+        return CallToolResult(content=content, structured_content=structured)
 
     description = text.panel_description(delegator.catalog)
     return _strict(Tool.from_function(panel, name="panel", description=description, annotations=_ANNOTATIONS))
@@ -284,9 +284,9 @@ def _refused(problem: str) -> CallToolResult:
 
 def build_server(delegator: Delegator, after_handshake: Callable[[], Any] | None = None) -> MCPServer:
     """The MCP server exposing delegate, ask_<name>, delegate_result, panel, resources and prompts; built once."""
-    reply = Reply(delegator.answers, ClientLogLevels())
+    reply = Reply(delegator.answers, ClientLogLevels(), delegator.settings.result_form)
     tools = [delegate_tool(delegator, reply), *ask_tools(delegator, reply)]
-    tools += [result_tool(delegator, reply), panel_tool(delegator)]
+    tools += [result_tool(delegator, reply), panel_tool(delegator, reply)]
     if delegator.feedback_on:
         tools.append(feedback_tool(delegator))
     keep = set(text.chosen_tools([t.name for t in tools], delegator.settings.tools))

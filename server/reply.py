@@ -17,6 +17,18 @@ from server.results import DelegateResult, fallback_reasons, summary_line
 LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 
 
+READS_STRUCTURED = frozenset({"claude-code"})
+"""Clients (by the name they give in initialize) that show their model only a result's structured content, even for
+a tool with no outputSchema (Claude Code 2.1.197, checked)."""
+
+
+def client_name(ctx: object) -> str | None:
+    """The name the client gave in its initialize request (clientInfo.name), if any."""
+    session = getattr(getattr(ctx, "request_context", None), "session", None)
+    info = getattr(getattr(session, "client_params", None), "client_info", None)
+    return getattr(info, "name", None)
+
+
 def connection_of(session: object) -> object:
     """The client's connection behind a request's session: the MCP SDK makes a session per request and has no public
     name for the connection, which lasts as long as the client stays connected (over stdio, the whole run)."""
@@ -62,9 +74,15 @@ class LogChannel:
 class Reply:
     """Finishes a call for the client: a big answer goes by link, and its log messages to clients that asked."""
 
-    def __init__(self, shelf: AnswerShelf, levels: ClientLogLevels) -> None:
+    def __init__(self, shelf: AnswerShelf, levels: ClientLogLevels, form: str = "auto") -> None:
         self.shelf = shelf
         self.levels = levels
+        self._form = form
+
+    def text_only(self, ctx: object) -> bool:
+        """Whether to leave the structured content out: DELEGATE_RESULT_FORM=text, or (auto) a client that shows its
+        model the structured content instead of the text, which makes the model read the answer JSON-escaped."""
+        return self._form == "text" or (self._form == "auto" and client_name(ctx) in READS_STRUCTURED)
 
     async def finish(
         self, result: DelegateResult, progress: Progress, offset: int = 0, channel: LogChannel | None = None

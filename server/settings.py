@@ -69,6 +69,7 @@ ENV_NAMES: dict[str, str] = {
     "link_share": "DELEGATE_LINK_SHARE",
     "client_max_tokens": "DELEGATE_CLIENT_MAX_TOKENS",
     "answer_ttl_s": "DELEGATE_ANSWER_TTL_S",
+    "result_form": "DELEGATE_RESULT_FORM",
 }
 # Settings whose values are secrets: an error about them never shows the value.
 SECRET_FIELDS = frozenset({"http_token"})
@@ -194,6 +195,9 @@ class Settings(BaseModel):
     """The largest tool result the client accepts, in tokens (Claude Code's MAX_MCP_OUTPUT_TOKENS)."""
     answer_ttl_s: float = Field(86_400.0, gt=0)
     """How long an answer sent by link stays readable (default a day)."""
+    result_form: str = Field("auto", pattern="^(auto|both|text)$")
+    """What a tool result carries: both the text and the structured content; text only (a model then reads the answer
+    as text, not JSON-escaped); auto: text only for clients known to show their model only the structured content."""
 
     @property
     def router_models(self) -> list[str]:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
+from mcp_types import Implementation
 
 from server.app import build_server
 from server.delegation import Delegator
@@ -122,3 +123,29 @@ async def test_job_polls_carry_only_new_text_and_the_finished_job_names_its_call
     assert poll["status"] == "done" and received == STEPS
     assert whole["output"] == STEPS, "offset 0 (the default) returns the whole answer"
     assert whole["call_id"] == first["call_id"] and whole["call_id"] is not None
+
+
+CLAUDE_CODE = Implementation(name="claude-code", version="2.1.197")
+
+
+@pytest.mark.parametrize("form", [None, "both", "text"])
+async def test_claude_code_gets_the_answer_as_text_not_json(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator, form: str | None
+) -> None:
+    """Claude Code shows its model only a result's structured content, even with no outputSchema; so by default
+    (auto) it gets the text alone, and its model reads the answer as text, not JSON-escaped."""
+    sim.set_default("sim-coder", CODE[:500])
+    delegator = make_delegator(**({"result_form": form} if form else {}))
+    async with Client(build_server(delegator), mode="legacy", client_info=CLAUDE_CODE) as session:
+        claude = await session.call_tool("ask_coder", {"task": "Write functions"})
+    async with Client(build_server(delegator), mode="legacy") as session:
+        other = await session.call_tool("ask_coder", {"task": "Write functions"})
+    assert claude.content[0].text.startswith(CODE[:500] + "\n\n---\ncoder via openai/sim-coder")
+    if form == "both":
+        assert claude.structured_content is not None and claude.structured_content["output"] == CODE[:500]
+    else:
+        assert claude.structured_content is None, "Claude Code's model would read the answer JSON-escaped"
+    if form == "text":
+        assert other.structured_content is None
+    else:
+        assert other.structured_content is not None and other.structured_content["output"] == CODE[:500]
