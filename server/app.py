@@ -26,6 +26,7 @@ from mcp_types import (
     ListRootsRequest,
     ListRootsResult,
     PromptReference,
+    ResourceLink,
     SetLevelRequestParams,
     TextContent,
     ToolAnnotations,
@@ -63,8 +64,11 @@ def to_tool_result(result: DelegateResult, text_only: bool = False) -> CallToolR
     """The answer itself, then one summary line, as text; the whole result as structured content for programs,
     unless the client would show its model that JSON instead of the text (docs/results.md)."""
     structured = None if text_only else result.model_dump(mode="json")
-    body = f"{result.output}\n\n---\n{summary_line(result)}"
-    return CallToolResult(content=[TextContent(type="text", text=body)], structured_content=structured)
+    content: list[Any] = [TextContent(type="text", text=f"{result.output}\n\n---\n{summary_line(result)}")]
+    if result.answer_uri:  # the whole of a big answer, which the text holds only the head of
+        link = {"uri": result.answer_uri, "name": f"answer {result.call_id}", "size": result.answer_chars}
+        content.append(ResourceLink(type="resource_link", mime_type="text/plain", **link))
+    return CallToolResult(content=content, structured_content=structured)
 
 
 def log_channel(ctx: Context | None) -> LogChannel | None:
@@ -218,14 +222,9 @@ def feedback_tool(delegator: Delegator) -> Tool:
             raise ToolError(str(exc)) from None
         return receipt(correction)
 
-    return _strict(
-        Tool.from_function(
-            feedback,
-            name="feedback",
-            description=text.feedback_description(delegator.catalog),
-            annotations=ToolAnnotations(read_only_hint=False, open_world_hint=False, idempotent_hint=True),
-        )
-    )
+    annotations = ToolAnnotations(read_only_hint=False, open_world_hint=False, idempotent_hint=True)
+    description = text.feedback_description(delegator.catalog)
+    return _strict(Tool.from_function(feedback, name="feedback", description=description, annotations=annotations))
 
 
 def result_tool(delegator: Delegator, reply: Reply) -> Tool:

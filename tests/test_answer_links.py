@@ -67,6 +67,8 @@ async def test_a_big_answer_goes_by_link_and_reads_back_whole(
     assert CODE.startswith(head) and 0 < len(head) <= 800 and head.endswith("\n"), "the head ends at a line"
     assert uri in note and "resources/read" in note and f"offset={len(head)}" in note
     assert result.content[0].text.startswith(head), "the text a model reads is the answer's head itself"
+    link = result.content[1]
+    assert (link.type, str(link.uri), link.size, link.mime_type) == ("resource_link", uri, len(CODE), "text/plain")
     assert len(result.content[0].text) + len(json.dumps(data)) < 8_000, "the result stays small"
     assert whole == CODE and part == CODE[100:150] and rest == CODE[-10:]
     assert transcript["turns"][0]["answer"] == CODE, "the thread keeps the whole answer"
