@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import math
 import time
+import uuid
 
 import anyio
 
 from server.errors import StoreError, UnknownAnswerError
 from server.ids import check_id
-from server.results import DelegateResult, since
+from server.results import DelegateResult, PanelResult, panel_text, since
 from server.settings import Settings
 from server.store.base import Store
 
@@ -55,10 +56,10 @@ class AnswerShelf:
         """Whether this answer would take more than the configured share of the client's limit."""
         return self.on and result_tokens(output) > self.limit_tokens
 
-    def head(self, text: str) -> str:
-        """The start of the answer sent in the result: a quarter of the limit, ended at a line break when one is
-        near, so code is not cut mid-line."""
-        size = self.limit_tokens * CHARS_PER_TOKEN // 4
+    def head(self, text: str, size: int | None = None) -> str:
+        """The start of the answer sent in the result (by default a quarter of the limit), ended at a line break
+        when one is near, so code is not cut mid-line."""
+        size = size or self.limit_tokens * CHARS_PER_TOKEN // 4
         cut = text.rfind("\n", size // 2, size)
         return text[: cut + 1 if cut > 0 else size]
 
@@ -84,11 +85,9 @@ class AnswerShelf:
         if result.call_id is None or result.status != "done" or not self.too_big(part.output):
             return part
         whole = result.output
-        try:
-            with anyio.CancelScope(shield=True):  # paid for: keep it even if the client gives up now
-                await anyio.to_thread.run_sync(self.keep, result.call_id, whole, caller)
-        except StoreError as exc:
-            return part.model_copy(update={"warnings": [*part.warnings, f"not kept for a link: {exc}"]})
+        problem = await _kept(self, result.call_id, whole, caller)  # paid for: kept even if the client gives up
+        if problem:
+            return part.model_copy(update={"warnings": [*part.warnings, problem]})
         head = self.head(part.output)
         uri, end = answer_uri(result.call_id), max(0, offset) + len(head)
         note = (
@@ -98,6 +97,37 @@ class AnswerShelf:
             "(DELEGATE_LINK_SHARE of DELEGATE_CLIENT_MAX_TOKENS).]"
         )
         return part.model_copy(update={"output": head + note, "answer_uri": uri, "answer_chars": len(whole)})
+
+
+async def _kept(shelf: AnswerShelf, key: str, text: str, caller: str) -> str | None:
+    """Keep a whole text under `key`, even if the client gives up meanwhile; the store's error, or None."""
+    try:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(shelf.keep, key, text, caller)
+    except StoreError as exc:
+        return f"not kept for a link: {exc}"
+    return None
+
+
+async def linked_panel(shelf: AnswerShelf, result: PanelResult, caller: str = SHARED_CALLER) -> PanelResult:
+    """A panel too big for the client: its whole text kept under a new id, each answer cut to its head (the
+    synthesis stays whole), and the link in the result."""
+    whole = panel_text(result)
+    if not shelf.too_big(whole):
+        return result
+    panel_id = uuid.uuid4().hex[:16]
+    problem = await _kept(shelf, panel_id, whole, caller)
+    if problem:
+        return result.model_copy(update={"warnings": [*result.warnings, problem]})
+    uri, size = answer_uri(panel_id), shelf.limit_tokens * CHARS_PER_TOKEN // 4 // max(1, len(result.answers))
+    answers = []
+    for answer in result.answers:
+        if len(answer.output) > size:
+            note = f"\n\n[... the first part of {len(answer.output):,} characters; the whole panel is {uri}.]"
+            answer = answer.model_copy(update={"output": shelf.head(answer.output, size) + note})
+        answers.append(answer)
+    update = {"answers": answers, "call_id": panel_id, "answer_uri": uri, "answer_chars": len(whole)}
+    return result.model_copy(update=update)
 
 
 def answer_range(text: str, offset: int, length: int) -> str:

@@ -36,7 +36,7 @@ from pydantic import ValidationError
 
 from server import __version__, resource_text
 from server import tool_text as text
-from server.answers import answer_range
+from server.answers import answer_range, linked_panel
 from server.arguments import ArgumentCheck, tool_arguments
 from server.arguments import strict as _strict
 from server.catalog import Specialist
@@ -60,11 +60,12 @@ MODERN = "2026-07-28"
 _INTERNAL = "delegate-mcp hit an internal error; the server log (stderr) has the details."
 
 
-def to_tool_result(result: DelegateResult, text_only: bool = False) -> CallToolResult:
+def to_tool_result(result: DelegateResult | PanelResult, text_only: bool = False) -> CallToolResult:
     """The answer itself, then one summary line, as text; the whole result as structured content for programs,
     unless the client would show its model that JSON instead of the text (docs/results.md)."""
     structured = None if text_only else result.model_dump(mode="json")
-    content: list[Any] = [TextContent(type="text", text=f"{result.output}\n\n---\n{summary_line(result)}")]
+    body = panel_text(result) if isinstance(result, PanelResult) else f"{result.output}\n\n---\n{summary_line(result)}"
+    content: list[Any] = [TextContent(type="text", text=body)]
     if result.answer_uri:  # the whole of a big answer, which the text holds only the head of
         link = {"uri": result.answer_uri, "name": f"answer {result.call_id}", "size": result.answer_chars}
         content.append(ResourceLink(type="resource_link", mime_type="text/plain", **link))
@@ -262,15 +263,13 @@ def panel_tool(delegator: Delegator, reply: Reply) -> Tool:
         progress = progress_for(ctx)
         try:
             call = delegator.panel(task, context, specialists, synthesize, progress, files or [], roots_of(roots))
-            result = await call
+            result = await linked_panel(reply.shelf, await call)
         except DelegateError as exc:
             raise ToolError(str(exc)) from None
         except Exception:
             logger.exception("delegate-mcp panel failed unexpectedly")
             raise ToolError(_INTERNAL) from None
-        content = [TextContent(type="text", text=panel_text(result))]
-        structured = None if reply.text_only(ctx) else result.model_dump(mode="json")
-        return CallToolResult(content=content, structured_content=structured)
+        return to_tool_result(result, reply.text_only(ctx))
 
     description = text.panel_description(delegator.catalog)
     return _strict(Tool.from_function(panel, name="panel", description=description, annotations=_ANNOTATIONS))

@@ -197,6 +197,11 @@ class PanelResult(BaseModel):
     )
     files: list[FileRead] = Field(default_factory=list, description="Files the server read for every member.")
     warnings: list[str] = Field(default_factory=list, description="Problems that did not stop the panel.")
+    call_id: str | None = Field(None, description="This panel's id, when its whole text went by link.")
+    answer_uri: str | None = Field(
+        None, description="When the answers hold only their heads: the resource with the whole panel as text."
+    )
+    answer_chars: int | None = Field(None, description="The whole panel text's length when it went by link.")
 
 
 def panel_text(result: PanelResult) -> str:

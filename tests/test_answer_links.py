@@ -151,3 +151,21 @@ async def test_claude_code_gets_the_answer_as_text_not_json(
         assert other.structured_content is None
     else:
         assert other.structured_content is not None and other.structured_content["output"] == CODE[:500]
+
+
+async def test_a_panel_too_big_for_the_client_goes_by_link(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator
+) -> None:
+    for model in ("sim-coder", "sim-writer"):
+        sim.enqueue(model, CODE)
+    sim.enqueue("sim-general", "A and B agree.")
+    delegator = make_delegator(**SMALL_LIMIT)
+    async with Client(build_server(delegator)) as session:
+        result = await session.call_tool("panel", {"task": "Write functions", "specialists": ["coder", "writer"]})
+        data = result.structured_content
+        whole = await read(session, data["answer_uri"])
+    assert data["answer_uri"] == f"delegate://answers/{data['call_id']}" and data["answer_chars"] == len(whole)
+    assert all(len(a["output"]) < 800 and data["answer_uri"] in a["output"] for a in data["answers"])
+    assert data["synthesis"] == "A and B agree.", "the synthesis stays whole"
+    assert whole.count(CODE) == 2 and "A and B agree." in whole, "the link serves every answer whole"
+    assert result.content[1].type == "resource_link" and str(result.content[1].uri) == data["answer_uri"]
