@@ -19,6 +19,7 @@ from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp_types import (
+    INVALID_PARAMS,
     CallToolResult,
     Completion,
     EmptyResult,
@@ -360,7 +361,7 @@ def add_thread_resources(server: MCPServer, book: ThreadBook) -> None:
 
 def add_prompts(server: MCPServer, delegator: Delegator) -> None:
     """The prompts (slash commands in clients that show them) and completion of their arguments."""
-    for spec in prompt_specs(delegator.catalog):
+    for spec in prompt_specs(delegator.catalog, lambda why: MCPError(INVALID_PARAMS, why)):
         server.add_prompt(Prompt.from_function(spec.fn, name=spec.name, title=spec.title, description=spec.description))
     completions = Completions(delegator.catalog, delegator.threads)
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from server.catalog import Catalog
+from server.errors import UnknownSpecialistError
 from server.threads import ThreadBook
 
 MAX_COMPLETIONS = 100
@@ -56,18 +57,25 @@ def _call(tool: str, arguments: dict[str, Any]) -> str:
     )
 
 
-def prompt_specs(catalog: Catalog) -> list[PromptSpec]:
-    """The prompts offered: delegate, second-opinion, review-files and continue-thread."""
+def prompt_specs(catalog: Catalog, refuse: Callable[[str], Exception] = ValueError) -> list[PromptSpec]:
+    """The prompts offered: delegate, second-opinion, review-files and continue-thread; `refuse` makes the error
+    the client sees of a bad argument (an unknown specialist: the message lists the known ones)."""
+
+    def known(name: str) -> str:
+        try:
+            return catalog.get(name).tool_name
+        except UnknownSpecialistError as exc:
+            raise refuse(str(exc)) from None
 
     def delegate(task: TaskText, specialist: SpecialistName = "") -> str:
         if specialist.strip():
-            return _call(catalog.get(specialist.strip()).tool_name, {"task": task})
+            return _call(known(specialist.strip()), {"task": task})
         return _call("delegate", {"task": task})
 
     def second_opinion(task: TaskText, specialists: PanelNames = "") -> str:
         names = split_names(specialists)
         for name in names:
-            catalog.get(name)  # an unknown name fails here, listing the known ones
+            known(name)
         return _call("panel", {"task": task, **({"specialists": names} if names else {})})
 
     def review_files(files: FileList, question: Question) -> str:

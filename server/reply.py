@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from weakref import WeakKeyDictionary
 
-from server.answers import AnswerShelf
+from server.answers import SHARED_CALLER, AnswerShelf
 from server.progress import Progress
 from server.results import DelegateResult, fallback_reasons, summary_line
 
@@ -85,14 +85,20 @@ class Reply:
         return self._form == "text" or (self._form == "auto" and client_name(ctx) in READS_STRUCTURED)
 
     async def finish(
-        self, result: DelegateResult, progress: Progress, offset: int = 0, channel: LogChannel | None = None
+        self,
+        result: DelegateResult,
+        progress: Progress,
+        offset: int = 0,
+        channel: LogChannel | None = None,
+        caller: str = SHARED_CALLER,
     ) -> DelegateResult:
-        """The result the client gets (from `offset` on, for a job's poll), its last progress and messages sent."""
+        """The result the client gets (from `offset` on, for a job's poll), its last progress and messages sent; a big
+        answer is kept as `caller`'s (one shared caller until HTTP callers are told apart)."""
         if result.status == "running":
             await progress.milestone(f"still answering: handed back as job {result.job_id}")
         else:
             await progress.milestone(f"{result.status}: {result.specialist} answered with {result.model}")
-        result = await self.shelf.linked(result, offset)
+        result = await self.shelf.linked(result, offset, caller)
         if channel is not None:
             await self.log(channel, call_messages(result))
         return result

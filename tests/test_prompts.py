@@ -62,8 +62,10 @@ async def test_each_prompt_asks_for_its_tool_call(make_delegator: Callable[..., 
 
 async def test_a_prompt_naming_an_unknown_specialist_is_refused(make_delegator: Callable[..., Delegator]) -> None:
     async with Client(build_server(make_delegator())) as session:
-        with pytest.raises(MCPError):
+        with pytest.raises(MCPError, match="Known specialists: coder, generalist, writer"):
             await session.get_prompt("delegate", {"task": "x", "specialist": "poet"})
+        with pytest.raises(MCPError, match="Unknown specialist: 'poet'"):
+            await session.get_prompt("second-opinion", {"task": "x", "specialists": "coder, poet"})
 
 
 async def test_specialist_names_and_thread_ids_complete(
