@@ -93,9 +93,8 @@ def test_the_typescript_sdk_client_lists_tools_and_calls_them_over_stdio(
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", report["protocolVersion"] or ""), report["protocolVersion"]
     assert report["server"]["name"] == "delegate-mcp"
     assert sorted(tool["name"] for tool in report["tools"]) == TOOLS
-    assert all(tool["hasOutputSchema"] for tool in report["tools"]), report["tools"]
+    assert not any(tool["hasOutputSchema"] for tool in report["tools"]), "the schemas are delegate://schemas"
     coded, written, bogus = report["calls"]
-    # A result is only reported (not "error") if the SDK accepted its structuredContent against the outputSchema.
     assert "error" not in coded and not coded["isError"], coded
     assert coded["structuredContent"]["output"] == "fn main() {}"
     assert coded["structuredContent"]["specialist"] == "coder"
