@@ -47,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+
 def run_compare(settings: Settings, catalog: Catalog, environ: Mapping[str, str], args: argparse.Namespace) -> int:
     """Run the bake-off the flags describe; its exit code."""
     from server.commands.compare_run import run_compare as run

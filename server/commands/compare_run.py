@@ -320,3 +320,4 @@ def progress_bar(stream: TextIO) -> Callable[[int, int], None]:
 
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
