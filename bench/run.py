@@ -29,6 +29,7 @@ from bench.rawclient import RawClient, server_env  # noqa: E402
 from tests.simulator import ProviderSimulator  # noqa: E402
 
 QUICK = "--quick" in sys.argv
+KEPT_SECTION = "## The README's commands"  # measured by bench/readme_commands.sh: a run of this script keeps it
 PYTHON = sys.executable
 SCRIPT = shutil.which("delegate-mcp", path=str(Path(PYTHON).parent)) or "delegate-mcp"
 ROUTE = '{"specialist": "coder", "reason": "bench", "confidence": 0.9}'
@@ -420,7 +421,9 @@ async def main() -> None:
     )
     print(report)
     if not QUICK and not only:
-        (ROOT / "bench" / "RESULTS.md").write_text("# Benchmark results\n\n" + report)
+        saved = ROOT / "bench" / "RESULTS.md"
+        kept = saved.read_text().partition(KEPT_SECTION)[1:] if saved.exists() else ("", "")
+        saved.write_text("# Benchmark results\n\n" + report + ("\n" + "".join(kept) if kept[0] else ""))
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ from server.files import root_paths
 from server.handshake import AfterHandshake
 from server.progress import NO_PROGRESS, Progress
 from server.prompts import Completions, prompt_specs
+from server.quality.shadow_report import SHADOW_TEXT, shadow_summary
 from server.reply import ClientLogLevels, LogChannel, Reply, connection_of
 from server.results import DelegateResult, PanelResult, panel_text, summary_line
 from server.stdio_check import CheckedLines, claimed_stdin
@@ -144,12 +145,13 @@ def delegate_tool(delegator: Delegator, reply: Reply) -> Tool:
         files: text.FilesArg = None,
         thread_id: text.ThreadArg = None,
         background: text.BackgroundArg = False,
+        checks: text.ChecksArg = None,
         ctx: Context | None = None,
         roots: ClientRoots = None,
     ) -> CallToolResult:
         progress = progress_for(ctx)
         call = delegator.delegate(
-            task, context, progress, files or [], roots_of(roots), thread_id=thread_id, background=background
+            task, context, progress, files or [], roots_of(roots), thread_id, background, checks=checks
         )
         return await _run(call, progress, reply, ctx)
 
@@ -167,13 +169,12 @@ def ask_tool(delegator: Delegator, spec: Specialist, reply: Reply, like: Tool | 
         files: text.FilesArg = None,
         thread_id: text.ThreadArg = None,
         background: text.BackgroundArg = False,
+        checks: text.ChecksArg = None,
         ctx: Context | None = None,
         roots: ClientRoots = None,
     ) -> CallToolResult:
-        progress = progress_for(ctx)
-        call = delegator.ask(
-            spec.name, task, context, progress, files or [], roots_of(roots), thread_id=thread_id, background=background
-        )
+        progress, where = progress_for(ctx), roots_of(roots)
+        call = delegator.ask(spec.name, task, context, progress, files or [], where, thread_id, background, checks)
         return await _run(call, progress, reply, ctx)
 
     ask.__name__ = spec.tool_name  # names the input schema ask_<name>Arguments
@@ -276,11 +277,6 @@ def panel_tool(delegator: Delegator, reply: Reply) -> Tool:
     return _strict(Tool.from_function(panel, name="panel", description=description, annotations=_ANNOTATIONS))
 
 
-def _refused(problem: str) -> CallToolResult:
-    """A malformed call, answered with what is wrong in plain words."""
-    return CallToolResult(content=[TextContent(type="text", text=problem)], is_error=True)
-
-
 def build_server(delegator: Delegator, after_handshake: Callable[[], Any] | None = None) -> MCPServer:
     """The MCP server exposing delegate, ask_<name>, delegate_result, panel, resources and prompts; built once."""
     reply = Reply(delegator.answers, ClientLogLevels(), delegator.settings.result_form)
@@ -290,7 +286,8 @@ def build_server(delegator: Delegator, after_handshake: Callable[[], Any] | None
         tools.append(feedback_tool(delegator))
     keep = set(text.chosen_tools([t.name for t in tools], delegator.settings.tools))
     tools = [t for t in tools if t.name in keep]
-    middleware: list[Any] = [ArgumentCheck({t.name: tool_arguments(t) for t in tools}, _refused)]
+    refused = lambda problem: CallToolResult(content=[TextContent(type="text", text=problem)], is_error=True)  # noqa: E731
+    middleware: list[Any] = [ArgumentCheck({t.name: tool_arguments(t) for t in tools}, refused)]
     if after_handshake:
         middleware.append(AfterHandshake(after_handshake))
     server = MCPServer(
@@ -344,6 +341,10 @@ def add_resources(server: MCPServer, delegator: Delegator) -> None:
     def schemas() -> str:
         models = {"delegate": DelegateResult, "panel": PanelResult, "feedback": FeedbackReceipt}
         return json.dumps({name: model.model_json_schema() for name, model in models.items()}, indent=2)
+
+    @_resource(server, "delegate://shadow", "shadow", SHADOW_TEXT)
+    async def shadow() -> str:
+        return json.dumps(await anyio.to_thread.run_sync(shadow_summary, delegator.store), indent=2)
 
 
 def add_thread_resources(server: MCPServer, book: ThreadBook) -> None:

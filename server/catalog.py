@@ -12,10 +12,11 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from server.calling.cli.presets import cli_entry_problem, installed
 from server.errors import ConfigError, UnknownSpecialistError
 
 MAX_FILE_BYTES = 1_000_000  # a specialist file is a page of instructions; more is a mistake or a trap
@@ -27,8 +28,11 @@ NonEmpty = Annotated[str, Field(min_length=1)]
 # The built-in files' front matter, already parsed, keyed by the SHA-256 of its text: start-up then needs neither
 # PyYAML's import nor a parse of some 400 examples. Any other text (your own files, an edited built-in) is parsed.
 PARSED_FRONT_MATTER = "front-matter.json"
+INVESTIGATOR = "examples/investigator.md"
 
 
+MAX_RUBRIC_CHARS = 4_000
+CASCADE_ONLY = ("verifier", "rubric", "show_draft", "on_verifier_error")
 MAX_PRICE_PER_MTOK = 10_000.0  # USD per million tokens; more is a typo (a price per token written per million)
 # A price written after a model id: MODEL@INPUT/OUTPUT in USD per million tokens (openai/qwen@0.15/0.60). Both
 # numbers are required, so a Vertex id's own @version (claude-3-5-sonnet@20240620) is never mistaken for one.
@@ -67,6 +71,12 @@ class ModelRef(BaseModel):
     api_key_env: str | None = Field(None, pattern=ENV_NAME_PATTERN)
     price: Price | None = None
     """Its own price; without one, litellm's list price applies, and only at the vendor's own endpoint."""
+    cli_model: str | None = Field(None, min_length=1, max_length=200)
+    """cli/ entries: the CLI's own model name (its --model)."""
+    flags: tuple[str, ...] = ()
+    """cli/ entries: extra flags, each on the CLI's allow-list (docs/cli-agents.md)."""
+    command: tuple[NonEmpty, ...] = ()
+    """cli/custom: the program and its arguments; the prompt goes on stdin."""
 
     @model_validator(mode="before")
     @classmethod
@@ -85,6 +95,13 @@ class ModelRef(BaseModel):
         if self.price is None:
             return self.model
         return f"{self.model}@{self.price.input_per_mtok:g}/{self.price.output_per_mtok:g}"
+
+    @model_validator(mode="after")
+    def _cli_settings_fit_the_entry(self) -> ModelRef:
+        problem = cli_entry_problem(self.model, self.cli_model, self.flags, self.command)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class SpecialistFile(BaseModel):
@@ -105,6 +122,17 @@ class SpecialistFile(BaseModel):
     price: Price | None = None
     """The price of `model` (not of a model_env replacement, which may carry its own as MODEL@IN/OUT)."""
     default: bool = False
+    cli_model: str | None = Field(None, min_length=1, max_length=200)
+    flags: list[str] = Field(default_factory=list)
+    command: list[NonEmpty] = Field(default_factory=list)
+    allow_edits: bool = False
+    """The only way to let a cli/ model change files (a tool argument never can)."""
+    escalate: bool = False
+    """The chain is a cascade: each model's answer is verified, and a failed one escalates to the next model."""
+    verifier: ModelRef | None = None
+    rubric: str | None = Field(None, min_length=1, max_length=MAX_RUBRIC_CHARS)
+    show_draft: bool = False
+    on_verifier_error: Literal["accept", "escalate"] = "accept"
 
     @field_validator("fallbacks", mode="before")
     @classmethod
@@ -112,6 +140,25 @@ class SpecialistFile(BaseModel):
         if isinstance(value, list):
             return [{"model": item} if isinstance(item, str) else item for item in value]
         return value
+
+    @field_validator("verifier", mode="before")
+    @classmethod
+    def _verifier_string_is_a_model(cls, value: Any) -> Any:
+        return {"model": value} if isinstance(value, str) else value
+
+
+@dataclass(frozen=True)
+class Cascade:
+    """How a specialist with `escalate: true` verifies each model's answer before it escalates to the next."""
+
+    verifier: ModelRef | None
+    """The model that judges a draft; None: the router's cheap models."""
+    rubric: str | None
+    """What a good answer must do, for the verifier (besides being complete and correct)."""
+    show_draft: bool
+    """Whether the next model sees the rejected draft and the verifier's reason."""
+    on_verifier_error: str
+    """accept: a verifier that fails or times out lets the draft through (and says so); escalate: it does not."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +175,10 @@ class Specialist:
     default: bool
     model_env: str | None
     source: str
+    allow_edits: bool = False
+    """cli/ models may change files in their working directory (the specialist file said allow_edits: true)."""
+    cascade: Cascade | None = None
+    """Set when the file says `escalate: true`."""
 
     @property
     def tool_name(self) -> str:
@@ -192,12 +243,16 @@ def parse_specialist(text: str, source: str, environ: Mapping[str, str]) -> Spec
             api_base=spec.api_base,
             api_key_env=spec.api_key_env,
             price=None if primary else spec.price,
+            cli_model=spec.cli_model,
+            flags=tuple(spec.flags),
+            command=tuple(spec.command),
         )
     except ValidationError as exc:
         where = f"{spec.model_env} (replacing 'model')" if primary else "field 'model'"
         raise ConfigError(f"{source}: {where}: " + "; ".join(e["msg"] for e in exc.errors())) from None
     chain = [first]
     chain += [ref for ref in spec.fallbacks if ref not in chain]
+    cascade = cascade_of(spec, data, len(chain), source)
     return Specialist(
         name=spec.name,
         description=" ".join(spec.description.split()),
@@ -209,7 +264,23 @@ def parse_specialist(text: str, source: str, environ: Mapping[str, str]) -> Spec
         default=spec.default,
         model_env=spec.model_env,
         source=source,
+        allow_edits=spec.allow_edits,
+        cascade=cascade,
     )
+
+
+def cascade_of(spec: SpecialistFile, data: dict[str, Any], models: int, source: str) -> Cascade | None:
+    """The cascade a file asks for with `escalate: true`; its keys without it, or a one-model chain, are errors."""
+    if not spec.escalate:
+        given = [key for key in CASCADE_ONLY if key in data]
+        if given:
+            raise ConfigError(f"{source}: field '{given[0]}': it only takes effect with 'escalate: true'; add that.")
+        return None
+    if models < 2:
+        raise ConfigError(
+            f"{source}: field 'escalate': a cascade needs at least two models (model and fallbacks) to escalate to."
+        )
+    return Cascade(spec.verifier, spec.rubric, spec.show_draft, spec.on_verifier_error)
 
 
 def header_key(header: str) -> str:
@@ -266,6 +337,9 @@ def load_catalog(environ: Mapping[str, str], directory: Path | None = None) -> C
         folder = resources.files("specialists")
         files = sorted((f for f in folder.iterdir() if f.name.endswith(".md")), key=lambda f: f.name)
         texts = [(f"specialists/{f.name}", f.read_text(encoding="utf-8")) for f in files]
+        if installed(environ):  # the investigator runs a coding-agent CLI first: offered only when one is here
+            example = folder.joinpath(INVESTIGATOR)
+            texts.append((f"specialists/{INVESTIGATOR}", example.read_text(encoding="utf-8")))
         source = "built-in"
     else:
         if not directory.is_dir():

@@ -19,11 +19,13 @@ from server.jobs import JobManager
 from server.panel import Panel
 from server.pipeline.answer import Answer
 from server.pipeline.budget import Budget
+from server.pipeline.cascade import CascadeStage
 from server.pipeline.handoff import Handoff
 from server.pipeline.prepare import FileRoots, Prepare
 from server.pipeline.record import Record, Tally
 from server.pipeline.route import Route
 from server.pipeline.startup import StartUp
+from server.quality.shadow import ShadowRunner, build_shadow, judge_chain
 from server.redact import secret_values
 from server.routing.lifecycle import ClassifierLifecycle
 from server.routing.router import RouteCache, Router
@@ -32,6 +34,7 @@ from server.store.base import Store
 from server.store.budget import DailyBudget, default_data_dir
 from server.store.decision_log import DecisionLog
 from server.store.factory import open_store
+from server.store.shadow_book import ShadowBook
 from server.store.usage import UsageTally
 from server.threads import ThreadBook
 
@@ -59,6 +62,8 @@ class Components:
     threads: ThreadBook | None
     file_roots: FileRoots
     jobs: JobManager
+    shadow: ShadowRunner | None
+    """Shadow runs (DELEGATE_SHADOW); None when off, the default."""
 
 
 def feedback_is_on(settings: Settings) -> bool:
@@ -104,6 +109,16 @@ def build_components(
         threads=threads,
         file_roots=FileRoots.from_settings(settings),
         jobs=JobManager(settings, store),
+        shadow=build_shadow(
+            settings.shadow,
+            catalog,
+            chain,
+            judge_chain(settings.shadow_judge, router.router_models),
+            ShadowBook(store),
+            daily_budget,
+            settings.shadow_concurrency,
+            settings.log_tasks,
+        ),
     )
     if settings.panel_judge and settings.panel_judge not in catalog.names:
         raise ConfigError(
@@ -130,7 +145,8 @@ def build_stages(settings: Settings, catalog: Catalog, parts: Components) -> Sta
     startup = StartUp(parts.lifecycle, settings.deadline_s)
     tally = Tally(parts.usage)
     record = Record(catalog, parts.environ, tally, parts.decision_log, parts.feedback, parts.feedback_on)
-    answer = Answer(settings, parts.chain, parts.threads, tally)
+    cascade = CascadeStage(parts.chain, parts.router, parts.environ, settings.verifier_timeout_s, parts.cooldowns)
+    answer = Answer(settings, parts.chain, parts.threads, tally, cascade, parts.shadow)
     return Stages(
         startup=startup,
         prepare=Prepare(settings, parts.file_roots, parts.threads, parts.jobs, startup),
@@ -143,7 +159,9 @@ def build_stages(settings: Settings, catalog: Catalog, parts: Components) -> Sta
             parts.lifecycle,
             settings.router_preview_chars,
         ),
-        budget=Budget(parts.daily_budget, catalog, parts.usable, parts.chain, parts.router, settings.max_output_tokens),
+        budget=Budget(
+            parts.daily_budget, catalog, parts.usable, parts.chain, parts.router, settings.max_output_tokens, cascade
+        ),
         handoff=Handoff(settings, parts.jobs, answer, record),
         record=record,
         panel=Panel(parts.chain),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -15,11 +16,12 @@ from server.errors import PanelFailedError
 from server.feedback import Correction
 from server.files import FileBundle, FileRules
 from server.panel import choose_members
-from server.pipeline.answer import Answering
+from server.pipeline.answer import Answering, call_checks
 from server.pipeline.messages import material
 from server.pipeline.prepare import EMPTY_TASK, Request, file_rules, is_blank, validate
 from server.pipeline.route import direct
 from server.progress import NO_PROGRESS, Progress
+from server.quality.checks import Check
 from server.results import DelegateResult, PanelResult
 from server.routing.classifier import Classifier
 from server.routing.lifecycle import training_examples
@@ -56,6 +58,8 @@ class Delegator:
         """Conversations, kept in the store unless DELEGATE_THREADS=off."""
         self.jobs = parts.jobs
         """Answers that outlive their tool call (delegate_result reads them)."""
+        self.shadow = parts.shadow
+        """Shadow runs (DELEGATE_SHADOW), or None when off."""
         self._stages = build_stages(settings, catalog, parts)
         self.answers = AnswerShelf(settings, self.store)
         """Big answers kept whole for delegate://answers/{call_id}."""
@@ -150,12 +154,14 @@ class Delegator:
         client_roots: Sequence[Path] = (),
         thread_id: str | None = None,
         background: bool = False,
+        checks: list[Any] | None = None,
     ) -> DelegateResult:
         """Route the task to the best specialist and return its answer with the routing metadata; with a
-        thread_id, as the next turn of that conversation."""
+        thread_id, as the next turn of that conversation; `checks` verify a cascade's drafts."""
         request = Request(task, context, files, client_roots, thread_id, background)
+        graders = call_checks(checks)
         with self._stages.startup.counted():
-            result = await self._stages.record.logged("delegate", task, self._delegate(request, progress))
+            result = await self._stages.record.logged("delegate", task, self._delegate(request, progress, graders))
         self.jobs.name_call(result.job_id, result.call_id)
         return result
 
@@ -169,12 +175,14 @@ class Delegator:
         client_roots: Sequence[Path] = (),
         thread_id: str | None = None,
         background: bool = False,
+        checks: list[Any] | None = None,
     ) -> DelegateResult:
         """Send the task straight to one specialist, with no routing; with a thread_id, as the next turn."""
         spec = self.catalog.get(name)
         request = Request(task, context, files, client_roots, thread_id, background)
+        graders = call_checks(checks)
         with self._stages.startup.counted():
-            result = await self._stages.record.logged(spec.tool_name, task, self._ask(spec, request, progress))
+            result = await self._stages.record.logged(spec.tool_name, task, self._ask(spec, request, progress, graders))
         self.jobs.name_call(result.job_id, result.call_id)
         return result
 
@@ -213,7 +221,7 @@ class Delegator:
         warnings = [*bundle.warnings, *result.warnings]
         return result.model_copy(update={"files": bundle.reads, "warnings": warnings, "startup_wait_ms": waited})
 
-    async def _delegate(self, request: Request, progress: Progress) -> DelegateResult:
+    async def _delegate(self, request: Request, progress: Progress, checks: tuple[Check, ...]) -> DelegateResult:
         """prepare → budget reserved → route → answer (maybe handed off as a job) → budget settled."""
         prepared = await self._stages.prepare.run(request)
         task, context, bundle = request.task, request.context, prepared.bundle
@@ -229,10 +237,14 @@ class Delegator:
             await settle.aclose()
             raise
         deadline, thread, waited = prepared.deadline, prepared.thread, prepared.startup_wait_ms
-        answering = Answering(spec, outcome, task, context, deadline, progress, bundle, thread, waited)
+        answering = Answering(
+            spec, outcome, task, context, deadline, progress, bundle, thread, waited, checks, prepared.workdir
+        )
         return await self._stages.handoff.respond("delegate", answering, paid, settle, request.background)
 
-    async def _ask(self, spec: Specialist, request: Request, progress: Progress) -> DelegateResult:
+    async def _ask(
+        self, spec: Specialist, request: Request, progress: Progress, checks: tuple[Check, ...]
+    ) -> DelegateResult:
         """prepare → budget reserved → answer (maybe handed off as a job) → budget settled; no routing."""
         prepared = await self._stages.prepare.run(request)
         bundle, thread = prepared.bundle, prepared.thread
@@ -241,7 +253,9 @@ class Delegator:
         worst = self._stages.budget.worst_case(task, context, bundle.text, turns, [spec], routed=False)
         paid, settle = await self._stages.budget.held(worst)
         deadline, waited = prepared.deadline, prepared.startup_wait_ms
-        answering = Answering(spec, direct(spec), task, context, deadline, progress, bundle, thread, waited)
+        answering = Answering(
+            spec, direct(spec), task, context, deadline, progress, bundle, thread, waited, checks, prepared.workdir
+        )
         return await self._stages.handoff.respond(spec.tool_name, answering, paid, settle, request.background)
 
     async def route_only(self, task: str, context: str = "", *, remembered: bool = True) -> RouteOutcome:

@@ -31,6 +31,11 @@ class Attempt(BaseModel):
     ok: bool
     error: str | None = Field(None, description="Why this try failed or was skipped.")
     latency_ms: float = 0.0
+    billing: Literal["subscription"] | None = Field(
+        None,
+        description="subscription: a coding-agent CLI (cli/...) answered on its own account, so cost_usd is what "
+        "it reported, or null; null for API models, billed per token.",
+    )
 
 
 class CallUsage(BaseModel):
@@ -41,12 +46,39 @@ class CallUsage(BaseModel):
     cost_usd: float | None = Field(None, description="From litellm's price map; null when the model is not priced.")
 
 
+class CascadeUsage(BaseModel):
+    """What a cascade's verifications cost, and what always using its last model would have cost."""
+
+    verifier: CallUsage = Field(default_factory=CallUsage, description="Every verification of a draft, added up.")
+    always_last_usd: float | None = Field(
+        None, description="The kept answer's tokens at the cascade's last model's price; null when unpriced."
+    )
+    saving_usd: float | None = Field(
+        None, description="always_last_usd less this answer's specialist and verifier cost (negative: it cost more)."
+    )
+
+
 class Usage(BaseModel):
     """Tokens and cost of the router call and the specialist call."""
 
     router: CallUsage = Field(default_factory=CallUsage)
-    specialist: CallUsage = Field(default_factory=CallUsage)
+    specialist: CallUsage = Field(
+        default_factory=CallUsage, description="The specialist's model calls (a cascade's rejected drafts included)."
+    )
+    cascade: CascadeUsage | None = Field(None, description="Set when the specialist escalates (a cascade).")
     total_cost_usd: float | None = Field(None, description="Sum of the known costs; null when neither is known.")
+
+
+class Escalation(BaseModel):
+    """A cascade's draft that was not kept, and why the next model was asked."""
+
+    model: str = Field(description="The model whose draft was rejected (or that failed).")
+    verdict: Literal["fail", "error", "verifier_error"] = Field(
+        description="fail: the verifier rejected the draft; error: the model gave no answer; verifier_error: the "
+        "verifier failed and on_verifier_error is escalate."
+    )
+    reason: str
+    cost_usd: float | None = Field(None, description="The draft and its verification; null when unpriced.")
 
 
 class FileRead(BaseModel):
@@ -90,6 +122,9 @@ class DelegateResult(BaseModel):
     next_offset: int | None = Field(
         None, description="For a job: pass as delegate_result's offset to receive only the text after this point."
     )
+    escalations: list[Escalation] = Field(
+        default_factory=list, description="A cascade's drafts that were not kept, in order (empty otherwise)."
+    )
 
 
 def since(result: DelegateResult, offset: int) -> DelegateResult:
@@ -127,6 +162,10 @@ def fallback_reasons(attempts: list[Attempt]) -> str:
     return "; ".join(f"{model}: {why}" for model, why in reasons.items())
 
 
+def _short_why(why: str) -> str:
+    return why if len(why) <= MAX_WHY_CHARS else why[: MAX_WHY_CHARS - 1] + "…"
+
+
 def confidence_text(confidence: float) -> str:
     """A confidence as people read it, the same everywhere it is shown (summary line and reasons)."""
     return f"{confidence:.2f}"
@@ -145,10 +184,13 @@ def summary_line(result: DelegateResult) -> str:
     how = routing.decided_by
     if routing.confidence is not None:
         how += f" {confidence_text(routing.confidence)}"
-    tokens = sum(u.input_tokens + u.output_tokens for u in (result.usage.router, result.usage.specialist))
+    calls = [result.usage.router, result.usage.specialist]
+    calls += [result.usage.cascade.verifier] if result.usage.cascade else []
+    tokens = sum(u.input_tokens + u.output_tokens for u in calls)
     cost = "cost unknown" if result.usage.total_cost_usd is None else f"${result.usage.total_cost_usd:.6f}"
     reasons = fallback_reasons(result.attempts)
-    tried = f" · fallback, because {reasons}" if reasons else ""
+    tried = f" · fallback, because {reasons}" if reasons and not result.escalations else ""
+    tried += "".join(f" · escalated from {e.model}: {_short_why(e.reason)}" for e in result.escalations)
     cut = " · answer truncated" if result.truncated else ""
     running = f" · still running as job {result.job_id}" if result.status == "running" else ""
     waited = startup_text(result.startup_wait_ms)

@@ -33,6 +33,7 @@ ENV_NAMES: dict[str, str] = {
     "retries": "DELEGATE_RETRIES",
     "cooldown_s": "DELEGATE_COOLDOWN_S",
     "max_concurrency": "DELEGATE_MAX_CONCURRENCY",
+    "cli_max_concurrency": "DELEGATE_CLI_MAX_CONCURRENCY",
     "max_output_tokens": "DELEGATE_MAX_OUTPUT_TOKENS",
     "max_output_chars": "DELEGATE_MAX_OUTPUT_CHARS",
     "thinking_budget_tokens": "DELEGATE_THINKING_BUDGET_TOKENS",
@@ -70,6 +71,10 @@ ENV_NAMES: dict[str, str] = {
     "client_max_tokens": "DELEGATE_CLIENT_MAX_TOKENS",
     "answer_ttl_s": "DELEGATE_ANSWER_TTL_S",
     "result_form": "DELEGATE_RESULT_FORM",
+    "verifier_timeout_s": "DELEGATE_VERIFIER_TIMEOUT_S",
+    "shadow": "DELEGATE_SHADOW",
+    "shadow_judge": "DELEGATE_SHADOW_JUDGE",
+    "shadow_concurrency": "DELEGATE_SHADOW_CONCURRENCY",
 }
 # Settings whose values are secrets: an error about them never shows the value.
 SECRET_FIELDS = frozenset({"http_token"})
@@ -119,6 +124,8 @@ class Settings(BaseModel):
     """How long a failing model is skipped by later calls (0 turns cooldowns off)."""
     max_concurrency: int = Field(32, gt=0)
     """Most provider calls in flight at once; further calls wait, within their deadline."""
+    cli_max_concurrency: int = Field(2, gt=0, le=64)
+    """Most runs of each coding-agent CLI at once (each is a process of a few hundred MB); more wait their turn."""
     max_output_tokens: int = Field(8192, gt=0)
     """Cap on any specialist's output tokens per call, whatever its file says."""
     max_output_chars: int = Field(40_000, gt=0)
@@ -198,6 +205,14 @@ class Settings(BaseModel):
     result_form: str = Field("auto", pattern="^(auto|both|text)$")
     """What a tool result carries: both the text and the structured content; text only (a model then reads the answer
     as text, not JSON-escaped); auto: text only for clients known to show their model only the structured content."""
+    verifier_timeout_s: float = Field(15.0, gt=0)
+    """Time a cascade's verifier gets per draft; then the draft is kept unverified (or escalates, if so set)."""
+    shadow: str | None = None
+    """Shadow runs: SPECIALIST=MODEL@RATE, comma-separated (e.g. generalist=openai/gpt-5-nano@0.1); off when unset."""
+    shadow_judge: str | None = None
+    """The model that judges shadow answers against live ones; default the router's cheap models."""
+    shadow_concurrency: int = Field(2, gt=0, le=64)
+    """Most shadow runs in flight at once; a sampled call beyond it is not shadowed."""
 
     @property
     def router_models(self) -> list[str]:

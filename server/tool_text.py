@@ -6,7 +6,7 @@ schemas from them, and the plain-language argument errors (arguments.py) are rea
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -15,6 +15,7 @@ from server.catalog import Catalog, Specialist
 from server.errors import ConfigError
 from server.jobs import MAX_WAIT_S
 from server.pipeline.prepare import EMPTY_TASK, is_blank
+from server.quality.checks import checks_problem
 
 TaskArg = Annotated[
     str,
@@ -58,6 +59,16 @@ BackgroundArg = Annotated[
         description='true: start the work and return at once with a job_id (status "running"); '
         "collect the answer later with delegate_result. For work you expect to take minutes."
     ),
+]
+ChecksArg = Annotated[
+    list[dict[str, Any]] | None,
+    Field(
+        description='Optional graders the answer must pass, each a one-key object: {"contains": "..."}, '
+        '{"not_contains": "..."}, {"regex": "..."}, {"equals": "..."}, {"json_schema": {...}}, {"max_chars": N}. '
+        "A specialist that escalates verifies its cheap draft with them; otherwise a failed check is a warning."
+    ),
+    Words('a list of one-key objects, e.g. [{"contains": "Paris"}]'),
+    Check(checks_problem),
 ]
 JobIdArg = Annotated[str, Field(description='The job_id a delegate or ask_ result returned with status "running".')]
 WaitArg = Annotated[

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import compileall
+import fcntl
 import os
 import shutil
 import socket
@@ -30,6 +32,13 @@ ROUTER = "openai/sim-router"
 def _litellm_imported() -> None:
     """Import litellm once up front, so its ~3 s import does not land inside a timed test."""
     llm.warm_up_in_background().join()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _byte_compiled() -> None:
+    """Byte-compile our modules once, as a regular install does. With PYTHONDONTWRITEBYTECODE set (as on some
+    machines and CIs), each console script a test starts would otherwise compile all of server/ again."""
+    compileall.compile_dir(Path(__file__).resolve().parent.parent / "server", quiet=1)
 
 
 @pytest.fixture(autouse=True)
@@ -67,9 +76,30 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def once_per_run(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder that `build` fills once per test run, however many xdist workers ask: the first builds it
+    under a lock, the others wait and reuse it. Without xdist, a session temp folder built the usual way."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    shared = tmp_path_factory.getbasetemp().parent  # one folder per run, above each worker's own
+    folder = shared / name
+    with (shared / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if `build` fails
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a half-built folder from a worker whose build failed
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real redis-server on a free loopback port for the whole session (no persistence); its URL."""
+    """A real redis-server on a free loopback port for the whole session (no persistence); its URL.
+
+    Under xdist each worker has its own session, so its own server: tests that empty it never race."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not on PATH: install it (apt-get install -y redis-server) to run Redis tests")
@@ -136,22 +166,35 @@ class Wire:
 
     def model(self, name: str) -> str:
         """A model id in this format, e.g. anthropic/sim-coder (the simulator scripts it as sim-coder)."""
-        return f"{self.name}/{name}"
+        return f"{MODEL_PREFIXES.get(self.name, self.name)}/{name}"
 
 
-KEY_ENVS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "gemini": "GEMINI_API_KEY / GOOGLE_API_KEY"}
+KEY_ENVS = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY / GOOGLE_API_KEY",
+    "responses": "OPENAI_API_KEY",
+}
+# litellm sends openai/responses/<model> through OpenAI's Responses API (POST /v1/responses) instead of chat.
+MODEL_PREFIXES = {"responses": "openai/responses"}
 
 
 @pytest.fixture
 def wire(request: pytest.FixtureRequest, sim: ProviderSimulator) -> Wire:
     """The wire format the specialists speak: OpenAI unless a test parametrizes it (indirect=True, WIRES)."""
     name = getattr(request, "param", "openai")
-    dead = {"openai": "http://127.0.0.1:9/v1", "anthropic": "http://127.0.0.1:9", "gemini": "http://127.0.0.1:9/v1beta"}
+    dead = {
+        "openai": "http://127.0.0.1:9/v1",
+        "anthropic": "http://127.0.0.1:9",
+        "gemini": "http://127.0.0.1:9/v1beta",
+        "responses": "http://127.0.0.1:9/v1",
+    }
     return Wire(name, sim.api_base(name), dead[name], KEY_ENVS[name])
 
 
-WIRES = WIRE_NAMES
-"""Pass to @pytest.mark.parametrize("wire", WIRES, indirect=True) to run a test over every wire format."""
+WIRES = (*WIRE_NAMES, "responses")
+"""Pass to @pytest.mark.parametrize("wire", WIRES, indirect=True) to run a test over every wire format (the
+OpenAI Responses API included: litellm uses it for openai/responses/... models, Codex for everything)."""
 
 
 def specialist_file(

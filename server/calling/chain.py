@@ -6,11 +6,14 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import anyio
 
 from server.calling import embedded, llm, pricing
+from server.calling.cli.agent import CliAgents, Steps, cli_availability, cli_root
+from server.calling.cli.presets import is_cli
 from server.calling.cooldown import Cooldowns
 from server.calling.providers import PROVIDER_KEYS, Availability, availability, needs_placeholder_key, provider_of
 from server.catalog import ModelRef, Specialist
@@ -67,16 +70,23 @@ def estimate_tokens(messages: list[dict[str, str]]) -> int:
     return int(sum(len(m["content"]) for m in messages) / CHARS_PER_TOKEN) + 8 * len(messages)
 
 
+def model_availability(ref: ModelRef, environ: Mapping[str, str]) -> Availability:
+    """Whether one chain entry can be called: its key for an API model; its executable for a CLI."""
+    if is_cli(ref.model):
+        return cli_availability(ref, environ)
+    return availability(ref.model, environ, ref.api_base, ref.api_key_env)
+
+
 def usable_models(spec: Specialist, environ: Mapping[str, str]) -> list[ModelRef]:
     """The models of a specialist's chain that can be called with this environment."""
-    return [ref for ref in spec.chain if availability(ref.model, environ, ref.api_base, ref.api_key_env).usable]
+    return [ref for ref in spec.chain if model_availability(ref, environ).usable]
 
 
 def enable_hint(spec: Specialist, environ: Mapping[str, str]) -> str:
     """Which env vars would make a specialist callable, e.g. 'ANTHROPIC_API_KEY (for anthropic/...)'."""
     hints = []
     for ref in spec.chain:
-        found = availability(ref.model, environ, ref.api_base, ref.api_key_env)
+        found = model_availability(ref, environ)
         if found.enable_with:
             hints.append(f"{' or '.join(found.enable_with)} (for {ref.model})")
     return "; ".join(hints)
@@ -93,6 +103,8 @@ def api_key_for(ref: ModelRef, environ: Mapping[str, str]) -> str | None:
 
 def describe_failure(error: llm.ProviderError, ref: ModelRef, secrets: list[str]) -> str:
     """A short, secret-free sentence saying why a model call failed and what to do."""
+    if is_cli(ref.model) and error.detail:
+        return redact(error.detail, secrets)  # the CLI runner wrote the sentence: it knows the CLI's words
     status = f" ({error.status})" if error.status else ""
     detail = redact(" ".join(error.detail.split()), secrets)[:200]
     if error.kind == "auth":
@@ -124,8 +136,9 @@ def backoff_s(try_number: int, retry_after_s: float | None, jitter: Callable[[],
 
 
 def _key_identity(ref: ModelRef) -> tuple[str, str | None, str | None]:
-    """Models that share a provider, endpoint and key env var share the key: one rejection covers them all."""
-    return provider_of(ref.model), ref.api_base, ref.api_key_env
+    """Models that share a provider, endpoint and key env var share the key: one rejection covers them all. Each
+    CLI has its own login."""
+    return ref.model if is_cli(ref.model) else provider_of(ref.model), ref.api_base, ref.api_key_env
 
 
 class ChainRunner:
@@ -146,11 +159,13 @@ class ChainRunner:
         self._limiter = limiter
         self._available: dict[ModelRef, Availability] = {}
         self._last_failure: dict[str, str] = {}  # model -> why it last failed, shown while it cools down
+        self._cli = CliAgents(environ, secrets, settings.cli_max_concurrency)
+        self._cli_root, self._no_cli_root = cli_root(settings, environ)
 
     def _availability(self, ref: ModelRef) -> Availability:
         """Availability of a model, computed once: keys are read at start-up and do not change."""
         if ref not in self._available:
-            self._available[ref] = availability(ref.model, self._environ, ref.api_base, ref.api_key_env)
+            self._available[ref] = model_availability(ref, self._environ)
         return self._available[ref]
 
     def _usable_models(self, spec: Specialist) -> list[ModelRef]:
@@ -169,13 +184,16 @@ class ChainRunner:
         """The most one answer could cost: the input and the output cap at the priciest model that may answer.
 
         Models with no known price count as $0 (the embedded model is free; the others cannot be budgeted: a model
-        served from a custom base URL needs a price in its chain entry)."""
+        served from a custom base URL needs a price in its chain entry), and so do CLIs, which bill their own
+        accounts."""
         tokens = estimate_tokens(messages)
         cap = min(spec.max_output_tokens, self._settings.max_output_tokens)
         costs = [
             tokens * rates[0] + cap * rates[1]
             for ref in self._usable_models(spec)
-            if self._window_allows(ref, tokens) and (rates := pricing.ref_rates(ref, self._environ))
+            if self._window_allows(ref, tokens)
+            and not is_cli(ref.model)
+            and (rates := pricing.ref_rates(ref, self._environ))
         ]
         return max(costs, default=0.0)
 
@@ -202,11 +220,13 @@ class ChainRunner:
         progress: Progress = NO_PROGRESS,
         partial: Partial | None = None,
         response_format: dict[str, Any] | None = None,
+        workdir: Path | None = None,
     ) -> ChainAnswer:
         """Try the chain until a model answers; raise when none is usable, none fits, or all fail.
 
         With `partial`, the answer so far is readable while it streams; with `response_format` (a JSON schema),
-        the answer is structured output, asked for in one piece."""
+        the answer is structured output, asked for in one piece. `workdir` is the call's file root, where a CLI
+        model works (default: the configured root, if there is one)."""
         if not self._usable_models(spec):
             raise NoUsableModelError(
                 f"Specialist '{spec.name}' has no usable model. Set "
@@ -225,20 +245,22 @@ class ChainRunner:
         last_resort = self._last_resort(spec, tokens)
         exceeded_window: int | None = None
         rejected_keys: set[tuple[str, str | None, str | None]] = set()
+        workdir = workdir or self._cli_root
         for ref in spec.chain:
             if deadline.remaining() < MIN_ATTEMPT_S:
                 attempts.append(Attempt(model=ref.model, ok=False, error="skipped: the call's deadline was reached"))
                 continue
             skip = self._skip_reason(ref, tokens, exceeded_window, last_resort)
+            if not skip and is_cli(ref.model) and workdir is None:
+                skip = f"a CLI works in the call's file root, and there is none: {self._no_cli_root}"
             if not skip and _key_identity(ref) in rejected_keys:
                 skip = "the same provider key was just rejected"
             if skip:
                 attempts.append(Attempt(model=ref.model, ok=False, error=f"skipped: {skip}"))
                 continue
             await progress.milestone(f"{spec.name}: asking {ref.model}")
-            completion, error = await self._try_model(
-                spec, ref, messages, deadline, attempts, progress, partial, response_format
-            )
+            call = _Try(spec, ref, messages, deadline, progress, partial, workdir, response_format)
+            completion, error = await self._try_model(call, attempts)
             if completion is not None:
                 return ChainAnswer(completion, ref.model, attempts)
             if error is not None and error.kind == "context_window":
@@ -270,31 +292,30 @@ class ChainRunner:
         return ""
 
     async def _try_model(
-        self,
-        spec: Specialist,
-        ref: ModelRef,
-        messages: list[dict[str, str]],
-        deadline: Deadline,
-        attempts: list[Attempt],
-        progress: Progress,
-        partial: Partial | None = None,
-        response_format: dict[str, Any] | None = None,
+        self, call: _Try, attempts: list[Attempt]
     ) -> tuple[llm.Completion | None, llm.ProviderError | None]:
-        """One model, retried on rate limits, server and connection errors while the deadline allows."""
+        """One model, retried on rate limits, server and connection errors while the deadline allows (a CLI is
+        not: it retries inside itself)."""
+        ref, deadline = call.ref, call.deadline
         error: llm.ProviderError | None = None
-        for try_number in range(self._settings.retries + 1):
+        cli = is_cli(ref.model)
+        retries = 0 if cli else self._settings.retries
+        billing = "subscription" if cli else None
+        for try_number in range(retries + 1):
             if try_number and deadline.remaining() < MIN_ATTEMPT_S:
                 return None, error
             started = time.monotonic()
             try:
-                completion = await self._call(spec, ref, messages, deadline, progress, partial, response_format)
+                completion = await (self._call_cli(call) if cli else self._call(call))
             except llm.ProviderError as failure:
                 error = failure
                 why = describe_failure(failure, ref, self._secrets)
                 self._last_failure[ref.model] = why
-                attempts.append(Attempt(model=ref.model, ok=False, latency_ms=ms_since(started), error=why))
+                attempts.append(
+                    Attempt(model=ref.model, ok=False, latency_ms=ms_since(started), error=why, billing=billing)
+                )
                 self._cooldowns.failed(ref.model, failure.kind, failure.retry_after_s)
-                if failure.kind not in RETRYABLE or try_number == self._settings.retries:
+                if failure.kind not in RETRYABLE or try_number == retries:
                     return None, error
                 wait = backoff_s(try_number, failure.retry_after_s)
                 if wait > min(MAX_HONOURED_RETRY_AFTER_S, deadline.remaining() - MIN_ATTEMPT_S):
@@ -302,23 +323,21 @@ class ChainRunner:
                 await anyio.sleep(wait)
                 continue
             self._cooldowns.succeeded(ref.model)
-            attempts.append(Attempt(model=ref.model, ok=True, latency_ms=ms_since(started)))
+            attempts.append(Attempt(model=ref.model, ok=True, latency_ms=ms_since(started), billing=billing))
             return completion, None
         return None, error
 
-    async def _call(
-        self,
-        spec: Specialist,
-        ref: ModelRef,
-        messages: list[dict[str, str]],
-        deadline: Deadline,
-        progress: Progress,
-        partial: Partial | None = None,
-        response_format: dict[str, Any] | None = None,
-    ) -> llm.Completion:
+    def _try_limit_s(self, call: _Try) -> float:
+        """How long one try may take: a job's bound or DELEGATE_ATTEMPT_TIMEOUT_S, within the deadline."""
+        partial, remaining = call.partial, call.deadline.remaining()
+        # A job's try may stream for as long as the job may run: first-token and stall limits catch hangs.
+        return min((partial and partial.try_limit_s) or self._settings.attempt_timeout_s, remaining)
+
+    async def _call(self, call: _Try) -> llm.Completion:
         """Wait for a provider slot (within the deadline), then make one call (streamed unless structured), priced
         by the entry's own price, or by litellm where the vendor serves the model (else its cost is unknown)."""
-        settings = self._settings
+        settings, spec, ref, deadline, partial = self._settings, call.spec, call.ref, call.deadline, call.partial
+        response_format = call.response_format
         with anyio.move_on_after(deadline.remaining()) as waiting:
             await self._limiter.acquire()
         if waiting.cancelled_caught:
@@ -327,10 +346,9 @@ class ChainRunner:
             remaining = deadline.remaining()
             request = llm.CompletionRequest(
                 model=ref.model,
-                messages=messages,
+                messages=call.messages,
                 max_output_tokens=min(spec.max_output_tokens, settings.max_output_tokens),
-                # A job's try may stream for as long as the job may run: first-token and stall limits catch hangs.
-                timeout_s=min((partial and partial.try_limit_s) or settings.attempt_timeout_s, remaining),
+                timeout_s=self._try_limit_s(call),
                 temperature=spec.temperature,
                 api_base=ref.api_base,
                 api_key=api_key_for(ref, self._environ),
@@ -340,7 +358,7 @@ class ChainRunner:
                 response_format=response_format,
             )
             sink = partial.begin(ref.model) if partial is not None else None
-            completion = await llm.complete(request, on_text=progress.streamed, sink=sink)
+            completion = await llm.complete(request, on_text=call.progress.streamed, sink=sink)
         finally:
             self._limiter.release()
         if not completion.text.strip():
@@ -348,3 +366,26 @@ class ChainRunner:
             raise llm.ProviderError("content_policy" if completion.cut == "content_filter" else "empty")
         cost = pricing.call_cost(ref.model, ref.price, ref.api_base, self._environ, completion)
         return completion if cost == completion.cost_usd else replace(completion, cost_usd=cost)
+
+    async def _call_cli(self, call: _Try) -> llm.Completion:
+        """One run of a coding-agent CLI in the call's file root; its text streams into the partial answer."""
+        assert call.workdir is not None  # run() skips CLI entries when there is no root
+        sink = call.partial.begin(call.ref.model) if call.partial is not None else None
+        steps = Steps(call.progress, f"{call.spec.name}: {call.ref.model}")
+        return await self._cli.complete(
+            call.ref, call.messages, call.workdir, self._try_limit_s(call), call.spec.allow_edits, steps, sink
+        )
+
+
+@dataclass(frozen=True)
+class _Try:
+    """One model of one call: what every try of it needs."""
+
+    spec: Specialist
+    ref: ModelRef
+    messages: list[dict[str, str]]
+    deadline: Deadline
+    progress: Progress
+    partial: Partial | None
+    workdir: Path | None
+    response_format: dict[str, Any] | None = None

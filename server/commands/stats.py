@@ -193,14 +193,37 @@ def format_stats(summary: dict[str, Any]) -> str:
 def add(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     """The stats subcommand."""
     stats = commands.add_parser("stats", parents=[common], help="summarise a decision log")
-    stats.add_argument("log", type=Path, help="the decision log file (DELEGATE_LOG)")
+    stats.add_argument("log", type=Path, nargs="?", help="the decision log file (DELEGATE_LOG)")
+    stats.add_argument(
+        "--shadow",
+        action="store_true",
+        help="instead, what shadow runs found (DELEGATE_SHADOW), per candidate, from the state store",
+    )
     stats.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 def run(call: Invocation) -> int:
-    """Summarise a decision log."""
+    """Summarise a decision log, or (--shadow) the shadow verdicts in the store."""
+    if call.args.shadow:
+        return run_shadow(call)
+    if call.args.log is None:
+        raise ConfigError("stats needs the decision log file (DELEGATE_LOG), or --shadow for shadow runs.")
     summary = summarise_log(*read_log_counted(call.args.log))
     print(json.dumps(summary, indent=2) if call.args.json else format_stats(summary))
+    return EXIT_OK
+
+
+def run_shadow(call: Invocation) -> int:
+    """Per shadow candidate: samples, win / tie / loss with intervals, cost ratio and a sentence."""
+    from server.quality.shadow_report import format_shadow, shadow_summary
+    from server.store.factory import open_store
+
+    store = open_store(call.settings, call.environ)
+    try:
+        summary = shadow_summary(store)
+    finally:
+        store.close()
+    print(json.dumps(summary, indent=2) if call.args.json else format_shadow(summary))
     return EXIT_OK
 
 

@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import anyio
 
 from server.calling import embedded
-from server.calling.chain import ChainAnswer, ChainRunner, Partial
+from server.calling.chain import ChainRunner, Partial
 from server.catalog import Specialist
 from server.clock import Deadline
-from server.errors import AllModelsFailedError, StoreError
+from server.errors import AllModelsFailedError, InvalidInputError, StoreError
 from server.files import FileBundle
-from server.pipeline.messages import fit_history, specialist_messages
+from server.pipeline.cascade import Cascaded, CascadeStage
+from server.pipeline.messages import fit_history, material, specialist_messages
 from server.pipeline.record import Tally
 from server.progress import Progress
-from server.results import CallUsage, DelegateResult, Usage, total_cost
+from server.quality.checks import Check, parse_checks
+from server.quality.shadow import ShadowRunner
+from server.results import DelegateResult, Usage, total_cost
 from server.routing.router import RouteOutcome
 from server.settings import Settings
 from server.threads import Thread, ThreadBook, Turn, new_thread_id
@@ -47,6 +51,16 @@ def cap_output(text: str, limit: int | None) -> str:
     )
 
 
+def call_checks(raw: list[Any] | None) -> tuple[Check, ...]:
+    """A call's `checks`, validated before anything is spent; InvalidInputError says which check and what."""
+    if not raw:
+        return ()
+    try:
+        return tuple(parse_checks(raw))
+    except ValueError as exc:
+        raise InvalidInputError(f"'checks': {exc}. No provider was called.") from None
+
+
 class Answering(NamedTuple):
     """Everything the answer stage needs for one call's answer (a job carries it on)."""
 
@@ -59,14 +73,28 @@ class Answering(NamedTuple):
     bundle: FileBundle
     thread: Thread | None
     startup_wait_ms: float | None = None
+    checks: tuple[Check, ...] = ()
+    """The call's checks: a cascade's verifier, or a warning when a plain answer fails them."""
+    workdir: Path | None = None
+    """Where a coding-agent CLI works (the client's root; None: the configured one)."""
 
 
 class Answer:
     """Gets the specialist's answer through the model chain and keeps the turn in its thread."""
 
-    def __init__(self, settings: Settings, chain: ChainRunner, threads: ThreadBook | None, tally: Tally) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        chain: ChainRunner,
+        threads: ThreadBook | None,
+        tally: Tally,
+        cascade: CascadeStage,
+        shadow: ShadowRunner | None = None,
+    ) -> None:
         self._settings = settings
         self._chain = chain
+        self._cascade = cascade
+        self._shadow = shadow
         self._threads = threads
         self._tally = tally
 
@@ -82,12 +110,17 @@ class Answer:
         window = self._chain.largest_window(spec)
         history, trimmed = fit_history(window, spec, task, context, bundle.text, thread.turns if thread else [])
         messages = specialist_messages(spec, task, context, bundle.text, history)
+        deadline, progress, checks = answering.deadline, answering.progress, answering.checks
+        given = material(context, bundle.text)  # what a verifier or a shadow judge reads beside the task
         try:
-            answer = await self._chain.run(spec, messages, answering.deadline, answering.progress, partial)
+            done = await self._cascade.answer(
+                spec, messages, task, given, checks, deadline, progress, partial, answering.workdir
+            )
         except (AllModelsFailedError, anyio.get_cancelled_exc_class()):
             await self._tally.unanswered(answering.outcome.usage)
             raise
-        result = self._result(answering, answer, trimmed)
+        answer = done.answer
+        result = self._result(answering, done, trimmed)
         turn = Turn(
             task=task,
             context=context,
@@ -100,18 +133,21 @@ class Answer:
         )
         await self.save_turn(thread.id if thread else None, turn, result)
         result.latency_ms = answering.deadline.elapsed_ms()
+        if self._shadow is not None:  # after the answer, in tasks of their own: the client never waits for them
+            self._shadow.after(spec, messages, task, given, result)
         return result
 
-    def _result(self, answering: Answering, answer: ChainAnswer, trimmed: bool) -> DelegateResult:
-        """The result of a completed answer: capped, marked when the provider cut it, with its usage."""
-        spec, outcome, completion = answering.spec, answering.outcome, answer.completion
-        specialist_usage = CallUsage(
-            input_tokens=completion.input_tokens, output_tokens=completion.output_tokens, cost_usd=completion.cost_usd
-        )
+    def _result(self, answering: Answering, done: Cascaded, trimmed: bool) -> DelegateResult:
+        """The result of a completed answer: capped, marked when the provider cut it, with its usage (a cascade's
+        drafts and verifications included)."""
+        spec, outcome, answer = answering.spec, answering.outcome, done.answer
+        completion = answer.completion
+        verified = done.cascade.verifier.cost_usd if done.cascade else None
         usage = Usage(
             router=outcome.usage,
-            specialist=specialist_usage,
-            total_cost_usd=total_cost(outcome.usage.cost_usd, specialist_usage.cost_usd),
+            specialist=done.specialist,
+            cascade=done.cascade,
+            total_cost_usd=total_cost(outcome.usage.cost_usd, done.specialist.cost_usd, verified),
         )
         output = cap_output(completion.text, self._cap)
         if completion.cut and not answer.model.startswith(f"{embedded.PROVIDER}/"):  # it writes its own cut note
@@ -128,7 +164,8 @@ class Answer:
             startup_wait_ms=answering.startup_wait_ms,
             thread_trimmed=trimmed,
             files=answering.bundle.reads,
-            warnings=list(answering.bundle.warnings),
+            warnings=[*answering.bundle.warnings, *done.warnings],
+            escalations=done.escalations,
         )
 
     def cut(self, answering: Answering, partial: Partial, why: str) -> DelegateResult:

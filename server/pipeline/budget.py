@@ -14,6 +14,7 @@ from server.calling.chain import CHARS_PER_TOKEN, ChainRunner
 from server.catalog import Catalog, Specialist
 from server.errors import StoreError
 from server.panel import judge_messages
+from server.pipeline.cascade import CascadeStage
 from server.pipeline.messages import fit_history, material, specialist_messages
 from server.results import DelegateResult, PanelAnswer
 from server.routing.router import Router
@@ -42,8 +43,10 @@ class Budget:
         chain: ChainRunner,
         router: Router,
         max_output_tokens: int,
+        cascade: CascadeStage | None = None,
     ) -> None:
         self._budget = budget
+        self._cascade = cascade
         self._catalog = catalog
         self._usable = list(usable)
         self._chain = chain
@@ -66,7 +69,10 @@ class Budget:
             window = self._chain.largest_window(spec)
             history, _ = fit_history(window, spec, task, context, files_text, turns)
             messages = specialist_messages(spec, task, context, files_text, history)
-            answers.append(self._chain.worst_case_usd(spec, messages))
+            if spec.cascade is not None and self._cascade is not None:  # every step and every verification
+                answers.append(self._cascade.worst_case_usd(spec, messages, task, material(context, files_text)))
+            else:
+                answers.append(self._chain.worst_case_usd(spec, messages))
         return router + max(answers, default=0.0)
 
     def panel_worst_case(self, task: str, given: str, members: list[Specialist], judge: Specialist | None) -> float:

@@ -100,6 +100,8 @@ class Prepared:
     bundle: FileBundle = field(default_factory=FileBundle)
     thread: Thread | None = None
     startup_wait_ms: float | None = None
+    workdir: Path | None = None
+    """Where a coding-agent CLI works for this call: the client's first root (None: the configured one)."""
 
 
 class Prepare:
@@ -131,7 +133,8 @@ class Prepare:
             raise self._jobs.full_error()
         bundle = await self.read_files(request.files, request.context, request.client_roots, deadline)
         waited = await self._startup.wait(deadline)
-        return Prepared(deadline, bundle, thread, waited)
+        workdir = next(iter(resolved_roots(request.client_roots)), None)
+        return Prepared(deadline, bundle, thread, waited, workdir)
 
     async def read_files(
         self, files: Sequence[str], context: str, client_roots: Sequence[Path] = (), deadline: Deadline | None = None

@@ -37,6 +37,17 @@ def parse_checks(raw: Any) -> list[Check]:
     return [parse_check(item, number) for number, item in enumerate(raw, start=1)]
 
 
+def checks_problem(raw: Any) -> str | None:
+    """What is wrong with a tool call's `checks` argument, in words; None when every check is valid (or none)."""
+    if raw is None:
+        return None
+    try:
+        parse_checks(raw)
+    except ValueError as exc:
+        return f"'checks': {exc}"
+    return None
+
+
 def parse_check(item: Any, number: int) -> Check:
     """One check; ValueError names it by its position and says what is wrong."""
     where = f"check {number}"

@@ -63,12 +63,14 @@ class DailyBudget:
         """What has been spent (or is reserved by calls in flight) today, in USD."""
         return self.store.total(ledger_name(today()))
 
-    def reserve(self, worst_case_usd: float) -> Reservation:
-        """Set aside a call's worst-case cost atomically; refuse the call when it does not fit today's budget."""
+    def reserve(self, worst_case_usd: float, keep_usd: float = 0.0) -> Reservation:
+        """Set aside a call's worst-case cost atomically; refuse the call when it does not fit today's budget
+        (less `keep_usd`, which shadow runs leave to live calls)."""
         ledger = ledger_name(today())
         amount = max(0.0, worst_case_usd)
         spent = self.store.total(ledger)
-        granted = self.store.reserve(ledger, amount, self.limit_usd) if spent < self.limit_usd else None
+        limit = self.limit_usd - keep_usd
+        granted = self.store.reserve(ledger, amount, limit) if spent < limit else None
         if granted is None:
             spent = self.store.total(ledger)
             left = max(0.0, self.limit_usd - spent)

@@ -58,6 +58,9 @@ def entry(
             provider_ms=provider_ms(result),
             startup_wait_ms=result.startup_wait_ms,
         )
+        if usage.cascade is not None:  # a verified cascade: what verifying cost, and which drafts went up
+            line["verifier_cost_usd"] = usage.cascade.verifier.cost_usd
+            line["escalations"] = [e.model_dump(mode="json") for e in result.escalations]
     else:
         line["error"] = error
     if include_task:

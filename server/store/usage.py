@@ -16,7 +16,9 @@ NOTE = (
     "cost_usd adds up the known costs; calls_cost_unknown counts calls whose model has no price (their cost is "
     "unknown, not zero), and a cost_usd of null means no call there had a known cost. unanswered is the router "
     "spend of calls that failed or were cancelled after routing. always_premium_usd prices each priced call's "
-    "specialist tokens on the priciest specialist's first usable model; unpriced calls are left out of the saving."
+    "specialist tokens on the priciest specialist's first usable model; unpriced calls are left out of the saving. "
+    "cascade (null until a specialist with escalate: true answers) compares its calls with always using each "
+    "cascade's last model, verifications included."
 )
 
 
@@ -82,6 +84,7 @@ class UsageTally:
         }
         if premium_cost_usd is not None and usage.total_cost_usd is not None:
             counts.update(priced_actual=usage.total_cost_usd, priced_premium=premium_cost_usd)
+        counts.update(_cascade_counts(result))
         self._store.add_counts(KIND, KEY, counts)
 
     def record_cancelled(self) -> None:
@@ -120,5 +123,34 @@ class UsageTally:
             "always_premium_usd": round(premium, 8),
             "saving_usd": round(saving, 8),
             "saving": round(saving / premium, 4) if premium else None,
+            "cascade": _cascade_totals(counters),
             "note": NOTE,
         }
+
+
+def _cascade_counts(result: DelegateResult) -> dict[str, float]:
+    """A cascade's counters: calls, escalated calls, verifier spend, and the saving against its last model."""
+    cascade = result.usage.cascade
+    if cascade is None:
+        return {}
+    counts = {"cascade/calls": 1.0, "cascade/escalated": 1.0 if result.escalations else 0.0}
+    counts["cascade/verifier_usd"] = cascade.verifier.cost_usd or 0.0
+    if cascade.always_last_usd is not None and cascade.saving_usd is not None:
+        counts.update({"cascade/always_last_usd": cascade.always_last_usd, "cascade/saving_usd": cascade.saving_usd})
+    return counts
+
+
+def _cascade_totals(counters: dict[str, float]) -> dict[str, Any] | None:
+    """delegate://usage's cascade figures; None when no cascade has answered."""
+    calls = round(counters.get("cascade/calls", 0))
+    if not calls:
+        return None
+    always, saving = counters.get("cascade/always_last_usd", 0.0), counters.get("cascade/saving_usd", 0.0)
+    return {
+        "calls": calls,
+        "escalated": round(counters.get("cascade/escalated", 0)),
+        "verifier_cost_usd": round(counters.get("cascade/verifier_usd", 0.0), 8),
+        "always_last_usd": round(always, 8),
+        "saving_usd": round(saving, 8),
+        "saving": round(saving / always, 4) if always else None,
+    }

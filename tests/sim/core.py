@@ -15,12 +15,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any
 
-from tests.sim import wire_anthropic, wire_gemini, wire_openai
+from tests.sim import wire_anthropic, wire_gemini, wire_openai, wire_responses
 from tests.sim.script import Behaviour, Turn
 
 CHUNK_CHARS = 8
-WIRES: tuple[ModuleType, ...] = (wire_openai, wire_anthropic, wire_gemini)
-WIRE_NAMES = tuple(w.NAME for w in WIRES)
+WIRES: tuple[ModuleType, ...] = (wire_openai, wire_anthropic, wire_gemini, wire_responses)
+# The formats litellm's chat calls use (the fault suite runs over each); the Responses API is served too (Codex
+# speaks only it) and has its own tests.
+WIRE_NAMES = tuple(w.NAME for w in WIRES if w is not wire_responses)
 
 
 class _Server(ThreadingHTTPServer):
@@ -138,6 +140,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._write(wire.stream_open(turn))
         reply = turn.reply
         pieces = [reply[i : i + CHUNK_CHARS] for i in range(0, len(reply), CHUNK_CHARS)] or [""]
+        if beh.tool_call:
+            pieces = [""]  # a tool call is one piece: its arguments
         for sent, piece in enumerate(pieces):
             if beh.stream_error is not None and sent >= beh.stream_error_after:
                 self._write(wire.stream_error(beh.stream_error, beh.error_text, beh))
@@ -211,7 +215,12 @@ class ProviderSimulator:
 
     def api_base(self, wire: str) -> str:
         """The api_base litellm needs for a wire format (it appends /v1/messages, or /models/<m>:… itself)."""
-        bases = {"openai": self.base_url, "anthropic": self.url, "gemini": self.url + "/v1beta"}
+        bases = {
+            "openai": self.base_url,
+            "anthropic": self.url,
+            "gemini": self.url + "/v1beta",
+            "responses": self.base_url,
+        }
         return bases[wire]
 
     def start(self) -> ProviderSimulator:

@@ -34,6 +34,9 @@ class Behaviour:
     """Seconds to wait, sent the provider's way: a Retry-After header, or Gemini's RetryInfo retryDelay in the body."""
     thinking_tokens: int = 0
     """Reasoning tokens the model spent, reported in usage and billed as output."""
+    tool_call: dict[str, Any] | None = None
+    """{"name": ..., "arguments": {...}}: answer with a call of the client's own tool instead of text (an agent
+    then runs the tool and asks again with its result)."""
 
     def __post_init__(self) -> None:
         if self.finish not in FINISHES:

@@ -36,14 +36,6 @@ def matches(path: str) -> bool:
     return path.split("?")[0].rstrip("/") == "/v1/messages"
 
 
-
-
-
-
-
-
-
-
 def prompt_chars(body: dict[str, Any]) -> int:
     """Characters of the system blocks and every message."""
     messages = body.get("messages") or []
@@ -59,7 +51,10 @@ def error(status: int, text: str | None, beh: Behaviour) -> tuple[int, dict[str,
 
 
 def _forced_tool(turn: Turn) -> str | None:
-    """The tool the client forces (litellm's json_tool_call for JSON output on unknown ids), if any."""
+    """The tool the script calls, or the one the client forces (litellm's json_tool_call for JSON output on
+    unknown ids), if any."""
+    if turn.behaviour.tool_call:
+        return str(turn.behaviour.tool_call["name"])
     choice = turn.request.get("tool_choice")
     if isinstance(choice, dict) and choice.get("type") == "tool":
         return str(choice.get("name"))
@@ -70,6 +65,8 @@ def _tool_input(turn: Turn) -> dict[str, Any] | None:
     """The reply as a tool input, when a tool is forced and the reply is a JSON object."""
     if _forced_tool(turn) is None:
         return None
+    if turn.behaviour.tool_call:
+        return dict(turn.behaviour.tool_call.get("arguments", {}))
     try:
         value = json.loads(turn.reply)
     except ValueError:
@@ -96,6 +93,21 @@ def _blocks(turn: Turn) -> list[dict[str, Any]]:
     return blocks
 
 
+def _stop_reason(turn: Turn) -> str:
+    return "tool_use" if turn.behaviour.tool_call else FINISH[turn.behaviour.finish]
+
+
+def tool_outputs(body: dict[str, Any]) -> list[str]:
+    """The tool results the client sends back (tool_result blocks of user turns), in order."""
+    found = []
+    for message in body.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        for block in content if isinstance(content, list) else []:
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                found.append(_text(block.get("content")))
+    return found
+
+
 def _output_tokens(turn: Turn) -> int:
     return turn.output_tokens + turn.thinking_tokens  # Anthropic bills thinking as output, with no separate count
 
@@ -108,7 +120,7 @@ def answer(turn: Turn) -> dict[str, Any]:
         "role": "assistant",
         "model": turn.model,
         "content": _blocks(turn),
-        "stop_reason": FINISH[turn.behaviour.finish],
+        "stop_reason": _stop_reason(turn),
         "stop_sequence": None,
         "usage": {"input_tokens": turn.input_tokens, "output_tokens": _output_tokens(turn)},
     }
@@ -148,7 +160,9 @@ def stream_open(turn: Turn) -> list[str]:
 
 def stream_piece(turn: Turn, piece: str, index: int) -> list[str]:
     """A text_delta, or an input_json_delta when the answer is a forced tool call."""
-    if _tool_input(turn) is not None:
+    if turn.behaviour.tool_call:
+        delta = {"type": "input_json_delta", "partial_json": json.dumps(_tool_input(turn))}
+    elif _tool_input(turn) is not None:
         delta = {"type": "input_json_delta", "partial_json": piece}
     else:
         delta = {"type": "text_delta", "text": piece}
@@ -161,7 +175,7 @@ def stream_close(turn: Turn) -> list[str]:
         _event("content_block_stop", index=_main_index(turn)),
         _event(
             "message_delta",
-            delta={"stop_reason": FINISH[turn.behaviour.finish], "stop_sequence": None},
+            delta={"stop_reason": _stop_reason(turn), "stop_sequence": None},
             usage={"output_tokens": _output_tokens(turn)},
         ),
         _event("message_stop"),

@@ -99,10 +99,28 @@ def _chunk(turn: Turn, parts: list[dict[str, Any]], finish: str | None) -> dict[
     return {"candidates": [candidate], "usageMetadata": _usage(turn), "modelVersion": turn.model}
 
 
+def _answer_part(turn: Turn, text: str) -> dict[str, Any]:
+    call = turn.behaviour.tool_call
+    if call:
+        return {"functionCall": {"name": call["name"], "args": call.get("arguments", {})}}
+    return {"text": text}
+
+
+def tool_outputs(body: dict[str, Any]) -> list[str]:
+    """The function responses the client sends back, as JSON text, in order."""
+    found = []
+    for content in body.get("contents") or []:
+        parts = content.get("parts") if isinstance(content, dict) else None
+        for part in parts or []:
+            if isinstance(part, dict) and "functionResponse" in part:
+                found.append(json.dumps(part["functionResponse"].get("response")))
+    return found
+
+
 def answer(turn: Turn) -> dict[str, Any]:
     """The whole answer as one GenerateContentResponse."""
     parts: list[dict[str, Any]] = [{"text": "Let me think.", "thought": True}] if turn.thinking_tokens else []
-    return _chunk(turn, [*parts, {"text": turn.reply}], FINISH[turn.behaviour.finish])
+    return _chunk(turn, [*parts, _answer_part(turn, turn.reply)], FINISH[turn.behaviour.finish])
 
 
 def _frame(payload: dict[str, Any]) -> str:
@@ -115,8 +133,8 @@ def stream_open(turn: Turn) -> list[str]:
 
 
 def stream_piece(turn: Turn, piece: str, index: int) -> list[str]:
-    """One chunk of answer text."""
-    return [_frame(_chunk(turn, [{"text": piece}], None))]
+    """One chunk of answer text (or the function call)."""
+    return [_frame(_chunk(turn, [_answer_part(turn, piece)], None))]
 
 
 def stream_close(turn: Turn) -> list[str]:

@@ -1,0 +1,1 @@
+"""SmolLM2-135M-Instruct for delegate-mcp's offline model: this folder holds the GGUF file, nothing to import."""
