@@ -148,7 +148,6 @@ def test_the_typescript_sdk_client_runs_a_panel(
     report = ts_client(node_prefix, server_env(sim, specialists_dir), calls)
 
     (panel,) = report["calls"]
-    # Reported (not "error") only if the SDK accepted the structuredContent against the panel's outputSchema.
     assert "error" not in panel and not panel["isError"], panel
     data = panel["structuredContent"]
     assert {a["specialist"]: a["ok"] for a in data["answers"]} == {"coder": True, "generalist": True, "writer": True}
