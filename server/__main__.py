@@ -18,6 +18,7 @@ from server.commands import (
     evaluate,
     feedback,
     panel,
+    report,
     result,
     route,
     serve,
@@ -48,6 +49,7 @@ COMMANDS: dict[str, Command] = {
         threads.COMMAND,
         compare.COMMAND,
         stats.COMMAND,
+        report.COMMAND,
     )
 }
 SHARED_SETTINGS = {"specialists": "specialists_dir", "log_level": "log_level", "decision_log": "decision_log"}

@@ -57,8 +57,7 @@ from server.threads import ThreadBook
 
 logger = logging.getLogger(__name__)
 _ANNOTATIONS = ToolAnnotations(read_only_hint=True, open_world_hint=True, idempotent_hint=False)
-MODERN = "2026-07-28"
-"""The protocol version from which requests are stateless and carry their own options (roots, log level)."""
+MODERN = "2026-07-28"  # from this protocol on, requests are stateless and carry their own options (roots, log level)
 _INTERNAL = "delegate-mcp hit an internal error; the server log (stderr) has the details."
 
 
@@ -195,10 +194,9 @@ def ask_tool(delegator: Delegator, spec: Specialist, reply: Reply, like: Tool | 
 
 def ask_tools(delegator: Delegator, reply: Reply) -> list[Tool]:
     """One ask_<name> tool per specialist, the first one's schemas shared by the rest."""
-    tools: list[Tool] = []
-    for spec in delegator.catalog:
-        tools.append(ask_tool(delegator, spec, reply, tools[0] if tools else None))
-    return tools
+    specs = list(delegator.catalog)
+    first = ask_tool(delegator, specs[0], reply)
+    return [first, *(ask_tool(delegator, spec, reply, first) for spec in specs[1:])]
 
 
 def feedback_tool(delegator: Delegator) -> Tool:
@@ -265,7 +263,7 @@ def panel_tool(delegator: Delegator, reply: Reply) -> Tool:
         progress = progress_for(ctx)
         try:
             call = delegator.panel(task, context, specialists, synthesize, progress, files or [], roots_of(roots))
-            result = await linked_panel(reply.shelf, await call)
+            result = await linked_panel(reply.shelf, await call, reply.caller())
         except DelegateError as exc:
             raise ToolError(str(exc)) from None
         except Exception:
@@ -279,7 +277,8 @@ def panel_tool(delegator: Delegator, reply: Reply) -> Tool:
 
 def build_server(delegator: Delegator, after_handshake: Callable[[], Any] | None = None) -> MCPServer:
     """The MCP server exposing delegate, ask_<name>, delegate_result, panel, resources and prompts; built once."""
-    reply = Reply(delegator.answers, ClientLogLevels(), delegator.settings.result_form)
+    owner = lambda: delegator.caller().owner  # noqa: E731 (a shared HTTP server's named caller, else None)
+    reply = Reply(delegator.answers, ClientLogLevels(), delegator.settings.result_form, owner)
     tools = [delegate_tool(delegator, reply), *ask_tools(delegator, reply)]
     tools += [result_tool(delegator, reply), panel_tool(delegator, reply)]
     if delegator.feedback_on:
@@ -298,9 +297,9 @@ def build_server(delegator: Delegator, after_handshake: Callable[[], Any] | None
         log_level=delegator.settings.log_level,  # type: ignore[arg-type]
         middleware=middleware,
     )
-    add_resources(server, delegator)
+    add_resources(server, delegator, reply)
     if delegator.threads is not None:
-        add_thread_resources(server, delegator.threads)
+        add_thread_resources(server, delegator.threads, owner)
     add_prompts(server, delegator)
     add_log_level(server, reply.levels)
     return server
@@ -321,7 +320,7 @@ async def _read(fn: Callable[..., Any], *args: Any) -> Any:
         raise ResourceError(str(exc)) from None
 
 
-def add_resources(server: MCPServer, delegator: Delegator) -> None:
+def add_resources(server: MCPServer, delegator: Delegator, reply: Reply) -> None:
     """delegate://specialists, delegate://usage, delegate://answers/{call_id} and delegate://schemas."""
     catalog, shelf = delegator.catalog, delegator.answers
 
@@ -331,11 +330,12 @@ def add_resources(server: MCPServer, delegator: Delegator) -> None:
 
     @_resource(server, "delegate://usage", "usage", resource_text.USAGE)
     async def usage() -> str:
-        return json.dumps(await anyio.to_thread.run_sync(delegator.usage.snapshot), indent=2)
+        owner = delegator.caller().owner
+        return json.dumps(await anyio.to_thread.run_sync(delegator.usage.snapshot, owner), indent=2)
 
     @_resource(server, "delegate://answers/{call_id}{?offset,length}", "answer", resource_text.ANSWER, "text/plain")
     async def answer(call_id: str, offset: int = 0, length: int = 0) -> str:
-        return answer_range(await _read(shelf.read, call_id), offset, length)
+        return answer_range(await _read(shelf.read, call_id, reply.caller()), offset, length)
 
     @_resource(server, "delegate://schemas", "schemas", resource_text.SCHEMAS)
     def schemas() -> str:
@@ -347,17 +347,17 @@ def add_resources(server: MCPServer, delegator: Delegator) -> None:
         return json.dumps(await anyio.to_thread.run_sync(shadow_summary, delegator.store), indent=2)
 
 
-def add_thread_resources(server: MCPServer, book: ThreadBook) -> None:
-    """delegate://threads (recent conversations) and delegate://threads/{thread_id} (one transcript)."""
+def add_thread_resources(server: MCPServer, book: ThreadBook, owner: Callable[[], str | None]) -> None:
+    """delegate://threads (recent conversations) and delegate://threads/{thread_id} (one transcript): `owner`'s."""
 
     @_resource(server, "delegate://threads", "threads", resource_text.THREADS)
     async def threads() -> str:
-        found = await anyio.to_thread.run_sync(book.recent, resource_text.RECENT_THREADS)
+        found = await anyio.to_thread.run_sync(book.recent, resource_text.RECENT_THREADS, owner())
         return json.dumps([thread.summary() for thread in found], indent=2, ensure_ascii=False)
 
     @_resource(server, "delegate://threads/{thread_id}", "thread", resource_text.THREAD)
     async def thread(thread_id: str) -> str:
-        return json.dumps((await _read(book.load, thread_id)).transcript(), indent=2, ensure_ascii=False)
+        return json.dumps((await _read(book.load, thread_id, owner())).transcript(), indent=2, ensure_ascii=False)
 
 
 def add_prompts(server: MCPServer, delegator: Delegator) -> None:

@@ -86,7 +86,7 @@ def build_components(
     daily_budget = None
     if settings.daily_budget_usd is not None:
         daily_budget = DailyBudget(settings.daily_budget_usd, store, data_dir)
-    feedback = FeedbackBook(store, catalog.names)
+    feedback = FeedbackBook(store, catalog.names, settings.feedback_ttl_days)
     usage = UsageTally(store)
     usage.start()
     threads = None
@@ -144,7 +144,9 @@ def build_stages(settings: Settings, catalog: Catalog, parts: Components) -> Sta
     """Hand each stage the components it uses."""
     startup = StartUp(parts.lifecycle, settings.deadline_s)
     tally = Tally(parts.usage)
-    record = Record(catalog, parts.environ, tally, parts.decision_log, parts.feedback, parts.feedback_on)
+    record = Record(
+        catalog, parts.environ, tally, parts.decision_log, parts.feedback, parts.feedback_on, settings.log_tasks
+    )
     cascade = CascadeStage(parts.chain, parts.router, parts.environ, settings.verifier_timeout_s, parts.cooldowns)
     answer = Answer(settings, parts.chain, parts.threads, tally, cascade, parts.shadow)
     return Stages(

@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 
 from server.answers import AnswerShelf
+from server.callers import Caller, caller_for, check_feedback
 from server.catalog import Catalog, Specialist
 from server.clock import Deadline
 from server.components import build_components, build_stages
@@ -64,6 +65,11 @@ class Delegator:
         self.answers = AnswerShelf(settings, self.store)
         """Big answers kept whole for delegate://answers/{call_id}."""
 
+    def caller(self) -> Caller:
+        """The caller of the request being served: a named caller on a shared HTTP server (set by the HTTP layer
+        for each request), else the one caller. A call given no caller is that caller's."""
+        return caller_for(self.settings)
+
     def close(self) -> None:
         """Release the store's connections."""
         self.store.close()
@@ -109,15 +115,25 @@ class Delegator:
         turn: int | None = None,
         good: bool,
         should_be: str | None = None,
+        caller: Caller | None = None,
     ) -> Correction:
-        """Record feedback on a call (by call_id, or by thread_id and turn number); a correction takes effect at
-        once and retrains the classifier in the background (the exact task is routed as corrected meanwhile)."""
+        """Record feedback on a call (by call_id, or by thread_id and turn number) of the caller's own, from a
+        caller allowed to give it; a correction takes effect at once and retrains the classifier in the background
+        (the exact task is routed as corrected meanwhile)."""
+        caller = caller or self.caller()
+        check_feedback(caller)
         routed_to = key = None
         if thread_id is not None or turn is not None:
-            task, routed_to, key = await self._stages.prepare.turn_of(thread_id, turn)
+            task, routed_to, key = await self._stages.prepare.turn_of(thread_id, turn, caller.owner)
         correction = await anyio.to_thread.run_sync(
             lambda: self._lifecycle.record(
-                call_id=call_id, task=task, good=good, should_be=should_be, routed_to=routed_to, key=key
+                call_id=call_id,
+                task=task,
+                good=good,
+                should_be=should_be,
+                routed_to=routed_to,
+                key=key,
+                caller=caller.owner,
             )
         )
         self._lifecycle.retrain_in_background()
@@ -155,13 +171,17 @@ class Delegator:
         thread_id: str | None = None,
         background: bool = False,
         checks: list[Any] | None = None,
+        caller: Caller | None = None,
     ) -> DelegateResult:
         """Route the task to the best specialist and return its answer with the routing metadata; with a
-        thread_id, as the next turn of that conversation; `checks` verify a cascade's drafts."""
-        request = Request(task, context, files, client_roots, thread_id, background)
+        thread_id, as the next turn of that conversation (the caller's own); `checks` verify a cascade's drafts."""
+        caller = caller or self.caller()
+        request = Request(task, context, files, client_roots, thread_id, background, caller)
         graders = call_checks(checks)
         with self._stages.startup.counted():
-            result = await self._stages.record.logged("delegate", task, self._delegate(request, progress, graders))
+            result = await self._stages.record.logged(
+                "delegate", task, self._delegate(request, progress, graders), caller
+            )
         self.jobs.name_call(result.job_id, result.call_id)
         return result
 
@@ -176,21 +196,29 @@ class Delegator:
         thread_id: str | None = None,
         background: bool = False,
         checks: list[Any] | None = None,
+        caller: Caller | None = None,
     ) -> DelegateResult:
         """Send the task straight to one specialist, with no routing; with a thread_id, as the next turn."""
-        spec = self.catalog.get(name)
-        request = Request(task, context, files, client_roots, thread_id, background)
+        spec, caller = self.catalog.get(name), caller or self.caller()
+        request = Request(task, context, files, client_roots, thread_id, background, caller)
         graders = call_checks(checks)
         with self._stages.startup.counted():
-            result = await self._stages.record.logged(spec.tool_name, task, self._ask(spec, request, progress, graders))
+            result = await self._stages.record.logged(
+                spec.tool_name, task, self._ask(spec, request, progress, graders), caller
+            )
         self.jobs.name_call(result.job_id, result.call_id)
         return result
 
     async def job_result(
-        self, job_id: str, wait_s: float = 0, cancel: bool = False, progress: Progress = NO_PROGRESS
+        self,
+        job_id: str,
+        wait_s: float = 0,
+        cancel: bool = False,
+        progress: Progress = NO_PROGRESS,
+        caller: Caller | None = None,
     ) -> DelegateResult:
-        """A job's result: done with the whole answer, or running with the text so far (delegate_result)."""
-        return await self.jobs.result(job_id, wait_s, cancel, progress)
+        """A job's result (the caller's own): done with the whole answer, or running with the text so far."""
+        return await self.jobs.result(job_id, wait_s, cancel, progress, (caller or self.caller()).owner)
 
     async def panel(
         self,
@@ -229,7 +257,8 @@ class Delegator:
         worst = self._stages.budget.worst_case(task, context, bundle.text, turns, self._usable, routed=True)
         paid, settle = await self._stages.budget.held(worst)
         try:
-            outcome = await self._stages.route.route(task, context, prepared.deadline, bundle.text)
+            owner = request.caller.owner
+            outcome = await self._stages.route.route(task, context, prepared.deadline, bundle.text, owner=owner)
             paid.cost_usd = outcome.usage.cost_usd  # the router is paid for even if no specialist answers
             await progress.milestone(f"routed to {outcome.specialist} ({outcome.routing.decided_by})")
             spec = self.catalog.get(outcome.specialist)
@@ -238,7 +267,18 @@ class Delegator:
             raise
         deadline, thread, waited = prepared.deadline, prepared.thread, prepared.startup_wait_ms
         answering = Answering(
-            spec, outcome, task, context, deadline, progress, bundle, thread, waited, checks, prepared.workdir
+            spec,
+            outcome,
+            task,
+            context,
+            deadline,
+            progress,
+            bundle,
+            thread,
+            waited,
+            checks,
+            request.caller,
+            prepared.workdir,
         )
         return await self._stages.handoff.respond("delegate", answering, paid, settle, request.background)
 
@@ -253,8 +293,20 @@ class Delegator:
         worst = self._stages.budget.worst_case(task, context, bundle.text, turns, [spec], routed=False)
         paid, settle = await self._stages.budget.held(worst)
         deadline, waited = prepared.deadline, prepared.startup_wait_ms
+        outcome = direct(spec)
         answering = Answering(
-            spec, direct(spec), task, context, deadline, progress, bundle, thread, waited, checks, prepared.workdir
+            spec,
+            outcome,
+            task,
+            context,
+            deadline,
+            progress,
+            bundle,
+            thread,
+            waited,
+            checks,
+            request.caller,
+            prepared.workdir,
         )
         return await self._stages.handoff.respond(spec.tool_name, answering, paid, settle, request.background)
 

@@ -23,6 +23,7 @@ FEEDBACK_KIND = "feedback"
 CALL_TTL_S = 30 * 24 * 3600.0  # a call can be corrected for 30 days
 MAX_TASK_CHARS = 4_000  # what is kept of a task: enough to learn from, bounded in the store
 MAX_CORRECTIONS = 1_000  # the most recent corrections are the ones learned from
+DAY_S = 86_400.0
 
 
 def task_key(task: str) -> str:
@@ -40,6 +41,8 @@ class Correction:
     should_be: str
     good: bool
     time: float
+    caller: str | None = None
+    """Who gave it, on a server shared by named callers (None: the server's one caller)."""
 
     def to_json(self) -> dict[str, object]:
         """The stored document."""
@@ -79,14 +82,23 @@ def receipt(correction: Correction) -> FeedbackReceipt:
 class FeedbackBook:
     """Remembers calls and records corrections against them, in the store."""
 
-    def __init__(self, store: Store, names: Sequence[str]) -> None:
+    def __init__(self, store: Store, names: Sequence[str], ttl_days: float = 90.0) -> None:
         self._store = store
         self._names = list(names)
+        self.ttl_s = ttl_days * DAY_S
+        """A correction is forgotten this long after it was given (DELEGATE_FEEDBACK_TTL_DAYS)."""
 
-    def remember_call(self, call_id: str, task: str, specialist: str, decided_by: str) -> None:
-        """Keep what a call routed, so feedback can name it by call id."""
+    def live(self, corrections: Sequence[Correction], now: float | None = None) -> list[Correction]:
+        """The corrections not yet expired."""
+        cutoff = (time.time() if now is None else now) - self.ttl_s
+        return [c for c in corrections if c.time > cutoff]
+
+    def remember_call(
+        self, call_id: str, task: str, specialist: str, decided_by: str, owner: str | None = None
+    ) -> None:
+        """Keep what a call routed, so feedback can name it by call id (only its own caller's feedback can)."""
         record = {"task": task[:MAX_TASK_CHARS], "specialist": specialist, "decided_by": decided_by}
-        self._store.put(CALL_KIND, call_id, record, ttl_s=CALL_TTL_S)
+        self._store.put(CALL_KIND, call_id, record, ttl_s=CALL_TTL_S, owner=owner)
 
     def record(
         self,
@@ -97,12 +109,13 @@ class FeedbackBook:
         should_be: str | None,
         routed_to: str | None = None,
         key: str | None = None,
+        caller: str | None = None,
     ) -> Correction:
         """Record feedback on a remembered call (by id), on a thread's turn (its task, routing and key) or on a
         task's text; the stored correction."""
         if call_id:
             check_id("call_id", call_id, "the call_id of a delegate result")
-            call = self._store.get(CALL_KIND, call_id)
+            call = self._store.get(CALL_KIND, call_id, caller)
             if call is None:
                 raise InvalidInputError(
                     f"no call {call_id!r} is remembered: use the call_id of a delegate result from the last 30 "
@@ -123,12 +136,12 @@ class FeedbackBook:
                 + (f" (got {shown(should_be)})." if should_be else ".")
             )
         key = call_id or key or f"task-{task_key(task)}"
-        correction = Correction(key, task[:MAX_TASK_CHARS], routed_to, should_be, good, time.time())
-        self._store.put(FEEDBACK_KIND, key, correction.to_json())
+        correction = Correction(key, task[:MAX_TASK_CHARS], routed_to, should_be, good, time.time(), caller)
+        self._store.put(FEEDBACK_KIND, key, correction.to_json(), ttl_s=self.ttl_s)
         return correction
 
     def corrections(self, limit: int = MAX_CORRECTIONS) -> list[Correction]:
-        """The stored corrections, most recent first (unreadable documents are skipped)."""
+        """The stored corrections not yet expired, most recent first (unreadable documents are skipped)."""
         found = []
         for _, doc in self._store.recent(FEEDBACK_KIND, limit):
             try:
@@ -140,8 +153,9 @@ class FeedbackBook:
                         str(doc["should_be"]),
                         bool(doc["good"]),
                         float(doc["time"]),
+                        None if doc.get("caller") is None else str(doc["caller"]),
                     )
                 )
             except (KeyError, TypeError, ValueError):
                 continue
-        return [c for c in found if c.should_be in self._names]
+        return self.live([c for c in found if c.should_be in self._names])

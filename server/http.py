@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hmac
 import ipaddress
 import json
 import logging
@@ -17,6 +16,7 @@ from typing import Any
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
+from server.callers import ONLY, Caller, Tokens, named_tokens, serving
 from server.errors import ConfigError
 from server.settings import Settings
 
@@ -45,7 +45,8 @@ def is_loopback(host: str) -> bool:
 
 def exposure_problem(settings: Settings) -> str | None:
     """Why serving HTTP with these settings would be unsafe, in one sentence; None when it is fine."""
-    if settings.http_token or settings.http_allow_no_token or is_loopback(settings.http_host):
+    tokens = settings.http_token or settings.http_tokens or settings.http_tokens_file
+    if tokens or settings.http_allow_no_token or is_loopback(settings.http_host):
         return None
     return (
         f"refusing to serve HTTP on {settings.http_host} without DELEGATE_HTTP_TOKEN, because anyone who can reach "
@@ -79,25 +80,31 @@ async def _send_json(send: Any, status: int, payload: dict[str, Any], headers: l
 
 
 class BearerToken:
-    """ASGI middleware: every HTTP request must carry `Authorization: Bearer <token>` (scheme in any case)."""
+    """ASGI middleware: every HTTP request must carry `Authorization: Bearer <token>` (scheme in any case); the
+    token names the caller, who is then the caller of everything the request does."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, tokens: Tokens, hint: str) -> None:
         self._app = app
-        self._expected = token.encode()
+        self._tokens = tokens
+        self._hint = hint
 
-    def _authorised(self, header: bytes) -> bool:
+    def _caller(self, header: bytes) -> Caller | None:
         scheme, _, given = header.strip().partition(b" ")
-        # constant time: no timing oracle on the token
-        return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self._expected)
+        caller = self._tokens.identify(given.strip())  # constant time: no timing oracle on any token
+        return caller if scheme.lower() == b"bearer" else None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """Pass authorised requests (and lifespan events) through; answer the rest with 401."""
-        given = dict(scope.get("headers") or []).get(b"authorization", b"")
-        if scope["type"] == "http" and not self._authorised(given):
-            error = {"error": "unauthorized: send the DELEGATE_HTTP_TOKEN value as a bearer token"}
+        """Pass authorised requests (and lifespan events) through as their caller; answer the rest with 401."""
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        caller = self._caller(dict(scope.get("headers") or []).get(b"authorization", b""))
+        if caller is None:
+            error = {"error": f"unauthorized: {self._hint}"}
             await _send_json(send, 401, error, [(b"www-authenticate", b"Bearer")])
             return
-        await self._app(scope, receive, send)
+        with serving(caller):
+            await self._app(scope, receive, send)
 
 
 class LoopbackHostGuard:
@@ -160,7 +167,13 @@ def http_app(server: MCPServer, settings: Settings) -> ASGIApp:
         max_request_body_size=limit,
     )
     app = LoopbackHostGuard(BodyLimitMessage(app, limit))
-    return BearerToken(app, settings.http_token) if settings.http_token else app
+    named = named_tokens(settings)
+    if named is not None:
+        return BearerToken(app, named, "send your own caller token as a bearer token (DELEGATE_HTTP_TOKENS)")
+    if settings.http_token:
+        only = Tokens(((settings.http_token.encode(), ONLY),))
+        return BearerToken(app, only, "send the DELEGATE_HTTP_TOKEN value as a bearer token")
+    return app
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -187,11 +200,15 @@ def start_line(settings: Settings, sock: socket.socket) -> str:
     """The one line printed when serving: where, and whether callers need the token."""
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    access = (
-        "bearer token required (DELEGATE_HTTP_TOKEN)"
-        if settings.http_token
-        else "no token required: anyone who can reach this address can use it (set DELEGATE_HTTP_TOKEN to require one)"
-    )
+    named = named_tokens(settings)
+    if named is not None:
+        access = f"a bearer token per caller required ({len(named.names)} named callers, DELEGATE_HTTP_TOKENS)"
+    elif settings.http_token:
+        access = "bearer token required (DELEGATE_HTTP_TOKEN)"
+    else:
+        access = (
+            "no token required: anyone who can reach this address can use it (set DELEGATE_HTTP_TOKEN to require one)"
+        )
     return f"delegate-mcp: serving MCP over HTTP at http://{shown}:{port}/mcp; {access}. Ctrl-C stops it."
 
 
@@ -199,7 +216,7 @@ def run_http(server: MCPServer, settings: Settings, announce: Callable[[str], No
     """Serve until interrupted; `announce` gets the start line once the port is ours; no access log."""
     import uvicorn
 
-    if not settings.http_token and not is_loopback(settings.http_host):
+    if not (settings.http_token or named_tokens(settings)) and not is_loopback(settings.http_host):
         logger.warning(
             "serving on %s without DELEGATE_HTTP_TOKEN (DELEGATE_HTTP_ALLOW_NO_TOKEN=1): whoever reaches it can "
             "spend your keys unless a proxy in front checks callers",

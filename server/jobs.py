@@ -57,6 +57,8 @@ class Job:
     router_usage: CallUsage
     started: float
     """time.monotonic() when the tool call began (the result's latency counts from there)."""
+    owner: str | None = None
+    """The caller whose job it is, on a server with named callers (no other caller can read or cancel it)."""
     partial: Partial = field(default_factory=Partial)
     status: JobStatus = "running"
     result: DelegateResult | None = None
@@ -224,7 +226,7 @@ class JobManager:
             return
         document = {**record, "instance": self.instance, "heartbeat": time.time()}
         try:
-            await self._store_call(self._store.put, KIND, job.id, document, ttl_s)
+            await self._store_call(self._store.put, KIND, job.id, document, ttl_s, job.owner)
         except StoreError as exc:  # the job goes on; only other instances and restarts lose sight of it
             logger.warning("cannot record job %s in the store: %s", job.id, exc)
 
@@ -251,31 +253,45 @@ class JobManager:
             job.call_id = call_id
 
     async def result(
-        self, job_id: str, wait_s: float = 0, cancel: bool = False, progress: Progress | None = None
+        self,
+        job_id: str,
+        wait_s: float = 0,
+        cancel: bool = False,
+        progress: Progress | None = None,
+        owner: str | None = None,
     ) -> DelegateResult:
-        """delegate_result: the job's result now, after waiting up to `wait_s`, or after stopping it."""
+        """delegate_result: the job's result now, after waiting up to `wait_s`, or after stopping it. Given an
+        owner, another caller's job is an unknown job."""
         check_id("job_id", job_id, 'the job_id a delegate or ask_ result returned with status "running"')
         wait_s = min(max(0.0, wait_s), MAX_WAIT_S, max(0.0, self._settings.deadline_s - HANDOFF_MARGIN_S))
         job = self._jobs.get(job_id)
+        if job is not None and owner is not None and job.owner != owner:
+            raise UnknownJobError(job_id)
         if job is not None:
             if cancel and job.status == "running":
                 job.cancel()
                 wait_s = 5.0  # closing the upstream request takes a moment; the job then reports "cancelled"
             await self.wait(job, wait_s if job.status == "running" else 0, progress)
             return job.snapshot()
-        return await self._stored_result(job_id, wait_s, cancel)
+        return await self._stored_result(job_id, wait_s, cancel, owner)
 
-    async def _stored_result(self, job_id: str, wait_s: float, cancel: bool) -> DelegateResult:
+    async def _stored_result(self, job_id: str, wait_s: float, cancel: bool, owner: str | None) -> DelegateResult:
         """A job this process does not hold: finished earlier, run by another instance, or lost to a restart."""
         if self._store is None:
             raise UnknownJobError(job_id)
         store = self._store
+        if owner is not None and cancel:  # before the cancel is written: another caller's job is never touched
+            try:
+                if await self._store_call(store.get, KIND, job_id, owner) is None:
+                    raise UnknownJobError(job_id)
+            except DamagedDocumentError:
+                raise self._damaged(job_id) from None
         if cancel:
             await self._store_call(store.put, CANCEL_KIND, job_id, {"at": time.time()}, STALE_AFTER_S * 6)
         until = time.monotonic() + wait_s
         while True:
             try:
-                record = await self._store_call(store.get, KIND, job_id)
+                record = await self._store_call(store.get, KIND, job_id, owner)
             except DamagedDocumentError:
                 raise self._damaged(job_id) from None
             if record is None:

@@ -74,10 +74,17 @@ class LogChannel:
 class Reply:
     """Finishes a call for the client: a big answer goes by link, and its log messages to clients that asked."""
 
-    def __init__(self, shelf: AnswerShelf, levels: ClientLogLevels, form: str = "auto") -> None:
+    def __init__(
+        self, shelf: AnswerShelf, levels: ClientLogLevels, form: str = "auto", owner: Callable[[], str | None] = str
+    ) -> None:
         self.shelf = shelf
         self.levels = levels
         self._form = form
+        self._owner = owner
+
+    def caller(self) -> str:
+        """Whose answers a call keeps and reads: the named caller of a shared HTTP server, else the shared one."""
+        return self._owner() or SHARED_CALLER
 
     def text_only(self, ctx: object) -> bool:
         """Whether to leave the structured content out: DELEGATE_RESULT_FORM=text, or (auto) a client that shows its
@@ -90,15 +97,15 @@ class Reply:
         progress: Progress,
         offset: int = 0,
         channel: LogChannel | None = None,
-        caller: str = SHARED_CALLER,
+        caller: str | None = None,
     ) -> DelegateResult:
         """The result the client gets (from `offset` on, for a job's poll), its last progress and messages sent; a big
-        answer is kept as `caller`'s (one shared caller until HTTP callers are told apart)."""
+        answer is kept as the caller's (`caller`, else this call's)."""
         if result.status == "running":
             await progress.milestone(f"still answering: handed back as job {result.job_id}")
         else:
             await progress.milestone(f"{result.status}: {result.specialist} answered with {result.model}")
-        result = await self.shelf.linked(result, offset, caller)
+        result = await self.shelf.linked(result, offset, caller or self.caller())
         if channel is not None:
             await self.log(channel, call_messages(result))
         return result

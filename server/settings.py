@@ -48,6 +48,7 @@ ENV_NAMES: dict[str, str] = {
     "classifier_threshold": "DELEGATE_CLASSIFIER_THRESHOLD",
     "classifier_examples": "DELEGATE_CLASSIFIER_EXAMPLES",
     "feedback": "DELEGATE_FEEDBACK",
+    "feedback_ttl_days": "DELEGATE_FEEDBACK_TTL_DAYS",
     "route_cache_size": "DELEGATE_ROUTE_CACHE_SIZE",
     "decision_log": "DELEGATE_LOG",
     "log_tasks": "DELEGATE_LOG_TASKS",
@@ -57,6 +58,9 @@ ENV_NAMES: dict[str, str] = {
     "http_port": "DELEGATE_HTTP_PORT",
     "http_token": "DELEGATE_HTTP_TOKEN",
     "http_allow_no_token": "DELEGATE_HTTP_ALLOW_NO_TOKEN",
+    "http_tokens": "DELEGATE_HTTP_TOKENS",
+    "http_tokens_file": "DELEGATE_HTTP_TOKENS_FILE",
+    "feedback_callers": "DELEGATE_FEEDBACK_CALLERS",
     "http_allowed_hosts": "DELEGATE_HTTP_ALLOWED_HOSTS",
     "http_allowed_origins": "DELEGATE_HTTP_ALLOWED_ORIGINS",
     "http_max_connections": "DELEGATE_HTTP_MAX_CONNECTIONS",
@@ -77,7 +81,7 @@ ENV_NAMES: dict[str, str] = {
     "shadow_concurrency": "DELEGATE_SHADOW_CONCURRENCY",
 }
 # Settings whose values are secrets: an error about them never shows the value.
-SECRET_FIELDS = frozenset({"http_token"})
+SECRET_FIELDS = frozenset({"http_token", "http_tokens"})
 
 
 class Settings(BaseModel):
@@ -157,6 +161,8 @@ class Settings(BaseModel):
     """A JSONL file of {"task", "expected"} lines the classifier also learns from."""
     feedback: bool = False
     """Offer the feedback tool and remember delegate calls (their task text, 30 days) so they can be corrected."""
+    feedback_ttl_days: float = Field(90.0, gt=0)
+    """A correction is forgotten this many days after it was given: no longer shown to the router nor learned."""
     route_cache_size: int = Field(1024, ge=0)
     """Routing decisions remembered for identical tasks (0 turns the cache off)."""
     decision_log: Path | None = None
@@ -175,6 +181,12 @@ class Settings(BaseModel):
     """When set, every HTTP request needs `Authorization: Bearer <token>`."""
     http_allow_no_token: bool = False
     """Serve HTTP on a non-loopback address without a token (only behind a proxy that checks callers)."""
+    http_tokens: str | None = None
+    """Named callers' tokens, "name=token,...": each caller sees only its own threads, jobs, answers and usage."""
+    http_tokens_file: Path | None = None
+    """A file of named callers' tokens, a `name: token` line each (`name: token feedback` may correct routing)."""
+    feedback_callers: str | None = None
+    """Comma-separated caller names allowed to give routing feedback on a server with named callers."""
     http_allowed_hosts: str | None = None
     """Comma-separated Host headers accepted (DNS-rebinding protection); default: loopback names."""
     http_allowed_origins: str | None = None

@@ -167,10 +167,10 @@ class ThreadBook:
         self._clock = clock
         self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
 
-    def get(self, thread_id: str) -> Thread | None:
-        """The thread, or None when it does not exist or has expired."""
+    def get(self, thread_id: str, owner: str | None = None) -> Thread | None:
+        """The thread, or None when it does not exist or has expired (or, given an owner, is another caller's)."""
         try:
-            document = self.store.get(KIND, thread_id)
+            document = self.store.get(KIND, thread_id, owner)
             if document is None:
                 return None
             return Thread.model_validate(document)
@@ -180,10 +180,11 @@ class ThreadBook:
                 f"`delegate-mcp threads delete {thread_id}`."
             ) from None
 
-    def load(self, thread_id: str) -> Thread:
-        """The thread to continue; UnknownThreadError when it does not exist or has expired."""
+    def load(self, thread_id: str, owner: str | None = None) -> Thread:
+        """The thread to continue; UnknownThreadError when it does not exist or has expired, or (given an owner) is
+        another caller's: the same message, so a caller cannot tell another's thread from none."""
         check_thread_id(thread_id)
-        thread = self.get(thread_id)
+        thread = self.get(thread_id, owner)
         if thread is None:
             days = self._ttl_s / 86_400
             raise UnknownThreadError(
@@ -193,23 +194,25 @@ class ThreadBook:
             )
         return thread
 
-    def append(self, thread_id: str, turn: Turn) -> Thread:
-        """Add a turn (creating the thread if needed), bounded by the size limit; the saved thread.
+    def append(self, thread_id: str, turn: Turn, owner: str | None = None) -> Thread:
+        """Add a turn (creating the thread, owned by `owner`, if needed), bounded by the size limit; the saved thread.
 
         The read-modify-write is serialised per thread within this process, so concurrent turns are all kept.
         """
         with self._locks[hash(thread_id) % _LOCK_STRIPES]:
             now = self._clock()
-            thread = self.get(thread_id) or Thread(id=thread_id, created=now, updated=now)
+            thread = self.get(thread_id, owner) or Thread(id=thread_id, created=now, updated=now)
             thread = thread.model_copy(update={"turns": [*thread.turns, turn], "updated": now})
             thread = bound_thread(thread, self._max_chars)
-            self.store.put(KIND, thread_id, thread.model_dump(mode="json", exclude={"damaged"}), ttl_s=self._ttl_s)
+            document = thread.model_dump(mode="json", exclude={"damaged"})
+            self.store.put(KIND, thread_id, document, ttl_s=self._ttl_s, owner=owner)
             return thread
 
-    def recent(self, limit: int = 50) -> list[Thread]:
-        """The most recently continued threads first; a damaged one is listed as such, never failing the listing."""
+    def recent(self, limit: int = 50, owner: str | None = None) -> list[Thread]:
+        """The most recently continued threads first (given an owner, only that caller's); a damaged one is listed
+        as such, never failing the listing."""
         found = []
-        for thread_id, document in self.store.recent(KIND, limit):
+        for thread_id, document in self.store.recent(KIND, limit, owner):
             try:
                 found.append(Thread.model_validate(document))
             except ValidationError:

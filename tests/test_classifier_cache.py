@@ -30,7 +30,7 @@ def test_a_start_with_unchanged_specialists_loads_the_cache_instead_of_training(
     state["weights"]["writer"]["w:go"] = 500.0  # only a loaded (not retrained) model can know this
     path.write_text(json.dumps(state), encoding="utf-8")
     second = load_or_train(examples, 0.75, tmp_path)
-    assert second.decide(GO_PANIC).label == "writer"
+    assert second.predict(GO_PANIC).label == "writer"  # a guess: the shipped prior disagrees, so not decided
 
 
 def test_changed_examples_train_a_new_classifier_and_replace_the_old_cache(

@@ -235,6 +235,34 @@ def test_the_second_set_is_a_different_style_and_was_never_trained_on() -> None:
     assert not [c.task for c in cases if c.task.lower().strip() in trained | first]
 
 
+async def test_eval_gives_each_named_source_its_own_figures(
+    builtins_on_sim: Callable[..., Delegator], sim: ProviderSimulator, tmp_path: Path
+) -> None:
+    path = tmp_path / "eval.jsonl"
+    lines = [
+        {
+            "task": "Fix this Python traceback: KeyError: 'user_id' in views.py line 42",
+            "expected": "coder",
+            "source": "a",
+        },
+        {"task": "hmm", "expected": "writer", "source": "b"},
+        {"task": "ok do it", "expected": "generalist", "source": "b"},
+        {"task": "Write a haiku about the sea", "expected": "writer"},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    cases = read_cases(path, ["coder", "writer", "generalist"])
+    assert [c.source for c in cases] == ["a", "b", "b", ""]
+    sim.set_default("sim-router", responder=lambda body: route_to("writer", 0.8))
+    delegator = builtins_on_sim()
+    results = await run_cases(delegator, cases, full=False, concurrency=2, progress=lambda done, total: None)
+    sources = summarise(results, delegator.catalog, {}, 500, [1.0, 2.0], 0.9)["sources"]
+    assert set(sources) == {"a", "b"}  # a task without a source is in the totals only
+    assert sources["a"]["tasks"] == 1 and sources["a"]["classifier"]["coverage"] == 1.0
+    assert sources["a"]["classifier"]["accuracy"] == 1.0 and sources["a"]["accuracy_interval"][1] == 1.0
+    assert sources["b"]["classifier"] == {"coverage": 0.0, "count": 0, "accuracy": None, "accuracy_interval": None}
+    assert sources["b"]["tasks"] == 2 and sources["b"]["accuracy"] == 0.5
+
+
 def test_eval_rejects_a_bad_line_naming_it(tmp_path: Path) -> None:
     bad = tmp_path / "eval.jsonl"
     bad.write_text('{"task": "a", "expected": "coder"}\n\n{"task": "b", "expected": "poet"}\n')

@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 
+from server import tracing
 from server.calling import embedded, llm, pricing
 from server.calling.cli.agent import CliAgents, Steps, cli_availability, cli_root
 from server.calling.cli.presets import is_cli
@@ -306,7 +307,9 @@ class ChainRunner:
                 return None, error
             started = time.monotonic()
             try:
-                completion = await (self._call_cli(call) if cli else self._call(call))
+                with tracing.model_call(ref.model, role="specialist", attempt=try_number + 1) as traced:
+                    completion = await (self._call_cli(call) if cli else self._call(call))
+                    traced.done(completion.input_tokens, completion.output_tokens, completion.cost_usd, ref.model)
             except llm.ProviderError as failure:
                 error = failure
                 why = describe_failure(failure, ref, self._secrets)

@@ -1,4 +1,4 @@
-"""Measures for a routing report: percentiles, Wilson intervals, calibration (ECE, a reliability table), misroutes."""
+"""Measures for a routing report: Wilson intervals, calibration (ECE, a reliability table), per-source lines."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from server.quality.stats import wilson
 
-__all__ = ["calibration", "format_calibration", "task_head", "wilson"]
+__all__ = ["calibration", "format_calibration", "format_sources", "interval", "pct", "task_head", "wilson"]
 
 BANDS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 TASK_HEAD_CHARS = 80
@@ -54,3 +54,27 @@ def format_calibration(table: dict[str, Any]) -> list[str]:
                 f"{band['accuracy'] * 100:>10.1f}%"
             )
     return lines
+
+
+def format_sources(sources: dict[str, Any]) -> list[str]:
+    """Each source's figures as report lines (none when no task named its source)."""
+    if not sources:
+        return []
+    lines = ["", "Per source:              tasks   accuracy   classifier: coverage   accuracy   95% interval"]
+    for source, figures in sources.items():
+        alone = figures["classifier"]
+        lines.append(
+            f"  {source:<22}{figures['tasks']:>7}{pct(figures['accuracy']):>11}{pct(alone['coverage']):>23}"
+            f"{pct(alone['accuracy']):>11}" + interval(alone.get("accuracy_interval"))
+        )
+    return lines
+
+
+def interval(bounds: list[float] | None) -> str:
+    """A Wilson interval as report text (empty when there is none)."""
+    return "" if bounds is None else f"   [{bounds[0] * 100:.1f}%, {bounds[1] * 100:.1f}%]"
+
+
+def pct(value: float | None) -> str:
+    """A ratio as a percentage, '-' when there is none."""
+    return "-" if value is None else f"{value * 100:.1f}%"

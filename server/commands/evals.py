@@ -14,7 +14,9 @@ import anyio
 from server.calling import pricing
 from server.calling.chain import estimate_tokens, usable_models
 from server.catalog import Catalog
-from server.commands.calibration import calibration, format_calibration, task_head, wilson
+from server.commands.calibration import calibration, format_calibration, format_sources, task_head, wilson
+from server.commands.calibration import interval as _interval
+from server.commands.calibration import pct as _pct
 from server.delegation import Delegator
 from server.errors import ConfigError, DelegateError
 from server.pipeline.messages import specialist_messages
@@ -32,6 +34,8 @@ class EvalCase:
     task: str
     expected: str
     context: str = ""
+    source: str = ""
+    """Where the task came from (optional); the report then gives each source's figures."""
 
 
 @dataclass(frozen=True)
@@ -77,9 +81,10 @@ def read_cases(path: Path, names: list[str]) -> list[EvalCase]:
                 f"{path}:{number}: 'expected' must be one of {', '.join(names)}; got {item.get('expected')!r}."
             )
         context = item.get("context", "")
-        if not isinstance(context, str):
-            raise ConfigError(f"{path}:{number}: 'context' must be a string.")
-        cases.append(EvalCase(number, item["task"], item["expected"], context))
+        source = item.get("source", "")
+        if not isinstance(context, str) or not isinstance(source, str):
+            raise ConfigError(f"{path}:{number}: 'context' and 'source' must be strings.")
+        cases.append(EvalCase(number, item["task"], item["expected"], context, source))
     if not cases:
         raise ConfigError(f"{path}: no tasks in the eval file.")
     return cases
@@ -181,7 +186,20 @@ def summarise(
             "calibration": calibration(guesses) if guesses else None,
         },
         "cost_estimate": estimate_costs(results, catalog, environ, output_tokens),
+        "sources": by_source(results),
     }
+
+
+def by_source(results: list[CaseResult]) -> dict[str, Any]:
+    """Per source (cases that name one): accuracy, and the classifier's coverage and accuracy on what it decided."""
+    found: dict[str, Any] = {}
+    for source in sorted({r.case.source for r in results if r.case.source}):
+        mine = [r for r in results if r.case.source == source]
+        right = sum(r.predicted == r.case.expected for r in mine)
+        n = len(mine)
+        found[source] = {"tasks": n, "accuracy": _ratio(right, n), "accuracy_interval": wilson(right, n)}
+        found[source]["classifier"] = _per_path(mine, n)["classifier"]
+    return found
 
 
 def _router_figures(results: list[CaseResult]) -> dict[str, Any]:
@@ -317,6 +335,7 @@ def format_report(summary: dict[str, Any]) -> str:
             f"  {path:<22}{_pct(figures['coverage']):>8}{figures['count']:>8}{_pct(figures['accuracy']):>11}"
             + _interval(figures.get("accuracy_interval"))
         )
+    lines += format_sources(summary.get("sources") or {})
     lines += ["", "Per specialist:          precision   recall   count"]
     for name, figures in summary["specialists"].items():
         lines.append(f"  {name:<22}{_pct(figures['precision']):>10}{_pct(figures['recall']):>9}{figures['count']:>8}")
@@ -356,14 +375,6 @@ def format_report(summary: dict[str, Any]) -> str:
             f"{miss['task']}"
         )
     return "\n".join(lines)
-
-
-def _interval(bounds: list[float] | None) -> str:
-    return "" if bounds is None else f"   [{bounds[0] * 100:.1f}%, {bounds[1] * 100:.1f}%]"
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.1f}%"
 
 
 def _ms(value: float | None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -54,8 +55,10 @@ def check(call: Invocation) -> None:
     extra = ["feedback"] if delegator.feedback_on else []
     chosen_tools([*tool_names(call.catalog), *extra], settings.tools)
     if settings.transport == "http":
+        from server.callers import named_tokens
         from server.http import exposure_problem
 
+        named_tokens(settings)  # malformed named tokens stop start-up, naming the setting and line
         problem = exposure_problem(settings)
         if problem:
             raise ConfigError(problem)
@@ -69,6 +72,16 @@ def run(call: Invocation) -> int:
 
 def serve(delegator: Delegator) -> int:
     """Serve MCP over stdio (until the client closes stdin) or HTTP, until SIGTERM or Ctrl-C."""
+    from server import otel
+
+    stop_telemetry = otel.install(os.environ)  # only when OTEL_* asks for an exporter and the extra is installed
+    try:
+        return _serve(delegator)
+    finally:
+        stop_telemetry()
+
+
+def _serve(delegator: Delegator) -> int:
     from server.app import build_server, run_stdio
 
     def warm_up() -> None:

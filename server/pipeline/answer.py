@@ -10,6 +10,8 @@ from typing import Any, NamedTuple
 
 import anyio
 
+from server import tracing
+from server.callers import ONLY, Caller
 from server.calling import embedded
 from server.calling.chain import ChainRunner, Partial
 from server.catalog import Specialist
@@ -75,6 +77,8 @@ class Answering(NamedTuple):
     startup_wait_ms: float | None = None
     checks: tuple[Check, ...] = ()
     """The call's checks: a cascade's verifier, or a warning when a plain answer fails them."""
+    caller: Caller = ONLY
+    """Who asked: the turn is saved in its thread, a job is its job, and usage counts for it."""
     workdir: Path | None = None
     """Where a coding-agent CLI works (the client's root; None: the configured one)."""
 
@@ -117,7 +121,7 @@ class Answer:
                 spec, messages, task, given, checks, deadline, progress, partial, answering.workdir
             )
         except (AllModelsFailedError, anyio.get_cancelled_exc_class()):
-            await self._tally.unanswered(answering.outcome.usage)
+            await self._tally.unanswered(answering.outcome.usage, answering.caller.owner)
             raise
         answer = done.answer
         result = self._result(answering, done, trimmed)
@@ -131,7 +135,7 @@ class Answer:
             model=answer.model,
             at=time.time(),
         )
-        await self.save_turn(thread.id if thread else None, turn, result)
+        await self.save_turn(thread.id if thread else None, turn, result, answering.caller.owner)
         result.latency_ms = answering.deadline.elapsed_ms()
         if self._shadow is not None:  # after the answer, in tasks of their own: the client never waits for them
             self._shadow.after(spec, messages, task, given, result)
@@ -189,7 +193,9 @@ class Answer:
             warnings=list(answering.bundle.warnings),
         )
 
-    async def save_turn(self, thread_id: str | None, turn: Turn, result: DelegateResult) -> None:
+    async def save_turn(
+        self, thread_id: str | None, turn: Turn, result: DelegateResult, owner: str | None = None
+    ) -> None:
         """Add the turn to its thread (a new one when thread_id is None) and put the id in the result. A store
         that cannot be written costs the thread, never the answer: the result carries a warning instead."""
         if self._threads is None:
@@ -197,8 +203,11 @@ class Answer:
         continuing = thread_id is not None
         thread_id = thread_id or new_thread_id()
         try:
-            with anyio.CancelScope(shield=True):  # the answer is paid for: keep it even if the client gives up
-                await anyio.to_thread.run_sync(self._threads.append, thread_id, turn)
+            with (
+                anyio.CancelScope(shield=True),  # the answer is paid for: keep it even if the client gives up
+                tracing.stage("store", {"delegate.store.write": "thread.append"}),
+            ):
+                await anyio.to_thread.run_sync(self._threads.append, thread_id, turn, owner)
         except StoreError as exc:
             logger.warning("a turn of thread %s was not saved: %s", thread_id, exc)
             later = "later turns of this thread will not see it" if continuing else "it cannot be followed up"

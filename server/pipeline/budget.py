@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import anyio
 
+from server import tracing
 from server.calling.chain import CHARS_PER_TOKEN, ChainRunner
 from server.catalog import Catalog, Specialist
 from server.errors import StoreError
@@ -101,7 +102,10 @@ class Budget:
             yield paid
             return
         budget = self._budget
-        hold = await anyio.to_thread.run_sync(budget.reserve, worst_case_usd)  # BudgetExceededError: nothing called
+        with tracing.stage(
+            "store", {"delegate.store.write": "budget.reserve", "delegate.worst_case_usd": worst_case_usd}
+        ):
+            hold = await anyio.to_thread.run_sync(budget.reserve, worst_case_usd)  # BudgetExceededError: nothing called
         try:
             yield paid
         finally:
@@ -110,7 +114,8 @@ class Budget:
             hold.spent_usd = paid.cost_usd or 0.0
             with anyio.CancelScope(shield=True):  # money already spent is recorded even if the call is cancelled
                 try:
-                    await anyio.to_thread.run_sync(budget.settle, hold)
+                    with tracing.stage("store", {"delegate.store.write": "budget.settle"}):
+                        await anyio.to_thread.run_sync(budget.settle, hold)
                 except StoreError as exc:
                     warning = f"This call's cost (${hold.spent_usd:.6f}) could not be added to today's budget: {exc}"
                     logger.warning("%s", warning)

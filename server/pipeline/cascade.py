@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from server import tracing
 from server.calling import pricing
 from server.calling.chain import CHARS_PER_TOKEN, MIN_ATTEMPT_S, ChainAnswer, ChainRunner, Partial, usable_models
 from server.calling.cooldown import Cooldowns
@@ -136,7 +137,11 @@ class CascadeStage:
                 continue
             got = answer.completion
             drafts = add_usage(drafts, got.input_tokens, got.output_tokens, got.cost_usd)
-            check = None if last else await self._verify(spec, task, context, checks, answer, deadline, progress)
+            check = None
+            if not last:  # the verifier's reason is left out of the span: it quotes the draft
+                with tracing.stage("verify", {"delegate.model": ref.model, "delegate.step": number + 1}) as span:
+                    check = await self._verify(spec, task, context, checks, answer, deadline, progress)
+                    tracing.annotate(span, tracing.verdict_attributes(check.passed, check.verdict, check.cost_usd))
             if check is not None:
                 verifier = add_usage(verifier, check.input_tokens, check.output_tokens, check.cost_usd)
                 warnings += [check.warning] if check.warning else []

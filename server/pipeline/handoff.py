@@ -43,6 +43,7 @@ class Handoff:
             answering.outcome.routing,
             answering.outcome.usage,
             answering.deadline.started,
+            owner=answering.caller.owner,
         )
         job.partial.try_limit_s = self._settings.job_max_s
         job_answering = answering._replace(
@@ -55,7 +56,8 @@ class Handoff:
             return paid.result
 
         async def record(job: Job) -> None:  # a handed-off job counts in usage and the log when it ends
-            await self._record.record(tool, answering.task, job.result if job.status == "done" else None, job.error)
+            result = job.result if job.status == "done" else None
+            await self._record.record(tool, answering.task, result, job.error, answering.caller)
 
         job.on_finish = record
         self._jobs.start(job, work)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import anyio
 
+from server import tracing
+from server.callers import ONLY, Caller
 from server.clock import Deadline
 from server.errors import InvalidInputError
 from server.files import FileBundle, FileReader, FileRules, configured_roots, resolved_roots, split_list
@@ -89,6 +91,8 @@ class Request:
     client_roots: Sequence[Path] = ()
     thread_id: str | None = None
     background: bool = False
+    caller: Caller = ONLY
+    """Who sent it: on a server with named callers, its threads, jobs, answers and usage are its own."""
 
 
 @dataclass
@@ -126,7 +130,7 @@ class Prepare:
         waiting for start-up work counts against the deadline (and the latency)."""
         deadline = Deadline(self._settings.deadline_s)
         validate(self._settings, request.task, request.context)
-        thread = await self.thread(request.thread_id)
+        thread = await self.thread(request.thread_id, request.caller.owner)
         if request.background and not self._settings.jobs:
             raise InvalidInputError("background needs jobs, which are off (DELEGATE_JOBS=off): call without it.")
         if request.background and self._jobs.full():
@@ -144,11 +148,17 @@ class Prepare:
         if not files:
             return FileBundle()
         reader = FileReader(file_rules(self._settings, self._roots, client_roots))
-        # A cancelled call does not wait for a slow glob to finish walking its folders.
-        return await anyio.to_thread.run_sync(reader.read, list(files), len(context), deadline, abandon_on_cancel=True)
+        with tracing.stage("files", {"delegate.files.requested": len(files)}) as span:
+            # A cancelled call does not wait for a slow glob to finish walking its folders.
+            bundle = await anyio.to_thread.run_sync(
+                reader.read, list(files), len(context), deadline, abandon_on_cancel=True
+            )
+            tracing.annotate(span, {"delegate.files.read": len(bundle.reads), "delegate.files.chars": len(bundle.text)})
+        return bundle
 
-    async def thread(self, thread_id: str | None) -> Thread | None:
-        """The conversation a call continues (UnknownThreadError when there is none), or None for a new one."""
+    async def thread(self, thread_id: str | None, owner: str | None = None) -> Thread | None:
+        """The conversation a call continues (UnknownThreadError when there is none, or it is not `owner`'s), or
+        None for a new one."""
         if thread_id is None:
             return None
         if self._threads is None:
@@ -157,13 +167,13 @@ class Prepare:
                 "earlier material again as context."
             )
         check_thread_id(thread_id)
-        return await anyio.to_thread.run_sync(self._threads.load, thread_id)
+        return await anyio.to_thread.run_sync(self._threads.load, thread_id, owner)
 
-    async def turn_of(self, thread_id: str | None, turn: int | None) -> tuple[str, str, str]:
+    async def turn_of(self, thread_id: str | None, turn: int | None, owner: str | None = None) -> tuple[str, str, str]:
         """For feedback on a thread: the task and specialist of turn `turn` (1 is the first), and the feedback key."""
         if not thread_id or turn is None:
             raise InvalidInputError("feedback on a thread needs both thread_id and turn (1 is the first turn).")
-        thread = await self.thread(thread_id)
+        thread = await self.thread(thread_id, owner)
         assert thread is not None
         if not 1 <= turn <= len(thread.turns):
             raise InvalidInputError(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from server import tracing
 from server.calling.chain import ChainRunner, estimate_tokens
 from server.catalog import Catalog, Specialist
 from server.clock import Deadline, ms_since
@@ -49,11 +50,26 @@ class Route:
         return classifier.fit(classifier_text(task, "")) if classifier else None
 
     async def route(
-        self, task: str, context: str, deadline: Deadline, files_text: str = "", *, remembered: bool = True
+        self,
+        task: str,
+        context: str,
+        deadline: Deadline,
+        files_text: str = "",
+        *,
+        remembered: bool = True,
+        owner: str | None = None,
     ) -> RouteOutcome:
         """Choose a specialist: as a user corrected this very task, else the classifier when it is sure, else a
         cached or fresh router decision. Files count toward the window check and the router's size information
         exactly like context."""
+        with tracing.stage("route") as span:
+            outcome = await self._route(task, context, deadline, files_text, remembered=remembered, owner=owner)
+            tracing.annotate(span, tracing.routing_attributes(outcome.specialist, outcome.routing, outcome.usage))
+            return outcome
+
+    async def _route(
+        self, task: str, context: str, deadline: Deadline, files_text: str, *, remembered: bool, owner: str | None
+    ) -> RouteOutcome:
         if not self._usable:  # nothing can answer: the default's error names the keys to set
             nothing = Routing(decided_by="default", reason="no specialist has a usable model")
             return RouteOutcome(self._catalog.default.name, nothing, CallUsage())
@@ -70,7 +86,7 @@ class Route:
         classified = self._classified(task, context, names)
         if classified is not None:
             return classified
-        key = RouteCache.key(task, context, self._preview_chars, names)
+        key = RouteCache.key(task, context, self._preview_chars, names, owner)
         cached = self._cache.get(key)
         if cached is not None:
             return cached

@@ -19,6 +19,8 @@ from server.routing.classifier import FORMAT, Classifier, SoftmaxRegression
 
 logger = logging.getLogger(__name__)
 PREFIX = "classifier-"
+BUILTIN_PREFIX = "builtin-classifier-"
+"""The model trained without users' corrections, kept apart (each prefix keeps only its newest file)."""
 
 
 def cache_key(examples: Mapping[str, Sequence[str]]) -> str:
@@ -31,22 +33,33 @@ def cache_key(examples: Mapping[str, Sequence[str]]) -> str:
     return digest.hexdigest()
 
 
-def cache_path(directory: Path, examples: Mapping[str, Sequence[str]]) -> Path:
+def cache_path(directory: Path, examples: Mapping[str, Sequence[str]], prefix: str = PREFIX) -> Path:
     """Where the classifier trained on these examples is kept."""
-    return directory / f"{PREFIX}{cache_key(examples)[:24]}.json"
+    return directory / f"{prefix}{cache_key(examples)[:24]}.json"
 
 
-def load_or_train(examples: Mapping[str, Sequence[str]], threshold: float, directory: Path | None) -> Classifier:
-    """The cached classifier for these examples, or a freshly trained one (then cached when possible)."""
-    path = cache_path(directory, examples) if directory is not None else None
+def load_or_train(
+    examples: Mapping[str, Sequence[str]],
+    threshold: float,
+    directory: Path | None,
+    builtin: SoftmaxRegression | None = None,
+) -> Classifier:
+    """The cached classifier for these examples, or a freshly trained one (then cached when possible); `builtin` is
+    the model trained without users' corrections, when the examples hold some."""
+    return Classifier(examples, threshold, trained(examples, directory), builtin=builtin)
+
+
+def trained(examples: Mapping[str, Sequence[str]], directory: Path | None, prefix: str = PREFIX) -> SoftmaxRegression:
+    """The model for these examples: from the cache under `prefix` when it is there, else trained (and cached)."""
+    path = cache_path(directory, examples, prefix) if directory is not None else None
     if path is not None:
         model = _load(path)
         if model is not None and sorted(model.labels) == sorted(examples):
-            return Classifier(examples, threshold, model)
-    classifier = Classifier(examples, threshold)
+            return model
+    model = SoftmaxRegression.train(examples)
     if path is not None:
-        _save(path, classifier.model)
-    return classifier
+        _save(path, model, prefix)
+    return model
 
 
 def _load(path: Path) -> SoftmaxRegression | None:
@@ -60,7 +73,7 @@ def _load(path: Path) -> SoftmaxRegression | None:
         return None
 
 
-def _save(path: Path, model: SoftmaxRegression) -> None:
+def _save(path: Path, model: SoftmaxRegression, prefix: str) -> None:
     """Write atomically (a reader never sees half a file) and drop caches of other example sets."""
     temporary: str | None = None
     try:
@@ -70,7 +83,7 @@ def _save(path: Path, model: SoftmaxRegression) -> None:
             json.dump(model.to_json(), out, separators=(",", ":"))
         os.replace(temporary, path)
         temporary = None
-        for old in path.parent.glob(f"{PREFIX}*.json"):
+        for old in path.parent.glob(f"{prefix}*.json"):
             if old != path:
                 old.unlink(missing_ok=True)
     except OSError as exc:  # a read-only data directory only means training again next start

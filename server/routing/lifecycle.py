@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -13,8 +14,8 @@ from pathlib import Path
 from server.catalog import Catalog
 from server.errors import ConfigError, StoreError
 from server.feedback import Correction, FeedbackBook, task_key
-from server.routing.classifier import Classifier
-from server.routing.classifier_cache import load_or_train
+from server.routing.classifier import Classifier, SoftmaxRegression
+from server.routing.classifier_cache import BUILTIN_PREFIX, load_or_train, trained
 from server.routing.router import Router
 from server.settings import Settings
 
@@ -22,6 +23,10 @@ logger = logging.getLogger(__name__)
 
 QUIET_WAIT_S = 30.0
 """Background training waits at most this long for the calls in flight to end (training is CPU-bound)."""
+CORRECTION_SHARE = 0.5
+"""Corrections learned per specialist, at most this share of its built-in texts (description and examples): the
+most recent ones. With the classifier's guard (its decisions must agree with the built-in examples' model) it
+bounds what feedback can teach."""
 
 
 def classifier_text(task: str, context: str) -> str:
@@ -35,11 +40,11 @@ def training_examples(
     catalog: Catalog, extra: Path | None, corrections: list[Correction] | None = None
 ) -> dict[str, list[str]]:
     """Each specialist's description and examples, a user's labelled JSONL file when given, and the tasks users
-    corrected through feedback (under the specialist they should have gone to)."""
+    corrected through feedback (under the specialist they should have gone to; the most recent, up to
+    CORRECTION_SHARE of its built-in texts)."""
     examples = {spec.name: [spec.description, *spec.examples] for spec in catalog}
-    for correction in reversed(corrections or []):  # oldest first: the order is part of the cache key
-        if correction.should_be in examples:
-            examples[correction.should_be].append(correction.task)
+    for correction in reversed(learnable(catalog, corrections or [])):  # oldest first: the order is in the cache key
+        examples[correction.should_be].append(correction.task)
     if extra is not None:
         for number, line in enumerate(_read_lines(extra), start=1):
             try:
@@ -51,6 +56,18 @@ def training_examples(
                     f"{', '.join(examples)}) (DELEGATE_CLASSIFIER_EXAMPLES)."
                 ) from None
     return examples
+
+
+def learnable(catalog: Catalog, corrections: list[Correction]) -> list[Correction]:
+    """The corrections the classifier learns, most recent first: per specialist, at most CORRECTION_SHARE of its
+    built-in texts, so one caller's many corrections cannot outweigh the examples it ships with."""
+    room = {spec.name: max(1, math.ceil(CORRECTION_SHARE * (1 + len(spec.examples)))) for spec in catalog}
+    kept = []
+    for correction in corrections:
+        if room.get(correction.should_be, 0) > 0:
+            room[correction.should_be] -= 1
+            kept.append(correction)
+    return kept
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -72,9 +89,13 @@ class ClassifierLifecycle:
         self._router = router
         self._data_dir = data_dir
         self._classifier: Classifier | None = None
+        self._builtin: SoftmaxRegression | None = None
         self._lock = threading.Lock()
         self._corrections: list[Correction] | None = None
         self._memory: dict[str, str] = {}  # task_key -> the specialist a user said it should go to
+        self._retraining = threading.Condition()
+        self._retrain_running = False
+        self._retrain_again = False
         self.wait = True
         """Calls wait for training (one-shot commands); the server sets False so early calls never wait for it."""
 
@@ -107,12 +128,22 @@ class ClassifierLifecycle:
         return self._corrections is not None
 
     def _train(self) -> Classifier:
-        """The classifier for the catalogue and the corrections so far (from the cache when it has them)."""
-        examples = training_examples(self._catalog, self._settings.classifier_examples, self.corrections())
-        return load_or_train(examples, self._settings.classifier_threshold, self._data_dir)
+        """The classifier for the catalogue and the corrections so far (from the cache when it has them); with
+        corrections, beside the model of the built-in examples alone, which their decisions must agree with."""
+        corrections = self.corrections()
+        examples = training_examples(self._catalog, self._settings.classifier_examples, corrections)
+        builtin = self._builtin_model() if corrections else None
+        return load_or_train(examples, self._settings.classifier_threshold, self._data_dir, builtin)
+
+    def _builtin_model(self) -> SoftmaxRegression:
+        """The model trained on the catalogue (and any examples file) without corrections: once, or from its cache."""
+        if self._builtin is None:
+            examples = training_examples(self._catalog, self._settings.classifier_examples)
+            self._builtin = trained(examples, self._data_dir, BUILTIN_PREFIX)
+        return self._builtin
 
     def corrections(self) -> list[Correction]:
-        """The corrections users made, read from the store once; they also teach the router."""
+        """The corrections users made and not yet expired, read from the store once; they also teach the router."""
         if self._corrections is None:
             try:
                 found = self._feedback.corrections()
@@ -120,7 +151,17 @@ class ClassifierLifecycle:
                 logger.warning("cannot read routing feedback from the store: %s", exc)
                 found = []
             self._learn_all(found)
+        self._expire()
         return self._corrections or []
+
+    def _expire(self) -> None:
+        """Forget the corrections past DELEGATE_FEEDBACK_TTL_DAYS: memory and router at once, the classifier by a
+        retraining in the background."""
+        known = self._corrections or []
+        live = self._feedback.live(known)
+        if len(live) < len(known):
+            self._learn_all(live)
+            self.retrain_in_background()
 
     def _learn_all(self, corrections: list[Correction]) -> None:
         self._corrections = corrections
@@ -128,8 +169,11 @@ class ClassifierLifecycle:
         self._router.set_corrections([(c.task, c.should_be) for c in corrections if not c.good])
 
     def remembered(self, task: str) -> str | None:
-        """The specialist a user said this very task should go to, if any."""
-        return self._memory.get(task_key(task)) if self._memory else None
+        """The specialist a user said this very task should go to, if any (and not expired)."""
+        if not self._memory:
+            return None
+        self._expire()
+        return self._memory.get(task_key(task))
 
     def record(
         self,
@@ -140,18 +184,42 @@ class ClassifierLifecycle:
         should_be: str | None,
         routed_to: str | None,
         key: str | None,
+        caller: str | None = None,
     ) -> Correction:
         """Store a correction and learn it at once (memory and router); the classifier learns it by retrain()."""
         correction = self._feedback.record(
-            call_id=call_id, task=task, good=good, should_be=should_be, routed_to=routed_to, key=key
+            call_id=call_id, task=task, good=good, should_be=should_be, routed_to=routed_to, key=key, caller=caller
         )
         self._learn_all([correction, *[c for c in self.corrections() if c.call_id != correction.call_id]])
         return correction
 
     def retrain_in_background(self) -> None:
-        """Retrain a classifier already in use on a thread; the exact task is routed as corrected meanwhile."""
-        if self.enabled and self._classifier is not None:
-            threading.Thread(target=self._retrain, name="classifier-retrain", daemon=True).start()
+        """Retrain a classifier already in use on a thread; the exact task is routed as corrected meanwhile. One
+        retraining runs at a time: requests made while it runs are folded into one more run after it, which
+        learns every correction recorded until then."""
+        if not (self.enabled and self._classifier is not None):
+            return
+        with self._retraining:
+            if self._retrain_running:
+                self._retrain_again = True
+                return
+            self._retrain_running = True
+        threading.Thread(target=self._retrain_until_current, name="classifier-retrain", daemon=True).start()
+
+    def _retrain_until_current(self) -> None:
+        while True:
+            self._retrain()
+            with self._retraining:
+                if not self._retrain_again:
+                    self._retrain_running = False
+                    self._retraining.notify_all()
+                    return
+                self._retrain_again = False
+
+    def wait_for_retraining(self, timeout_s: float) -> bool:
+        """Block until no retraining runs or is due (True), or `timeout_s` passes (False)."""
+        with self._retraining:
+            return self._retraining.wait_for(lambda: not self._retrain_running, timeout_s)
 
     def _retrain(self) -> None:
         try:

@@ -19,21 +19,23 @@ class Store(Protocol):
     location: str
     """Where the state lives, safe to print (a path, or a Redis URL without its password)."""
 
-    def get(self, kind: str, key: str) -> JSON | None:
-        """The document stored under (kind, key), or None when missing or expired."""
+    def get(self, kind: str, key: str, owner: str | None = None) -> JSON | None:
+        """The document stored under (kind, key), or None when missing or expired; given an owner, also None when
+        the document is not that owner's (so another caller's document looks exactly like a missing one)."""
         ...
 
-    def put(self, kind: str, key: str, value: JSON, ttl_s: float | None = None) -> None:
-        """Store a document, replacing any earlier one; it expires after ttl_s seconds when given."""
+    def put(self, kind: str, key: str, value: JSON, ttl_s: float | None = None, owner: str | None = None) -> None:
+        """Store a document, replacing any earlier one; it expires after ttl_s seconds when given. `owner` is the
+        caller it belongs to on a server with named callers (None: no owner, as on a server with one caller)."""
         ...
 
     def delete(self, kind: str, key: str) -> bool:
         """Remove a document; True when it existed."""
         ...
 
-    def recent(self, kind: str, limit: int = 50) -> list[tuple[str, JSON | None]]:
-        """Up to `limit` live documents of a kind, the most recently written first; None for a damaged one (its key
-        is still listed, so it can be named and deleted)."""
+    def recent(self, kind: str, limit: int = 50, owner: str | None = None) -> list[tuple[str, JSON | None]]:
+        """Up to `limit` live documents of a kind, the most recently written first (given an owner, only that
+        owner's); None for a damaged one (its key is still listed, so it can be named and deleted)."""
         ...
 
     def reserve(self, ledger: str, amount: float, limit: float) -> float | None:

@@ -83,20 +83,29 @@ class RedisStore:
             return StoreError(f"{self.location}: a ledger holds an impossible amount. {_FIX}")
         return StoreError(f"{self.location}: cannot use the Redis state store ({self._reason(exc)}).")
 
-    def get(self, kind: str, key: str) -> JSON | None:
-        """The document stored under (kind, key), or None when missing or expired."""
+    def get(self, kind: str, key: str, owner: str | None = None) -> JSON | None:
+        """The document stored under (kind, key), or None when missing or expired (or, with `owner`, not theirs)."""
         try:
-            raw = self._get(_doc(kind, key))
+            raw, stored_owner = self._redis.mget([_doc(kind, key), _owner(kind, key)])
         except redis.RedisError as exc:
             raise self._failed(exc) from None
-        return None if raw is None else decode_document(raw, self.location, kind, key)
+        if raw is None or (owner is not None and stored_owner != owner):
+            return None
+        return decode_document(raw, self.location, kind, key)
 
-    def put(self, kind: str, key: str, value: JSON, ttl_s: float | None = None) -> None:
-        """Store a document, replacing any earlier one; it expires after ttl_s seconds when given."""
+    def put(self, kind: str, key: str, value: JSON, ttl_s: float | None = None, owner: str | None = None) -> None:
+        """Store a document, replacing any earlier one; it expires after ttl_s seconds when given; `owner` is the
+        caller it belongs to (its own index lists it; get and recent given an owner see only theirs)."""
         text = json.dumps(value, ensure_ascii=False)
+        expiry = max(1, int(ttl_s * 1000)) if ttl_s is not None else None
         try:
             with self._redis.pipeline(transaction=True) as pipe:
-                pipe.set(_doc(kind, key), text, px=max(1, int(ttl_s * 1000)) if ttl_s is not None else None)
+                pipe.set(_doc(kind, key), text, px=expiry)
+                if owner is None:
+                    pipe.delete(_owner(kind, key))
+                else:
+                    pipe.set(_owner(kind, key), owner, px=expiry)
+                    pipe.zadd(_index(kind, owner), {key: time.time()})
                 pipe.zadd(_index(kind), {key: time.time()})
                 pipe.execute()
         except redis.RedisError as exc:
@@ -105,31 +114,36 @@ class RedisStore:
     def delete(self, kind: str, key: str) -> bool:
         """Remove a document; True when it existed."""
         try:
+            owner = self._get(_owner(kind, key))
             with self._redis.pipeline(transaction=True) as pipe:
-                pipe.delete(_doc(kind, key))
+                pipe.delete(_doc(kind, key), _owner(kind, key))
                 pipe.zrem(_index(kind), key)
-                removed, _ = pipe.execute()
+                if owner is not None:
+                    pipe.zrem(_index(kind, owner), key)
+                removed = pipe.execute()[0]
         except redis.RedisError as exc:
             raise self._failed(exc) from None
         return bool(removed)
 
-    def recent(self, kind: str, limit: int = 50) -> list[tuple[str, JSON | None]]:
-        """Up to `limit` live documents of a kind, the most recently written first; None for a damaged one."""
+    def recent(self, kind: str, limit: int = 50, owner: str | None = None) -> list[tuple[str, JSON | None]]:
+        """Up to `limit` live documents of a kind (only `owner`'s when given), the most recently written first; None
+        for a damaged one."""
         found: list[tuple[str, JSON | None]] = []
-        start = 0
+        index, start = _index(kind, owner), 0
         try:
             while len(found) < limit:
-                keys = self._redis.zrevrange(_index(kind), start, start + limit - 1)
+                keys = self._redis.zrevrange(index, start, start + limit - 1)
                 if not keys:
                     break
                 start += len(keys)
                 values = self._redis.mget([_doc(kind, key) for key in keys])
-                gone = [key for key, raw in zip(keys, values, strict=True) if raw is None]
-                if gone:  # expired documents leave their index entry behind; tidy it here
-                    self._redis.zrem(_index(kind), *gone)
+                owners = self._redis.mget([_owner(kind, key) for key in keys]) if owner else [owner] * len(keys)
+                gone = [key for key, raw, who in zip(keys, values, owners, strict=True) if raw is None or who != owner]
+                if gone:  # expired (or handed to another owner) documents leave their index entry; tidy it here
+                    self._redis.zrem(index, *gone)
                     start -= len(gone)
-                pairs = zip(keys, values, strict=True)
-                found += [(key, decode_or_none(raw, self.location, kind, key)) for key, raw in pairs if raw is not None]
+                pairs = [(key, raw) for key, raw in zip(keys, values, strict=True) if key not in gone]
+                found += [(key, decode_or_none(raw, self.location, kind, key)) for key, raw in pairs]
         except redis.RedisError as exc:
             raise self._failed(exc) from None
         return found[:limit]
@@ -198,8 +212,12 @@ def _doc(kind: str, key: str) -> str:
     return f"{PREFIX}doc:{kind}:{key}"
 
 
-def _index(kind: str) -> str:
-    return f"{PREFIX}recent:{kind}"
+def _index(kind: str, owner: str | None = None) -> str:
+    return f"{PREFIX}recent:{kind}" if owner is None else f"{PREFIX}recent-of:{owner}:{kind}"
+
+
+def _owner(kind: str, key: str) -> str:
+    return f"{PREFIX}owner:{kind}:{key}"
 
 
 def _ledger(name: str) -> str:

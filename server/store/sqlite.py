@@ -25,7 +25,7 @@ BUSY_WAIT_S = 30.0
 """How long a write waits for another process's transaction once serving."""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
-    kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, updated REAL NOT NULL, expires REAL,
+    kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, updated REAL NOT NULL, expires REAL, owner TEXT,
     PRIMARY KEY (kind, key)
 );
 CREATE INDEX IF NOT EXISTS documents_recent ON documents (kind, updated);
@@ -61,6 +61,7 @@ class SQLiteStore:
             # crash, and a call's several small writes stop paying one fsync each (0.2 ms here, ms on laptops).
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.executescript(_SCHEMA)
+            _add_owners(connection)
             problems = [row[0] for row in connection.execute("PRAGMA quick_check")]
             bad = connection.execute("SELECT name, amount FROM ledgers").fetchall()
             connection.execute("BEGIN IMMEDIATE")  # can it be written? (a write lock someone keeps would stall calls)
@@ -105,24 +106,27 @@ class SQLiteStore:
     def _now(self) -> float:
         return self._clock()
 
-    def get(self, kind: str, key: str) -> JSON | None:
-        """The document stored under (kind, key), or None when missing or expired."""
+    def get(self, kind: str, key: str, owner: str | None = None) -> JSON | None:
+        """The document stored under (kind, key), or None when missing or expired (or, with `owner`, not theirs)."""
+        mine, args = _owned(owner)
         with self._transaction() as db:
             row = db.execute(
-                "SELECT value FROM documents WHERE kind = ? AND key = ? AND (expires IS NULL OR expires > ?)",
-                (kind, key, self._now()),
+                f"SELECT value FROM documents WHERE kind = ? AND key = ? AND (expires IS NULL OR expires > ?){mine}",
+                (kind, key, self._now(), *args),
             ).fetchone()
         return decode_document(row[0], self.location, kind, key) if row else None
 
-    def put(self, kind: str, key: str, value: JSON, ttl_s: float | None = None) -> None:
-        """Store a document, replacing any earlier one; it expires after ttl_s seconds when given."""
+    def put(self, kind: str, key: str, value: JSON, ttl_s: float | None = None, owner: str | None = None) -> None:
+        """Store a document, replacing any earlier one; it expires after ttl_s seconds when given; `owner` is the
+        caller it belongs to (get and recent given an owner see only that owner's documents)."""
         now = self._now()
         expires = now + ttl_s if ttl_s is not None else None
         with self._transaction() as db:
             db.execute("DELETE FROM documents WHERE expires IS NOT NULL AND expires <= ?", (now,))
             db.execute(
-                "INSERT OR REPLACE INTO documents (kind, key, value, updated, expires) VALUES (?, ?, ?, ?, ?)",
-                (kind, key, json.dumps(value, ensure_ascii=False), now, expires),
+                "INSERT OR REPLACE INTO documents (kind, key, value, updated, expires, owner) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (kind, key, json.dumps(value, ensure_ascii=False), now, expires, owner),
             )
 
     def delete(self, kind: str, key: str) -> bool:
@@ -130,13 +134,15 @@ class SQLiteStore:
         with self._transaction() as db:
             return db.execute("DELETE FROM documents WHERE kind = ? AND key = ?", (kind, key)).rowcount > 0
 
-    def recent(self, kind: str, limit: int = 50) -> list[tuple[str, JSON | None]]:
-        """Up to `limit` live documents of a kind, the most recently written first; None for a damaged one."""
+    def recent(self, kind: str, limit: int = 50, owner: str | None = None) -> list[tuple[str, JSON | None]]:
+        """Up to `limit` live documents of a kind (only `owner`'s when given), the most recently written first; None
+        for a damaged one."""
+        mine, args = _owned(owner)
         with self._transaction() as db:
             rows = db.execute(
-                "SELECT key, value FROM documents WHERE kind = ? AND (expires IS NULL OR expires > ?) "
+                f"SELECT key, value FROM documents WHERE kind = ? AND (expires IS NULL OR expires > ?){mine} "
                 "ORDER BY updated DESC LIMIT ?",
-                (kind, self._now(), limit),
+                (kind, self._now(), *args, limit),
             ).fetchall()
         return [(key, decode_or_none(value, self.location, kind, key)) for key, value in rows]
 
@@ -183,6 +189,19 @@ class SQLiteStore:
 
 
 _FIX = "Move the file aside (nothing was changed) or point DELEGATE_STORE elsewhere, then start again."
+
+
+def _add_owners(connection: sqlite3.Connection) -> None:
+    """Give a store made before callers had owners its owner column (its documents stay the only caller's)."""
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(documents)")}
+    if "owner" not in columns:
+        connection.execute("ALTER TABLE documents ADD COLUMN owner TEXT")
+    connection.execute("CREATE INDEX IF NOT EXISTS documents_owned ON documents (kind, owner, updated)")
+
+
+def _owned(owner: str | None) -> tuple[str, tuple[str, ...]]:
+    """The SQL condition (and its argument) keeping only an owner's documents; none when owner is None."""
+    return ("", ()) if owner is None else (" AND owner = ?", (owner,))
 
 
 def _reason(exc: Exception) -> str:

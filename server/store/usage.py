@@ -72,10 +72,16 @@ class UsageTally:
         if self._store.get(KIND, "since") is None:
             self._store.put(KIND, "since", {"time": datetime.now(UTC).isoformat(timespec="seconds")})
 
-    def record(self, result: DelegateResult | None, premium_cost_usd: float | None) -> None:
-        """Count one call: a result, or None for a call that failed."""
+    def _add(self, counts: dict[str, float], owner: str | None) -> None:
+        """Add to the totals, and to the caller's own on a server with named callers."""
+        self._store.add_counts(KIND, KEY, counts)
+        if owner is not None:
+            self._store.add_counts(KIND, f"{KEY}@{owner}", counts)
+
+    def record(self, result: DelegateResult | None, premium_cost_usd: float | None, owner: str | None = None) -> None:
+        """Count one call (of `owner`, on a server with named callers): a result, or None for a call that failed."""
         if result is None:
-            self._store.add_counts(KIND, KEY, {"calls": 1, "errors": 1})
+            self._add({"calls": 1, "errors": 1}, owner)
             return
         usage = result.usage
         counts = {
@@ -85,20 +91,20 @@ class UsageTally:
         if premium_cost_usd is not None and usage.total_cost_usd is not None:
             counts.update(priced_actual=usage.total_cost_usd, priced_premium=premium_cost_usd)
         counts.update(_cascade_counts(result))
-        self._store.add_counts(KIND, KEY, counts)
+        self._add(counts, owner)
 
-    def record_cancelled(self) -> None:
+    def record_cancelled(self, owner: str | None = None) -> None:
         """Count a call the client cancelled before it had an answer."""
-        self._store.add_counts(KIND, KEY, {"calls": 1, "cancelled": 1})
+        self._add({"calls": 1, "cancelled": 1}, owner)
 
-    def record_unanswered(self, router: CallUsage) -> None:
+    def record_unanswered(self, router: CallUsage, owner: str | None = None) -> None:
         """Add what routing cost a call that then got no answer (every model failed, or it was cancelled)."""
         if router.input_tokens or router.output_tokens or router.cost_usd:
-            self._store.add_counts(KIND, KEY, _add("unanswered/", [router], router.cost_usd))
+            self._add(_add("unanswered/", [router], router.cost_usd), owner)
 
-    def snapshot(self) -> dict[str, Any]:
-        """The totals as JSON-ready data."""
-        counters = self._store.counts(KIND, KEY)
+    def snapshot(self, owner: str | None = None) -> dict[str, Any]:
+        """The totals as JSON-ready data: everyone's, or (given an owner) that caller's own."""
+        counters = self._store.counts(KIND, KEY if owner is None else f"{KEY}@{owner}")
         since = (self._store.get(KIND, "since") or {}).get("time")
         names = sorted({field.split("/")[1] for field in counters if field.startswith("specialist/")})
         per_specialist = {name: _read_bucket(counters, f"specialist/{name}/") for name in names}
@@ -125,6 +131,7 @@ class UsageTally:
             "saving": round(saving / premium, 4) if premium else None,
             "cascade": _cascade_totals(counters),
             "note": NOTE,
+            **({"caller": owner} if owner is not None else {}),
         }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import select
 import socket
@@ -98,6 +99,8 @@ class _Handler(BaseHTTPRequestHandler):
         model = wire.model(self.path, body)
         headers = {k.lower(): v for k, v in self.headers.items()}
         self.record, beh = sim._record_and_pick(wire.NAME, self.path, model, body, headers)
+        if callable(beh.tool_call):
+            beh = dataclasses.replace(beh, tool_call=beh.tool_call(body))
         if (beh.hang and not sim._wait(None, self)) or (beh.delay and not sim._wait(beh.delay, self)):
             self.close_connection = True
             return

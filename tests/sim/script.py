@@ -34,9 +34,10 @@ class Behaviour:
     """Seconds to wait, sent the provider's way: a Retry-After header, or Gemini's RetryInfo retryDelay in the body."""
     thinking_tokens: int = 0
     """Reasoning tokens the model spent, reported in usage and billed as output."""
-    tool_call: dict[str, Any] | None = None
+    tool_call: dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
     """{"name": ..., "arguments": {...}}: answer with a call of the client's own tool instead of text (an agent
-    then runs the tool and asks again with its result)."""
+    then runs the tool and asks again with its result). A function of the request body decides per request
+    (from the tool results so far, say); when it returns None the answer is text."""
 
     def __post_init__(self) -> None:
         if self.finish not in FINISHES:
