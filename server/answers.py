@@ -22,6 +22,8 @@ SHARED_CALLER = "shared"
 CHARS_PER_TOKEN = 4
 """The estimate used against the client's limit: about 4 characters a token for English and code."""
 URI_PREFIX = "delegate://answers/"
+LISTED = 20
+"""Kept answers named in resources/list: some clients (Gemini CLI) read only the resources listed there."""
 
 
 def answer_uri(call_id: str) -> str:
@@ -67,6 +69,15 @@ class AnswerShelf:
         """Store a whole answer under its call_id (blocking)."""
         document = {"text": text, "caller": caller, "at": time.time()}
         self._store.put(KIND, call_id, document, self._settings.answer_ttl_s)
+
+    def recent(self, caller: str = SHARED_CALLER, limit: int = LISTED) -> list[tuple[str, int]]:
+        """The newest kept answers of this caller, as (call_id, characters), for resources/list (blocking)."""
+        found = [
+            (call_id, len(document["text"]))
+            for call_id, document in self._store.recent(KIND, limit * 4)
+            if isinstance(document, dict) and document.get("caller") == caller and isinstance(document.get("text"), str)
+        ]
+        return found[:limit]
 
     def read(self, call_id: str, caller: str = SHARED_CALLER) -> str:
         """The whole answer of a call; UnknownAnswerError when it is not kept (never kept, expired, another

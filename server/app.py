@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import warnings
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
+from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.mcpserver.prompts.base import Prompt
@@ -27,6 +28,7 @@ from mcp_types import (
     ListRootsRequest,
     ListRootsResult,
     PromptReference,
+    Resource,
     ResourceLink,
     SetLevelRequestParams,
     TextContent,
@@ -37,20 +39,20 @@ from pydantic import ValidationError
 
 from server import __version__, resource_text
 from server import tool_text as text
-from server.answers import answer_range, linked_panel
+from server.answers import answer_range, answer_uri, linked_panel
 from server.arguments import ArgumentCheck, tool_arguments
 from server.arguments import strict as _strict
 from server.catalog import Specialist
 from server.commands.cli_output import catalog_report
 from server.delegation import Delegator
 from server.errors import DelegateError, InvalidInputError, UnknownAnswerError, UnknownThreadError
-from server.feedback import FeedbackReceipt, receipt
-from server.files import root_paths
+from server.feedback import FeedbackReceipt, one_call_named, receipt
+from server.files import listed_roots
 from server.handshake import AfterHandshake
-from server.progress import NO_PROGRESS, Progress
+from server.progress import Progress, progress_for
 from server.prompts import Completions, prompt_specs
 from server.quality.shadow_report import SHADOW_TEXT, shadow_summary
-from server.reply import ClientLogLevels, LogChannel, Reply, connection_of
+from server.reply import ClientLogLevels, Reply, connection_of, log_channel
 from server.results import DelegateResult, PanelResult, panel_text, summary_line
 from server.stdio_check import CheckedLines, claimed_stdin
 from server.threads import ThreadBook
@@ -73,25 +75,9 @@ def to_tool_result(result: DelegateResult | PanelResult, text_only: bool = False
     return CallToolResult(content=content, structured_content=structured)
 
 
-def log_channel(ctx: Context | None) -> LogChannel | None:
-    """Where this call's log messages go (logging is deprecated in 2026-07-28; older clients still use it)."""
-    if ctx is None:
-        return None
-
-    async def send(level: str, message: str) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", MCPDeprecationWarning)
-            await ctx.log(level, message, logger_name="delegate-mcp")  # type: ignore[arg-type]
-
-    modern = ctx.protocol_version is not None and is_version_at_least(ctx.protocol_version, MODERN)
-    return LogChannel(connection_of(ctx.request_context.session), modern, send)
-
-
-def progress_for(ctx: Context | None) -> Progress:
-    """Progress notifications for this call (sent only when the client asked for them)."""
-    if ctx is None:
-        return NO_PROGRESS
-    return Progress(lambda value, message: ctx.report_progress(value, None, message))
+def modern(ctx: Context) -> bool:
+    """A 2026-07-28 (or later) request: stateless, carrying its own options (roots, log level)."""
+    return ctx.protocol_version is not None and is_version_at_least(ctx.protocol_version, MODERN)
 
 
 async def client_roots(ctx: Context, files: list[str] | None = None) -> ListRoots | ListRootsResult | None:
@@ -103,7 +89,7 @@ async def client_roots(ctx: Context, files: list[str] | None = None) -> ListRoot
         return None
     if getattr(ctx.request_context, "request", None) is not None:  # an HTTP request
         return None
-    if ctx.protocol_version is not None and is_version_at_least(ctx.protocol_version, MODERN):
+    if modern(ctx):
         return ListRoots()  # an input_required round trip: the SDK asks and injects the answer
     try:  # older protocols: a request to the client in the middle of the call, whose failure we survive
         return await ctx.session.send_request(
@@ -117,22 +103,38 @@ async def client_roots(ctx: Context, files: list[str] | None = None) -> ListRoot
 ClientRoots = Annotated[ListRootsResult | None, Resolve(client_roots)]
 
 
-def roots_of(listed: ListRootsResult | None) -> list[Path]:
-    """Folders named by the client's roots/list answer (none when it was not asked)."""
-    return root_paths([str(root.uri) for root in listed.roots]) if listed else []
-
-
 async def _run(
     call: Awaitable[DelegateResult], progress: Progress, reply: Reply, ctx: Context | None, offset: int = 0
 ) -> CallToolResult:
     """Await a delegation; turn our errors into clean isError results and hide anything unexpected."""
     try:
-        return to_tool_result(await reply.finish(await call, progress, offset, log_channel(ctx)), reply.text_only(ctx))
+        result = await reply.finish(await call, progress, offset, log_channel(ctx, ctx is not None and modern(ctx)))
+        await announce_answer(ctx, result.answer_uri)
+        return to_tool_result(result, reply.text_only(ctx))
     except DelegateError as exc:
         raise ToolError(str(exc)) from None
     except Exception:
         logger.exception("delegate-mcp failed unexpectedly")
         raise ToolError(_INTERNAL) from None
+
+
+async def announce_answer(ctx: Context | None, uri: str | None) -> None:
+    """A big answer was kept: tell the client its resource list changed (a client that cannot take it loses nothing)."""
+    if uri is not None and ctx is not None:
+        with anyio.move_on_after(2), contextlib.suppress(Exception):
+            await ctx.session.send_resource_list_changed()
+
+
+class Server(MCPServer):
+    """MCPServer whose resources/list also names the caller's newest kept answers: some clients (Gemini CLI) read
+    only listed resources, so a big answer's link must be listed to be followed."""
+
+    kept: Callable[[], list[tuple[str, int]]] = staticmethod(list)
+
+    async def list_resources(self) -> list[Resource]:
+        kept = await anyio.to_thread.run_sync(self.kept)
+        mine = [Resource(uri=answer_uri(i), name=f"answer {i}", mime_type="text/plain", size=n) for i, n in kept]
+        return [*await super().list_resources(), *mine]
 
 
 def delegate_tool(delegator: Delegator, reply: Reply) -> Tool:
@@ -150,7 +152,7 @@ def delegate_tool(delegator: Delegator, reply: Reply) -> Tool:
     ) -> CallToolResult:
         progress = progress_for(ctx)
         call = delegator.delegate(
-            task, context, progress, files or [], roots_of(roots), thread_id, background, checks=checks
+            task, context, progress, files or [], listed_roots(roots), thread_id, background, checks=checks
         )
         return await _run(call, progress, reply, ctx)
 
@@ -172,7 +174,7 @@ def ask_tool(delegator: Delegator, spec: Specialist, reply: Reply, like: Tool | 
         ctx: Context | None = None,
         roots: ClientRoots = None,
     ) -> CallToolResult:
-        progress, where = progress_for(ctx), roots_of(roots)
+        progress, where = progress_for(ctx), listed_roots(roots)
         call = delegator.ask(spec.name, task, context, progress, files or [], where, thread_id, background, checks)
         return await _run(call, progress, reply, ctx)
 
@@ -210,15 +212,8 @@ def feedback_tool(delegator: Delegator) -> Tool:
         turn: text.TurnArg = 0,
     ) -> FeedbackReceipt:
         try:
-            if bool(call_id) == bool(thread_id or turn):
-                raise InvalidInputError("feedback names one call: give call_id, or thread_id and turn, not both.")
-            correction = await delegator.give_feedback(
-                call_id=call_id or None,
-                thread_id=thread_id or None,
-                turn=turn or None,
-                good=good,
-                should_be=should_be or None,
-            )
+            named = one_call_named(call_id, thread_id, turn)
+            correction = await delegator.give_feedback(**named, good=good, should_be=should_be or None)
         except DelegateError as exc:
             raise ToolError(str(exc)) from None
         return receipt(correction)
@@ -241,11 +236,9 @@ def result_tool(delegator: Delegator, reply: Reply) -> Tool:
         progress = progress_for(ctx)
         return await _run(delegator.job_result(job_id, wait_s, cancel, progress), progress, reply, ctx, offset)
 
-    description = text.result_description()
     annotations = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
-    return _strict(
-        Tool.from_function(delegate_result, name="delegate_result", description=description, annotations=annotations)
-    )
+    tool = Tool.from_function(delegate_result, description=text.result_description(), annotations=annotations)
+    return _strict(tool)
 
 
 def panel_tool(delegator: Delegator, reply: Reply) -> Tool:
@@ -262,8 +255,9 @@ def panel_tool(delegator: Delegator, reply: Reply) -> Tool:
     ) -> CallToolResult:
         progress = progress_for(ctx)
         try:
-            call = delegator.panel(task, context, specialists, synthesize, progress, files or [], roots_of(roots))
+            call = delegator.panel(task, context, specialists, synthesize, progress, files or [], listed_roots(roots))
             result = await linked_panel(reply.shelf, await call, reply.caller())
+            await announce_answer(ctx, result.answer_uri)
         except DelegateError as exc:
             raise ToolError(str(exc)) from None
         except Exception:
@@ -289,7 +283,7 @@ def build_server(delegator: Delegator, after_handshake: Callable[[], Any] | None
     middleware: list[Any] = [ArgumentCheck({t.name: tool_arguments(t) for t in tools}, refused)]
     if after_handshake:
         middleware.append(AfterHandshake(after_handshake))
-    server = MCPServer(
+    server = Server(
         name="delegate-mcp",
         version=__version__,
         instructions=text.server_instructions(delegator.catalog),
@@ -297,6 +291,7 @@ def build_server(delegator: Delegator, after_handshake: Callable[[], Any] | None
         log_level=delegator.settings.log_level,  # type: ignore[arg-type]
         middleware=middleware,
     )
+    server.kept = lambda: delegator.answers.recent(reply.caller()) if delegator.answers.on else []
     add_resources(server, delegator, reply)
     if delegator.threads is not None:
         add_thread_resources(server, delegator.threads, owner)
@@ -397,4 +392,6 @@ async def run_stdio(server: MCPServer) -> None:
 
             lines.reply = reply
             lowlevel = server._lowlevel_server  # MCPServer serves only its own streams; this is what it runs on them
-            await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+            # resources/list grows when a big answer is kept, and the client is told (announce_answer)
+            options = lowlevel.create_initialization_options(NotificationOptions(resources_changed=True))
+            await lowlevel.run(read_stream, write_stream, options)

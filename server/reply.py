@@ -6,8 +6,10 @@ connections nothing is sent to a client that never asked for a level (the server
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 from weakref import WeakKeyDictionary
 
 from server.answers import SHARED_CALLER, AnswerShelf
@@ -69,6 +71,20 @@ class LogChannel:
     modern: bool
     """A 2026-07-28 connection: each request opts in itself, and the SDK applies its level."""
     send: Callable[[str, str], Awaitable[None]]
+
+
+def log_channel(ctx: Any, modern: bool) -> LogChannel | None:
+    """Where a call's log messages go, given the SDK's Context (logging is deprecated in 2026-07-28; older clients
+    still use it)."""
+    if ctx is None:
+        return None
+
+    async def send(level: str, message: str) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the SDK's deprecation warning for logging is a UserWarning
+            await ctx.log(level, message, logger_name="delegate-mcp")
+
+    return LogChannel(connection_of(ctx.request_context.session), modern, send)
 
 
 class Reply:

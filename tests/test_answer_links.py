@@ -169,3 +169,27 @@ async def test_a_panel_too_big_for_the_client_goes_by_link(
     assert data["synthesis"] == "A and B agree.", "the synthesis stays whole"
     assert whole.count(CODE) == 2 and "A and B agree." in whole, "the link serves every answer whole"
     assert result.content[1].type == "resource_link" and str(result.content[1].uri) == data["answer_uri"]
+
+
+async def test_a_kept_answer_is_listed_and_the_client_is_told_the_list_changed(
+    make_delegator: Callable[..., Delegator], sim: ProviderSimulator
+) -> None:
+    """Clients such as Gemini CLI (2025 protocols) read only resources that resources/list names, and refresh it
+    when told."""
+    told: list[str] = []
+
+    async def on_message(message: Any) -> None:
+        method = getattr(getattr(message, "root", message), "method", None)
+        if method:
+            told.append(method)
+
+    sim.enqueue("sim-coder", CODE)
+    delegator = make_delegator(**SMALL_LIMIT)
+    async with Client(build_server(delegator), mode="legacy", message_handler=on_message) as session:
+        before = [str(r.uri) for r in (await session.list_resources()).resources]
+        data = (await session.call_tool("ask_coder", {"task": "Write 120 small functions"})).structured_content
+        after = {str(r.uri): r for r in (await session.list_resources()).resources}
+    assert not any(uri.startswith("delegate://answers/") for uri in before)
+    listed = after[data["answer_uri"]]
+    assert (listed.size, listed.mime_type) == (len(CODE), "text/plain")
+    assert "notifications/resources/list_changed" in told, told
