@@ -17,7 +17,9 @@ from server.commands import (
     doctor,
     evaluate,
     feedback,
+    panel,
     report,
+    result,
     route,
     serve,
     specialists,
@@ -37,6 +39,8 @@ COMMANDS: dict[str, Command] = {
     for command in (
         serve.COMMAND,
         ask.COMMAND,
+        panel.COMMAND,
+        result.COMMAND,
         route.COMMAND,
         feedback.COMMAND,
         specialists.COMMAND,

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ConfigDict
+
 _KINDS = {
     "string": "a string",
     "boolean": "true or false",
@@ -170,3 +172,55 @@ def purpose(description: str) -> str:
 def json_type(value: Any) -> str:
     """A value's type by its JSON name (object, array, boolean, null), or Python's for the rest (str, int)."""
     return _JSON_NAMES.get(type(value).__name__, type(value).__name__)
+
+
+def strict(tool: Any) -> Any:
+    """A tool (mcp's Tool) that rejects unknown arguments instead of silently ignoring them (a misspelt 'context'
+    would vanish)."""
+    base = tool.fn_metadata.arg_model
+    tight = type(base.__name__, (base,), {"model_config": ConfigDict(**base.model_config, extra="forbid")})
+    tool.fn_metadata.arg_model = tight
+    tool.parameters = untitled(tight.model_json_schema(by_alias=True))
+    return tool
+
+
+def untitled(schema: dict[str, Any]) -> dict[str, Any]:
+    """An input schema as clients are shown it: without the titles pydantic derives from names ("Thread Id"), which
+    no client or model uses, and with an optional argument's `anyOf [type, null]` as just its type (leaving it out
+    is how a client passes nothing; clients that convert typed values, such as the Inspector CLI, need the type)."""
+    properties = {name: _lean(p) for name, p in schema["properties"].items()}
+    return {k: v for k, v in schema.items() if k != "title"} | {"properties": properties}
+
+
+def _lean(prop: dict[str, Any]) -> dict[str, Any]:
+    kinds = [kind for kind in prop.get("anyOf", []) if kind.get("type") != "null"]
+    base = {k: v for k, v in prop.items() if k not in ("title", "anyOf")}
+    if "anyOf" in prop and len(kinds) == 1 and len(prop["anyOf"]) == 2:
+        return base | kinds[0]
+    return base | ({"anyOf": prop["anyOf"]} if "anyOf" in prop else {})
+
+
+def tool_arguments(tool: Any) -> ToolArguments:
+    """What a tool (mcp's Tool) takes, read from its own input schema and its arguments' Annotated markers."""
+    model = tool.fn_metadata.arg_model  # its whole schema: an explicit null stays allowed where the type allows it
+    markers = {name: field.metadata for name, field in model.model_fields.items()}
+    return ToolArguments.read(model.model_json_schema(by_alias=True), markers)
+
+
+class ArgumentCheck:
+    """Middleware that answers malformed calls of our tools with a plain explanation (pydantic's own message,
+    with its URLs and input echoes, stays the backstop); `refuse` makes the protocol's error result of it."""
+
+    def __init__(self, tools: dict[str, ToolArguments], refuse: Callable[[str], Any]) -> None:
+        self._tools = tools
+        self._refuse = refuse
+
+    async def __call__(self, ctx: Any, call_next: Any) -> Any:
+        """Check tools/call arguments before validation; pass everything else through."""
+        params = ctx.params if ctx.method == "tools/call" else None
+        if isinstance(params, dict) and params.get("name") in self._tools:
+            name = params["name"]
+            problem = self._tools[name].problem(name, params.get("arguments") or {})
+            if problem:
+                return self._refuse(problem)
+        return await call_next(ctx)

@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 
+from server.answers import AnswerShelf
 from server.callers import Caller, caller_for, check_feedback
 from server.catalog import Catalog, Specialist
 from server.clock import Deadline
@@ -61,6 +62,8 @@ class Delegator:
         self.shadow = parts.shadow
         """Shadow runs (DELEGATE_SHADOW), or None when off."""
         self._stages = build_stages(settings, catalog, parts)
+        self.answers = AnswerShelf(settings, self.store)
+        """Big answers kept whole for delegate://answers/{call_id}."""
 
     def caller(self) -> Caller:
         """The caller of the request being served: a named caller on a shared HTTP server (set by the HTTP layer
@@ -176,8 +179,11 @@ class Delegator:
         request = Request(task, context, files, client_roots, thread_id, background, caller)
         graders = call_checks(checks)
         with self._stages.startup.counted():
-            call = self._delegate(request, progress, graders)
-            return await self._stages.record.logged("delegate", task, call, caller)
+            result = await self._stages.record.logged(
+                "delegate", task, self._delegate(request, progress, graders), caller
+            )
+        self.jobs.name_call(result.job_id, result.call_id)
+        return result
 
     async def ask(
         self,
@@ -197,9 +203,11 @@ class Delegator:
         request = Request(task, context, files, client_roots, thread_id, background, caller)
         graders = call_checks(checks)
         with self._stages.startup.counted():
-            return await self._stages.record.logged(
+            result = await self._stages.record.logged(
                 spec.tool_name, task, self._ask(spec, request, progress, graders), caller
             )
+        self.jobs.name_call(result.job_id, result.call_id)
+        return result
 
     async def job_result(
         self,

@@ -90,6 +90,16 @@ class UnknownJobError(DelegateError):
         )
 
 
+class UnknownAnswerError(DelegateError):
+    """A call_id whose whole answer is not kept: never sent by link, expired, or another caller's."""
+
+    def __init__(self, call_id: str, ttl_s: float) -> None:
+        super().__init__(
+            f"No answer kept for call_id {call_id!r}: only answers sent by link are kept, for {ttl_s / 3600:g} hours "
+            "(DELEGATE_ANSWER_TTL_S). Read the link a result gave you, or ask again."
+        )
+
+
 class JobLostError(DelegateError):
     """A job whose server stopped before it finished."""
 

@@ -11,6 +11,7 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -159,3 +160,10 @@ class FeedbackBook:
             except (KeyError, TypeError, ValueError):
                 continue
         return self.live([c for c in found if c.should_be in self._names])
+
+
+def one_call_named(call_id: str, thread_id: str, turn: int) -> dict[str, Any]:
+    """The feedback tool's naming of its call (call_id, or thread_id and turn; empty means not given), checked."""
+    if bool(call_id) == bool(thread_id or turn):
+        raise InvalidInputError("feedback names one call: give call_id, or thread_id and turn, not both.")
+    return {"call_id": call_id or None, "thread_id": thread_id or None, "turn": turn or None}

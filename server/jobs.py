@@ -65,6 +65,8 @@ class Job:
     error: DelegateError | None = None
     message: str = "started"
     """The latest progress message."""
+    call_id: str | None = None
+    """The id of the call that started the job (feedback names it; a finished job's result carries it)."""
     handed_off: bool = False
     """The tool call returned before the answer was complete: the job reports and records itself."""
     listeners: set[Progress] = field(default_factory=set)
@@ -94,7 +96,8 @@ class Job:
     def snapshot(self) -> DelegateResult:
         """The result as it stands: the text so far with a marker line, or the final result."""
         if self.status == "done" and self.result is not None:
-            return self.result.model_copy(update={"job_id": self.id, "status": "done"})
+            update = {"job_id": self.id, "status": "done", "call_id": self.call_id or self.result.call_id}
+            return self.result.model_copy(update={**update, "next_offset": len(self.result.output)})
         if self.status == "failed" and self.error is not None:
             raise self.error
         text = self.partial.text
@@ -104,7 +107,7 @@ class Job:
             step = "" if self.message.startswith("answering") else f" ({self.message})"
             marker = (
                 f"[... partial answer ({len(text):,} characters so far): the specialist is still working{step}. "
-                f"Call delegate_result with job_id \"{self.id}\" to get the rest.]"
+                f'Call delegate_result with job_id "{self.id}" and offset {len(text)} to get only the rest.]'
             )
         return DelegateResult(
             output=f"{text}\n\n{marker}" if text else marker,
@@ -117,6 +120,8 @@ class Job:
             truncated=self.status == "cancelled",
             status="cancelled" if self.status == "cancelled" else "running",
             job_id=self.id,
+            call_id=self.call_id,
+            next_offset=len(text),
         )
 
 
@@ -240,6 +245,12 @@ class JobManager:
             if progress is not None:
                 job.listeners.discard(progress)
         return job.done.is_set()
+
+    def name_call(self, job_id: str | None, call_id: str | None) -> None:
+        """Tell a job which call started it (the call's id is given once the call returns)."""
+        job = self._jobs.get(job_id or "")
+        if job is not None and call_id is not None:
+            job.call_id = call_id
 
     async def result(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 Send = Callable[[float, str], Awaitable[None]]
 MIN_INTERVAL_S = 0.25  # streaming updates at most four times a second; milestones always go out
@@ -39,3 +40,10 @@ class Progress:
 
 
 NO_PROGRESS = Progress(None)
+
+
+def progress_for(ctx: Any) -> Progress:
+    """Progress notifications for a tool call, given the SDK's Context (sent only when the client asked for them)."""
+    if ctx is None:
+        return NO_PROGRESS
+    return Progress(lambda value, message: ctx.report_progress(value, None, message))

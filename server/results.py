@@ -115,9 +115,27 @@ class DelegateResult(BaseModel):
     job_id: str | None = Field(None, description="Pass to delegate_result to get the rest of a running answer.")
     warnings: list[str] = Field(default_factory=list, description="Problems that did not stop the answer.")
     call_id: str | None = Field(None, description="This call's id (decision log; pass it to feedback).")
+    answer_uri: str | None = Field(
+        None, description="When output holds only the head of a big answer: the resource with the whole answer."
+    )
+    answer_chars: int | None = Field(None, description="The whole answer's length when it went by link.")
+    next_offset: int | None = Field(
+        None, description="For a job: pass as delegate_result's offset to receive only the text after this point."
+    )
     escalations: list[Escalation] = Field(
         default_factory=list, description="A cascade's drafts that were not kept, in order (empty otherwise)."
     )
+
+
+def since(result: DelegateResult, offset: int) -> DelegateResult:
+    """The result with only the answer's text after `offset` characters (what an earlier poll carried already).
+    A job's text so far is a prefix of every later output, so cutting the output's head is enough."""
+    if offset <= 0:
+        return result
+    rest = result.output[offset:]
+    if not rest and result.status == "running":
+        rest = f"[... nothing new yet after {offset:,} characters; the specialist is still working.]"
+    return result.model_copy(update={"output": rest})
 
 
 def total_cost(*costs: float | None) -> float | None:
@@ -221,6 +239,11 @@ class PanelResult(BaseModel):
     )
     files: list[FileRead] = Field(default_factory=list, description="Files the server read for every member.")
     warnings: list[str] = Field(default_factory=list, description="Problems that did not stop the panel.")
+    call_id: str | None = Field(None, description="This panel's id, when its whole text went by link.")
+    answer_uri: str | None = Field(
+        None, description="When the answers hold only their heads: the resource with the whole panel as text."
+    )
+    answer_chars: int | None = Field(None, description="The whole panel text's length when it went by link.")
 
 
 def panel_text(result: PanelResult) -> str:

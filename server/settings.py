@@ -71,6 +71,10 @@ ENV_NAMES: dict[str, str] = {
     "job_ttl_s": "DELEGATE_JOB_TTL_S",
     "max_jobs": "DELEGATE_MAX_JOBS",
     "panel_judge": "DELEGATE_PANEL_JUDGE",
+    "link_share": "DELEGATE_LINK_SHARE",
+    "client_max_tokens": "DELEGATE_CLIENT_MAX_TOKENS",
+    "answer_ttl_s": "DELEGATE_ANSWER_TTL_S",
+    "result_form": "DELEGATE_RESULT_FORM",
     "verifier_timeout_s": "DELEGATE_VERIFIER_TIMEOUT_S",
     "shadow": "DELEGATE_SHADOW",
     "shadow_judge": "DELEGATE_SHADOW_JUDGE",
@@ -129,7 +133,7 @@ class Settings(BaseModel):
     max_output_tokens: int = Field(8192, gt=0)
     """Cap on any specialist's output tokens per call, whatever its file says."""
     max_output_chars: int = Field(40_000, gt=0)
-    """Longer answers are cut with a marker (the answer appears twice in a result; clients reject huge ones)."""
+    """With links off (DELEGATE_LINK_SHARE=0), longer answers are cut with a marker; with links on, never cut."""
     thinking_budget_tokens: int = Field(1024, ge=0, le=32_768)
     """Thinking allowed to a reasoning model (Gemini 2.5, OpenAI o-series / gpt-5) on top of its output cap."""
     daily_budget_usd: float | None = Field(None, gt=0)
@@ -203,6 +207,16 @@ class Settings(BaseModel):
     """Most jobs working at once; more are refused with no provider called."""
     panel_judge: str | None = None
     """The specialist that writes a panel's synthesis; default the default specialist."""
+    link_share: float = Field(0.4, ge=0, le=1)
+    """An answer estimated over this share of the client's token limit is returned as its head and a link to the
+    whole (delegate://answers/{call_id}); 0 turns links off (answers are cut at DELEGATE_MAX_OUTPUT_CHARS)."""
+    client_max_tokens: int = Field(25_000, gt=0)
+    """The largest tool result the client accepts, in tokens (Claude Code's MAX_MCP_OUTPUT_TOKENS)."""
+    answer_ttl_s: float = Field(86_400.0, gt=0)
+    """How long an answer sent by link stays readable (default a day)."""
+    result_form: str = Field("auto", pattern="^(auto|both|text)$")
+    """What a tool result carries: both the text and the structured content; text only (a model then reads the answer
+    as text, not JSON-escaped); auto: text only for clients known to show their model only the structured content."""
     verifier_timeout_s: float = Field(15.0, gt=0)
     """Time a cascade's verifier gets per draft; then the draft is kept unverified (or escalates, if so set)."""
     shadow: str | None = None

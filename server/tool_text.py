@@ -80,6 +80,15 @@ WaitArg = Annotated[
     ),
     Words("a number of seconds"),
 ]
+OffsetArg = Annotated[
+    int,
+    Field(
+        ge=0,
+        description="Characters of the answer you already have (the previous result's next_offset): only the text "
+        "after them is returned. 0 returns the whole answer so far.",
+    ),
+    Words("a number of characters (the previous result's next_offset)"),
+]
 CancelArg = Annotated[bool, Field(description="true: stop the job and close its model request; returns what it wrote.")]
 CallIdArg = Annotated[
     str, Field(description="The call_id of the delegate result the feedback is about (or give thread_id and turn).")
@@ -156,7 +165,8 @@ def result_description() -> str:
     return (
         'Get the rest of an answer that was still coming when a delegate or ask_ call returned status "running" '
         'with a job_id. Returns the usual result: status "done" with the whole answer, or "running" with the text '
-        f"so far. Pass wait_s (up to {MAX_WAIT_S:g}) to wait for it; cancel=true stops the job."
+        f"so far. Pass wait_s (up to {MAX_WAIT_S:g}) to wait for it, and the previous result's next_offset as offset "
+        "to receive only the new text; cancel=true stops the job."
     )
 
 

@@ -187,7 +187,7 @@ def test_specialists_command_shows_chains_and_what_to_set(sim: ProviderSimulator
     assert completed.returncode == 0
     assert "openai/gpt-5.2" in completed.stdout and "key from OPENAI_API_KEY" in completed.stdout
     assert "ANTHROPIC_API_KEY not set" in completed.stdout and "override with CODE_MODEL" in completed.stdout
-    assert "3 of 3 specialists usable now." in completed.stdout
+    assert "3 of 3 specialists usable now with their own models." in completed.stdout
     report = json.loads(run_cli("specialists", "--json", env=env).stdout)
     coder = next(s for s in report["specialists"] if s["name"] == "coder")
     assert [m["usable"] for m in coder["models"]][:3] == [False, True, False]

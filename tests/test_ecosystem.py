@@ -49,7 +49,13 @@ async def test_usage_and_specialists_resources(
         uris = sorted(str(r.uri) for r in (await session.list_resources()).resources)
         usage = json.loads((await session.read_resource("delegate://usage")).contents[0].text)
         catalog = json.loads((await session.read_resource("delegate://specialists")).contents[0].text)
-    assert uris == ["delegate://shadow", "delegate://specialists", "delegate://threads", "delegate://usage"]
+    assert uris == [
+        "delegate://schemas",
+        "delegate://shadow",
+        "delegate://specialists",
+        "delegate://threads",
+        "delegate://usage",
+    ]
     assert (usage["calls"], usage["errors"]) == (2, 1)
     assert usage["per_specialist"]["coder"]["calls"] == 1 and usage["input_tokens"] > 0
     assert [s["name"] for s in catalog["specialists"]] == ["coder", "generalist", "writer"]

@@ -532,12 +532,13 @@ async def test_output_tokens_are_capped_per_call(
     assert sim.calls("sim-coder")[0]["max_tokens"] == 256
 
 
-async def test_huge_answers_are_truncated_with_a_marker(
+async def test_huge_answers_are_truncated_with_a_marker_when_links_are_off(
     make_delegator: Callable[..., Delegator], sim: ProviderSimulator
 ) -> None:
     answer = "".join(f"line {i:04d}\n" for i in range(500))  # 5,000 characters
     sim.enqueue("sim-coder", answer)
-    data = (await call(faulty(make_delegator, max_output_chars=1_000), "ask_coder", {"task": "x"})).structured_content
+    delegator = faulty(make_delegator, max_output_chars=1_000, link_share=0)  # with links on it would go by link
+    data = (await call(delegator, "ask_coder", {"task": "x"})).structured_content
     assert data["output"].startswith(answer[:1_000] + "\n\n[... answer truncated")
     assert (
         "[... answer truncated: it was 5,000 characters; the limit is 1,000 (DELEGATE_MAX_OUTPUT_CHARS)"

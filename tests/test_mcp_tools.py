@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -27,17 +28,23 @@ async def call(delegator: Delegator, tool: str, arguments: dict[str, Any], **cli
         return await session.call_tool(tool, arguments)
 
 
-async def test_tools_are_listed_with_input_and_output_schemas(make_delegator: Callable[..., Delegator]) -> None:
+async def test_tools_are_listed_with_input_schemas_and_the_result_schemas_as_a_resource(
+    make_delegator: Callable[..., Delegator],
+) -> None:
     async with Client(build_server(make_delegator())) as session:
         tools = {tool.name: tool for tool in (await session.list_tools()).tools}
+        schemas = json.loads((await session.read_resource("delegate://schemas")).contents[0].text)
     assert set(tools) == {"delegate", "ask_coder", "ask_writer", "ask_generalist", "delegate_result", "panel"}
     for tool in (t for name, t in tools.items() if name not in ("delegate_result", "panel")):
         assert tool.input_schema["required"] == ["task"]
         assert set(tool.input_schema["properties"]) == {"task", "context", "files", "thread_id", "background", "checks"}
         assert tool.input_schema["additionalProperties"] is False
-        assert {"output", "specialist", "model", "routing", "attempts", "usage", "latency_ms"} <= set(
-            tool.output_schema["properties"]
-        )
+    # No outputSchema: a client then shows its model the answer as text, not a JSON-escaped string.
+    assert all(tool.output_schema is None for tool in tools.values())
+    assert {"output", "specialist", "model", "routing", "attempts", "usage", "latency_ms", "answer_uri"} <= set(
+        schemas["delegate"]["properties"]
+    )
+    assert "synthesis" in schemas["panel"]["properties"]
     assert "coder" in tools["delegate"].description
 
 

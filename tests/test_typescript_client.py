@@ -96,9 +96,8 @@ def test_the_typescript_sdk_client_lists_tools_and_calls_them_over_stdio(
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", report["protocolVersion"] or ""), report["protocolVersion"]
     assert report["server"]["name"] == "delegate-mcp"
     assert sorted(tool["name"] for tool in report["tools"]) == TOOLS
-    assert all(tool["hasOutputSchema"] for tool in report["tools"]), report["tools"]
+    assert not any(tool["hasOutputSchema"] for tool in report["tools"]), "the schemas are delegate://schemas"
     coded, written, bogus = report["calls"]
-    # A result is only reported (not "error") if the SDK accepted its structuredContent against the outputSchema.
     assert "error" not in coded and not coded["isError"], coded
     assert coded["structuredContent"]["output"] == "fn main() {}"
     assert coded["structuredContent"]["specialist"] == "coder"
@@ -149,7 +148,6 @@ def test_the_typescript_sdk_client_runs_a_panel(
     report = ts_client(node_prefix, server_env(sim, specialists_dir), calls)
 
     (panel,) = report["calls"]
-    # Reported (not "error") only if the SDK accepted the structuredContent against the panel's outputSchema.
     assert "error" not in panel and not panel["isError"], panel
     data = panel["structuredContent"]
     assert {a["specialist"]: a["ok"] for a in data["answers"]} == {"coder": True, "generalist": True, "writer": True}
@@ -172,7 +170,7 @@ def test_the_mcp_inspector_cli_lists_tools_and_delegates(
     assert listed.returncode == 0, listed.stdout + listed.stderr
     tools = json.loads(listed.stdout)["tools"]
     assert sorted(tool["name"] for tool in tools) == TOOLS
-    assert all("outputSchema" in tool for tool in tools)
+    assert all("outputSchema" not in tool for tool in tools), "no outputSchema: clients show their model the text"
 
     called = run_node([*base, "--method", "tools/call", "--tool-name", "delegate", "--tool-arg", "task=Say hi"], env)
     assert called.returncode == 0, called.stdout + called.stderr
@@ -183,6 +181,34 @@ def test_the_mcp_inspector_cli_lists_tools_and_delegates(
     assert result["structuredContent"]["routing"]["decided_by"] == "router"
     assert result["content"][0]["text"].startswith("print('hi')")
     assert (sim.count("sim-router"), sim.count("sim-coder")) == (1, 1)
+
+
+def test_the_mcp_inspector_cli_passes_files_and_lists_the_prompts(
+    sim: ProviderSimulator, specialists_dir: Path, inspector: Path, tmp_path: Path
+) -> None:
+    """docs/clients.md's Inspector commands: `files` as a JSON list in --tool-arg, and the prompts."""
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "src" / "app.py").write_text("print('hi')\n")
+    sim.enqueue("sim-coder", "Looks fine.")
+    env = server_env(sim, specialists_dir, DELEGATE_FILE_ROOTS=str(project))
+    base = [str(inspector), "--cli", script()]
+    arguments = ["--tool-arg", "task=Review it", "--tool-arg", 'files=["src/*.py"]']
+    called = run_node([*base, "--method", "tools/call", "--tool-name", "ask_coder", *arguments], env)
+    assert called.returncode == 0, called.stdout + called.stderr
+    result = json.loads(called.stdout)
+    assert not result.get("isError"), result
+    assert result["structuredContent"]["files"] == [{"path": "src/app.py", "chars": 12}]
+    assert "print('hi')" in sim.calls("sim-coder")[0]["messages"][1]["content"]
+    listed = run_node([*base, "--method", "prompts/list"], env)
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    prompts = {p["name"]: [a["name"] for a in p["arguments"]] for p in json.loads(listed.stdout)["prompts"]}
+    assert prompts == {
+        "delegate": ["task", "specialist"],
+        "second-opinion": ["task", "specialists"],
+        "review-files": ["files", "question"],
+        "continue-thread": ["thread_id", "follow_up"],
+    }
 
 
 def test_the_typescript_sdk_client_offers_its_roots_and_the_server_reads_files_there(

@@ -18,6 +18,7 @@ from server.commands.base import (
     read_context,
     read_task,
 )
+from server.commands.cli_output import terminal_progress
 from server.errors import DelegateError, FileRefusedError
 from server.results import DelegateResult, fallback_reasons, summary_line
 
@@ -26,7 +27,7 @@ def add(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     """The ask subcommand."""
     ask = commands.add_parser("ask", parents=[common], help="run one task from the terminal, as the delegate tool")
     add_task_flags(ask)
-    ask.add_argument("--specialist", metavar="NAME", help="skip routing and ask this specialist (as ask_NAME)")
+    ask.add_argument("--specialist", metavar="NAME", help="skip routing and ask this specialist directly")
     ask.add_argument(
         "--thread", metavar="ID", help="follow up on the conversation ID (printed after each answer); see `threads`"
     )
@@ -41,13 +42,16 @@ def run(call: Invocation) -> int:
     if context is None:
         return EXIT_CONFIG
     delegator.hand_off_at_deadline = False  # nothing could collect a job after this process ends: wait for it
+    print(waiting_note(delegator.settings.job_max_s), file=sys.stderr)
+    progress = terminal_progress()
     try:
         if args.specialist:
             result = anyio.run(
-                lambda: delegator.ask(args.specialist, task, context, files=args.files, thread_id=args.thread)
+                lambda: delegator.ask(args.specialist, task, context, progress, args.files, thread_id=args.thread)
             )
+            result.routing.reason = f"asked directly (--specialist {args.specialist})"
         else:
-            result = anyio.run(lambda: delegator.delegate(task, context, files=args.files, thread_id=args.thread))
+            result = anyio.run(lambda: delegator.delegate(task, context, progress, args.files, thread_id=args.thread))
     except DelegateError as exc:
         print(f"delegate-mcp: {exc}", file=sys.stderr)
         return EXIT_CONFIG if isinstance(exc, (KeyError, FileRefusedError)) else EXIT_CALL_FAILED
@@ -56,6 +60,14 @@ def run(call: Invocation) -> int:
     else:
         print_answer(result)
     return EXIT_OK
+
+
+def waiting_note(job_max_s: float) -> str:
+    """What the terminal does that an MCP client does not: it waits for the whole answer."""
+    return (
+        "[waiting for the whole answer: at a terminal there is no job hand-off at DELEGATE_DEADLINE_S, so a long "
+        f"answer takes as long as it takes (up to DELEGATE_JOB_MAX_S = {job_max_s:g} s). Ctrl-C stops.]"
+    )
 
 
 def print_answer(result: DelegateResult) -> None:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
 
 from server.calling.chain import model_availability
 from server.calling.providers import availability
 from server.catalog import Catalog, Specialist
+from server.progress import Progress
 from server.settings import Settings
+
+OFFLINE = "embedded/"
+"""The model prefix of the offline model that runs on this machine."""
+STREAM_EVERY_S = 5.0
+"""How often the characters streamed so far are printed when stderr is not a terminal (a log file)."""
 
 
 def cascade_report(spec: Specialist) -> dict[str, Any] | None:
@@ -81,8 +89,7 @@ def format_catalog_report(report: dict[str, Any]) -> str:
             f"to the default specialist ({default})."
             + (f" To enable routing, set one of: {'; '.join(enable)} (or ROUTER_MODEL)." if enable else "")
         )
-    usable = sum(1 for s in report["specialists"] if s["usable"])
-    lines.append(f"\n{usable} of {len(report['specialists'])} specialists usable now.")
+    lines.append("\n" + usable_line(report["specialists"]))
     missing = sorted(
         {
             " or ".join(m["enable_with"])
@@ -94,6 +101,43 @@ def format_catalog_report(report: dict[str, Any]) -> str:
     if missing:
         lines.append("To enable more models, set: " + "; ".join(missing))
     return "\n".join(lines)
+
+
+def usable_line(specialists: list[dict[str, Any]]) -> str:
+    """How many specialists can answer with their own models now, apart from those only the offline model serves."""
+    usable = [s for s in specialists if s["usable"]]
+    offline = [s for s in usable if all(m["model"].startswith(OFFLINE) for m in s["models"] if m["usable"])]
+    own = len(usable) - len(offline)
+    line = f"{own} of {len(specialists)} specialists usable now with their own models."
+    if offline:
+        names = ", ".join(s["name"] for s in offline)
+        line += (
+            f" {names}: only the small offline model ({OFFLINE}…, on this machine) can answer for "
+            f"{'it' if len(offline) == 1 else 'them'}, weakly; set a provider key for real answers."
+        )
+    return line
+
+
+def terminal_progress(stream: TextIO | None = None, clock: Callable[[], float] = time.monotonic) -> Progress:
+    """Progress of a call shown to someone at a terminal, on stderr: each step on its own line; the characters
+    streamed so far on one line that updates (every few seconds when stderr is not a terminal)."""
+    out = stream or sys.stderr
+    tty = out.isatty()
+    clear = "\r\x1b[K" if tty else ""  # the streaming line, overwritten by the next step
+    last = [float("-inf")]
+
+    async def send(_value: float, message: str) -> None:
+        if message.startswith("answering:"):
+            if tty:
+                out.write(f"\r[{message}]\x1b[K")
+                out.flush()
+            elif clock() - last[0] >= STREAM_EVERY_S:
+                last[0] = clock()
+                print(f"[{message}]", file=out)
+            return
+        print(f"{clear}[{message}]", file=out)
+
+    return Progress(send)
 
 
 def _model_line(position: int, model: dict[str, Any]) -> str:

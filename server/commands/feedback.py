@@ -71,7 +71,7 @@ def list_corrections(delegator: Delegator, as_json: bool) -> None:
     for item in found:
         verdict = "good" if item["good"] else f"{item['routed_to'] or '?'} -> {item['should_be']}"
         print(f"{item['call_id']}  {verdict}  {item['task']}")
-    print(f"{len(found)} corrections", file=sys.stderr)
+    print(f"{len(found)} correction{'' if len(found) == 1 else 's'}", file=sys.stderr)
 
 
 COMMAND = Command("feedback", add, run)

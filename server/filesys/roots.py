@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,11 @@ def configured_roots(file_roots: str | None, cwd: Path, home: Path, allow_wide: 
             "DELEGATE_FILE_ROOTS to your project folder (or use a client that sends MCP roots naming it)"
         )
     return [here], ""
+
+
+def listed_roots(listed: Any) -> list[Path]:
+    """Folders named by a client's roots/list answer (the SDK's ListRootsResult; none when it was not asked)."""
+    return root_paths([str(root.uri) for root in listed.roots]) if listed else []
 
 
 def root_paths(uris: list[str], home: Path | None = None) -> list[Path]:

@@ -43,9 +43,9 @@ def cut_marker(cut: str, cap_tokens: int) -> str:
     return "\n\n[... answer cut by the provider's safety filter; what came before the cut is above.]"
 
 
-def cap_output(text: str, limit: int) -> str:
-    """Cut an answer longer than `limit` characters, with a marker saying so."""
-    if len(text) <= limit:
+def cap_output(text: str, limit: int | None) -> str:
+    """Cut an answer longer than `limit` characters, with a marker saying so (None: never; it can go by link)."""
+    if limit is None or len(text) <= limit:
         return text
     return (
         f"{text[:limit]}\n\n[... answer truncated: it was {len(text):,} characters; the limit is {limit:,} "
@@ -102,6 +102,11 @@ class Answer:
         self._threads = threads
         self._tally = tally
 
+    @property
+    def _cap(self) -> int | None:
+        """Where an answer is cut: nowhere when a big answer can go by link (the whole one is kept)."""
+        return None if self._settings.link_share > 0 else self._settings.max_output_chars
+
     async def run(self, answering: Answering, partial: Partial | None = None) -> DelegateResult:
         """The specialist's answer as a result, its turn saved; `partial` shows the text while it streams."""
         spec, bundle, thread = answering.spec, answering.bundle, answering.thread
@@ -148,7 +153,7 @@ class Answer:
             cascade=done.cascade,
             total_cost_usd=total_cost(outcome.usage.cost_usd, done.specialist.cost_usd, verified),
         )
-        output = cap_output(completion.text, self._settings.max_output_chars)
+        output = cap_output(completion.text, self._cap)
         if completion.cut and not answer.model.startswith(f"{embedded.PROVIDER}/"):  # it writes its own cut note
             output += cut_marker(completion.cut, min(spec.max_output_tokens, self._settings.max_output_tokens))
         return DelegateResult(
@@ -175,7 +180,7 @@ class Answer:
             f"(DELEGATE_DEADLINE_S = {self._settings.deadline_s:g} s) came. {why}, so the rest was not written.]"
         )
         return DelegateResult(
-            output=f"{cap_output(partial.text, self._settings.max_output_chars)}\n\n{marker}",
+            output=f"{cap_output(partial.text, self._cap)}\n\n{marker}",
             specialist=answering.spec.name,
             model=partial.model or "",
             routing=outcome.routing,
