@@ -27,8 +27,8 @@ from typing import Any
 
 from server.catalog import load_catalog
 from server.commands.calibration import wilson
-from server.delegation import training_examples
 from server.routing.classifier import MIN_KNOWN_WORDS, READ_CHARS, Classifier, SoftmaxRegression, features
+from server.routing.lifecycle import training_examples
 from server.routing.prior import PRIOR_FILE, Prior, load_prior, save_prior, word_features
 from server.settings import Settings
 

@@ -11,27 +11,21 @@ import anyio
 from server.answers import AnswerShelf
 from server.callers import Caller, caller_for, check_feedback
 from server.catalog import Catalog, Specialist
-from server.clock import Deadline
 from server.components import build_components, build_stages
-from server.errors import PanelFailedError
 from server.feedback import Correction
-from server.files import FileBundle, FileRules
-from server.panel import choose_members
-from server.pipeline.answer import Answering, call_checks
-from server.pipeline.messages import material
-from server.pipeline.prepare import EMPTY_TASK, Request, file_rules, is_blank, validate
+from server.files import FileBundle
+from server.pipeline.answer import answering as answering_for
+from server.pipeline.answer import call_checks
+from server.pipeline.panel_call import PanelCall
+from server.pipeline.prepare import Request
 from server.pipeline.route import direct
 from server.progress import NO_PROGRESS, Progress
 from server.quality.checks import Check
 from server.results import DelegateResult, PanelResult
 from server.routing.classifier import Classifier
-from server.routing.lifecycle import training_examples
 from server.routing.router import RouteOutcome
 from server.settings import Settings
 from server.store.base import Store
-
-# Moved to the pipeline and to routing; still named here for app.py and __main__.py, which import them from here.
-__all__ = ["EMPTY_TASK", "Delegator", "is_blank", "material", "training_examples"]
 
 
 class Delegator:
@@ -62,12 +56,15 @@ class Delegator:
         self.shadow = parts.shadow
         """Shadow runs (DELEGATE_SHADOW), or None when off."""
         self._stages = build_stages(settings, catalog, parts)
+        stages = self._stages
+        self._panel = PanelCall(
+            settings, catalog, parts.usable, (stages.prepare, stages.route, stages.budget, stages.panel)
+        )
         self.answers = AnswerShelf(settings, self.store)
         """Big answers kept whole for delegate://answers/{call_id}."""
 
     def caller(self) -> Caller:
-        """The caller of the request being served: a named caller on a shared HTTP server (set by the HTTP layer
-        for each request), else the one caller. A call given no caller is that caller's."""
+        """The request's caller: a named caller on a shared HTTP server (set per request), else the one caller."""
         return caller_for(self.settings)
 
     def close(self) -> None:
@@ -125,17 +122,9 @@ class Delegator:
         routed_to = key = None
         if thread_id is not None or turn is not None:
             task, routed_to, key = await self._stages.prepare.turn_of(thread_id, turn, caller.owner)
-        correction = await anyio.to_thread.run_sync(
-            lambda: self._lifecycle.record(
-                call_id=call_id,
-                task=task,
-                good=good,
-                should_be=should_be,
-                routed_to=routed_to,
-                key=key,
-                caller=caller.owner,
-            )
-        )
+        named = {"call_id": call_id, "task": task, "routed_to": routed_to, "key": key, "caller": caller.owner}
+        record = self._lifecycle.record
+        correction = await anyio.to_thread.run_sync(lambda: record(**named, good=good, should_be=should_be))
         self._lifecycle.retrain_in_background()
         return correction
 
@@ -143,23 +132,9 @@ class Delegator:
         """Import and prime litellm, then train the classifier, so the first call pays for none of it (on a thread)."""
         self._stages.startup.warm_up()
 
-    def validate(self, task: str, context: str) -> None:
-        """Reject an empty task or oversized input before any provider is called."""
-        validate(self.settings, task, context)
-
-    def file_rules(self, client_roots: Sequence[Path] = ()) -> FileRules:
-        """Where this call may read files: the configured roots plus the client's MCP roots."""
-        return file_rules(self.settings, self._roots, client_roots)
-
     async def read_files(self, files: Sequence[str], context: str, client_roots: Sequence[Path] = ()) -> FileBundle:
         """Resolve and read the call's files on a worker thread; refused files raise before any provider call."""
         return await self._stages.prepare.read_files(files, context, client_roots)
-
-    async def route(
-        self, task: str, context: str, deadline: Deadline, files_text: str = "", *, remembered: bool = True
-    ) -> RouteOutcome:
-        """Choose a specialist as delegate does (the route stage)."""
-        return await self._stages.route.route(task, context, deadline, files_text, remembered=remembered)
 
     async def delegate(
         self,
@@ -179,9 +154,8 @@ class Delegator:
         request = Request(task, context, files, client_roots, thread_id, background, caller)
         graders = call_checks(checks)
         with self._stages.startup.counted():
-            result = await self._stages.record.logged(
-                "delegate", task, self._delegate(request, progress, graders), caller
-            )
+            call = self._delegate(request, progress, graders)
+            result = await self._stages.record.logged("delegate", task, call, caller)
         self.jobs.name_call(result.job_id, result.call_id)
         return result
 
@@ -203,9 +177,8 @@ class Delegator:
         request = Request(task, context, files, client_roots, thread_id, background, caller)
         graders = call_checks(checks)
         with self._stages.startup.counted():
-            result = await self._stages.record.logged(
-                spec.tool_name, task, self._ask(spec, request, progress, graders), caller
-            )
+            call = self._ask(spec, request, progress, graders)
+            result = await self._stages.record.logged(spec.tool_name, task, call, caller)
         self.jobs.name_call(result.job_id, result.call_id)
         return result
 
@@ -231,23 +204,7 @@ class Delegator:
         client_roots: Sequence[Path] = (),
     ) -> PanelResult:
         """The same task to several specialists at once, each blind to the others, and a synthesis of them."""
-        named = choose_members(self.catalog, self._usable, list(specialists)) if specialists else None
-        judge = self.catalog.get(self.settings.panel_judge or self.catalog.default.name) if synthesize else None
-        prepared = await self._stages.prepare.run(Request(task, context, files, client_roots))
-        members = named or choose_members(self.catalog, self._usable, [], self._stages.route.fit(task))
-        given = material(context, prepared.bundle.text)
-        # The whole panel is reserved before any call: every member's worst case, and the judge's.
-        budget = self._stages.budget
-        async with budget.reserved(budget.panel_worst_case(task, given, members, judge)) as paid:
-            try:
-                result = await self._stages.panel.run(task, given, members, judge, prepared.deadline, progress)
-            except PanelFailedError as exc:
-                paid.cost_usd = exc.cost_usd  # the answers that arrived were paid for
-                raise
-            paid.cost_usd = result.usage.total_cost_usd
-        bundle, waited = prepared.bundle, prepared.startup_wait_ms
-        warnings = [*bundle.warnings, *result.warnings]
-        return result.model_copy(update={"files": bundle.reads, "warnings": warnings, "startup_wait_ms": waited})
+        return await self._panel.run(task, context, specialists, synthesize, progress, files, client_roots)
 
     async def _delegate(self, request: Request, progress: Progress, checks: tuple[Check, ...]) -> DelegateResult:
         """prepare → budget reserved → route → answer (maybe handed off as a job) → budget settled."""
@@ -265,21 +222,7 @@ class Delegator:
         except BaseException:
             await settle.aclose()
             raise
-        deadline, thread, waited = prepared.deadline, prepared.thread, prepared.startup_wait_ms
-        answering = Answering(
-            spec,
-            outcome,
-            task,
-            context,
-            deadline,
-            progress,
-            bundle,
-            thread,
-            waited,
-            checks,
-            request.caller,
-            prepared.workdir,
-        )
+        answering = answering_for(spec, outcome, request, prepared, progress, checks)
         return await self._stages.handoff.respond("delegate", answering, paid, settle, request.background)
 
     async def _ask(
@@ -292,22 +235,7 @@ class Delegator:
         task, context = request.task, request.context
         worst = self._stages.budget.worst_case(task, context, bundle.text, turns, [spec], routed=False)
         paid, settle = await self._stages.budget.held(worst)
-        deadline, waited = prepared.deadline, prepared.startup_wait_ms
-        outcome = direct(spec)
-        answering = Answering(
-            spec,
-            outcome,
-            task,
-            context,
-            deadline,
-            progress,
-            bundle,
-            thread,
-            waited,
-            checks,
-            request.caller,
-            prepared.workdir,
-        )
+        answering = answering_for(spec, direct(spec), request, prepared, progress, checks)
         return await self._stages.handoff.respond(spec.tool_name, answering, paid, settle, request.background)
 
     async def route_only(self, task: str, context: str = "", *, remembered: bool = True) -> RouteOutcome:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from server.catalog import load_catalog
-from server.delegation import training_examples
 from server.routing.classifier import READ_CHARS, Classifier, SoftmaxRegression
+from server.routing.lifecycle import training_examples
 from server.routing.prior import Prior, load_prior, save_prior, shipped_prior
 
 BUILTINS = ("coder", "generalist", "writer")

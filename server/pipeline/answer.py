@@ -20,6 +20,7 @@ from server.errors import AllModelsFailedError, InvalidInputError, StoreError
 from server.files import FileBundle
 from server.pipeline.cascade import Cascaded, CascadeStage
 from server.pipeline.messages import fit_history, material, specialist_messages
+from server.pipeline.prepare import Prepared, Request
 from server.pipeline.record import Tally
 from server.progress import Progress
 from server.quality.checks import Check, parse_checks
@@ -81,6 +82,31 @@ class Answering(NamedTuple):
     """Who asked: the turn is saved in its thread, a job is its job, and usage counts for it."""
     workdir: Path | None = None
     """Where a coding-agent CLI works (the client's root; None: the configured one)."""
+
+
+def answering(
+    spec: Specialist,
+    outcome: RouteOutcome,
+    request: Request,
+    prepared: Prepared,
+    progress: Progress,
+    checks: tuple[Check, ...],
+) -> Answering:
+    """What the answer stage needs, from the caller's request and what the prepare stage made of it."""
+    return Answering(
+        spec,
+        outcome,
+        request.task,
+        request.context,
+        prepared.deadline,
+        progress,
+        prepared.bundle,
+        prepared.thread,
+        prepared.startup_wait_ms,
+        checks,
+        request.caller,
+        prepared.workdir,
+    )
 
 
 class Answer:
