@@ -10,7 +10,7 @@ import sys
 import threading
 from typing import Any
 
-from server.commands.base import EXIT_CONFIG, EXIT_OK, Command, Invocation, Subcommands, exit_now
+from server.commands.base import EXIT_CONFIG, EXIT_OK, Command, Invocation, Subcommands, exit_now, startup_done
 from server.delegation import Delegator
 from server.errors import ConfigError
 
@@ -100,13 +100,16 @@ def _serve(delegator: Delegator) -> int:
             warm_up()  # no stdio handshake to wait for: HTTP clients connect whenever they like
 
         try:
+            app = build_server(delegator)
+            startup_done()
             with contextlib.suppress(KeyboardInterrupt):
-                run_http(build_server(delegator), delegator.settings, announce)
+                run_http(app, delegator.settings, announce)
         except ConfigError as exc:
             print(f"delegate-mcp: {exc}", file=sys.stderr)
             return EXIT_CONFIG
         return EXIT_OK
     server = build_server(delegator, after_handshake=warm_up)
+    startup_done()
     from server.shutdown import run_until_stopped
 
     run_until_stopped(lambda: run_stdio(server), lambda: exit_now(EXIT_OK))  # SIGTERM settles as stdin's close does
