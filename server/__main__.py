@@ -12,7 +12,7 @@ from typing import Any
 
 if sys.argv and Path(sys.argv[0]).name in ("delegate-mcp", "__main__.py"):
     # Start-up allocates hundreds of thousands of objects that live as long as the process; the collector's passes
-    # over them cost about a tenth of the time to `initialize`. Paused until the server is built (startup_done).
+    # over them cost about a tenth of the time to `initialize`. Paused until the handshake is answered (startup_done).
     gc.disable()
 
 from server import __version__

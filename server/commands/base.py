@@ -55,10 +55,10 @@ class Command(NamedTuple):
 
 
 def startup_done() -> None:
-    """Resume the collector paused for start-up (server/__main__.py), with what start-up built frozen out of its
-    passes: those objects live as long as the process, so scanning them again on every full pass is waste."""
+    """Resume the collector paused for start-up (server/__main__.py). Nothing is frozen here: the collector
+    spaces its full passes by the count of long-lived objects, and freezing before litellm's import (in the
+    background warm-up) would make those passes more frequent; warm-up freezes everything once it is done."""
     if not gc.isenabled():
-        gc.freeze()
         gc.enable()
 
 

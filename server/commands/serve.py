@@ -85,6 +85,7 @@ def _serve(delegator: Delegator) -> int:
     from server.app import build_server, run_stdio
 
     def warm_up() -> None:
+        startup_done()  # the handshake is answered: start-up is over
         threading.Thread(target=delegator.warm_up, name="warm-up", daemon=True).start()
 
     delegator.wait_for_classifier = False  # early calls go to the router rather than wait for training
@@ -109,7 +110,6 @@ def _serve(delegator: Delegator) -> int:
             return EXIT_CONFIG
         return EXIT_OK
     server = build_server(delegator, after_handshake=warm_up)
-    startup_done()
     from server.shutdown import run_until_stopped
 
     run_until_stopped(lambda: run_stdio(server), lambda: exit_now(EXIT_OK))  # SIGTERM settles as stdin's close does
