@@ -162,7 +162,7 @@ async def complete(
         raise
     except Exception as exc:
         raise classify(exc, litellm) from exc
-    return _to_completion(response, litellm)
+    return _to_completion(response, litellm, request.model)
 
 
 def _arguments(request: CompletionRequest, litellm: ModuleType) -> dict[str, Any]:
@@ -253,12 +253,14 @@ def price(model: str) -> tuple[float, float] | None:
     return float(per_input), float(per_output)
 
 
-def _to_completion(response: Any, litellm: ModuleType) -> Completion:
+def _to_completion(response: Any, litellm: ModuleType, model: str) -> Completion:
     choices = getattr(response, "choices", None) or []
     text = (choices[0].message.content or "") if choices else ""
     usage = getattr(response, "usage", None)
     cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
-    if cost is None:
+    # litellm priced the response already; asking again only helps a model its price map knows, and for one it
+    # does not, the failing lookup costs more than the rest of the call's own work (milliseconds per call).
+    if cost is None and price(model) is not None:
         try:
             cost = litellm.completion_cost(completion_response=response)
         except Exception:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -51,6 +52,14 @@ class Command(NamedTuple):
     """Exit without interpreter teardown, which takes about 1 s once litellm is loaded."""
     settings: Callable[[argparse.Namespace], dict[str, Any]] | None = None
     """Settings its flags override, beyond the ones every command shares."""
+
+
+def startup_done() -> None:
+    """Resume the collector paused for start-up (server/__main__.py). Nothing is frozen here: the collector
+    spaces its full passes by the count of long-lived objects, and freezing before litellm's import (in the
+    background warm-up) would make those passes more frequent; warm-up freezes everything once it is done."""
+    if not gc.isenabled():
+        gc.enable()
 
 
 def exit_now(code: int) -> int:

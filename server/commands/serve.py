@@ -10,7 +10,7 @@ import sys
 import threading
 from typing import Any
 
-from server.commands.base import EXIT_CONFIG, EXIT_OK, Command, Invocation, Subcommands, exit_now
+from server.commands.base import EXIT_CONFIG, EXIT_OK, Command, Invocation, Subcommands, exit_now, startup_done
 from server.delegation import Delegator
 from server.errors import ConfigError
 
@@ -85,6 +85,7 @@ def _serve(delegator: Delegator) -> int:
     from server.app import build_server, run_stdio
 
     def warm_up() -> None:
+        startup_done()  # the handshake is answered: start-up is over
         threading.Thread(target=delegator.warm_up, name="warm-up", daemon=True).start()
 
     delegator.wait_for_classifier = False  # early calls go to the router rather than wait for training
@@ -100,8 +101,10 @@ def _serve(delegator: Delegator) -> int:
             warm_up()  # no stdio handshake to wait for: HTTP clients connect whenever they like
 
         try:
+            app = build_server(delegator)
+            startup_done()
             with contextlib.suppress(KeyboardInterrupt):
-                run_http(build_server(delegator), delegator.settings, announce)
+                run_http(app, delegator.settings, announce)
         except ConfigError as exc:
             print(f"delegate-mcp: {exc}", file=sys.stderr)
             return EXIT_CONFIG

@@ -6,6 +6,7 @@ needs (wait), inside its own deadline.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Iterator
@@ -49,6 +50,7 @@ class StartUp:
             self._lifecycle.warm_up(lambda: self.in_flight > 0)
         except Exception:  # warm-up only saves time; a call that needs the failing part reports it properly
             logger.warning("background warm-up failed; the first call will do the work", exc_info=True)
+        _freeze_once()
 
     async def wait(self, deadline: Deadline) -> float | None:
         """Wait, within the call's deadline, for the start-up work a call needs (normally done by warm_up before the
@@ -71,3 +73,15 @@ class StartUp:
                 [],
             )
         return ms_since(started)
+
+
+_frozen = False
+
+
+def _freeze_once() -> None:
+    """Move what start-up built (litellm alone is several hundred thousand objects, kept for the process's life)
+    out of the collector's full passes, which otherwise rescan all of it and stall every call under way."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.freeze()
