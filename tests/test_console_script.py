@@ -169,6 +169,24 @@ def test_ask_json_with_context_file_and_forced_specialist(
     assert "meeting notes" in sim.calls("sim-writer")[0]["messages"][1]["content"]
 
 
+def test_ask_takes_checks_and_refuses_bad_ones_before_any_call(sim: ProviderSimulator, specialists_dir: Path) -> None:
+    sim.enqueue("sim-writer", "A poem about the sea.")
+    env = server_env(sim, specialists_dir)
+    asked = ("ask", "Write a poem", "--specialist", "writer", "--check", '{"contains": "sea"}', "--json")
+    passed = run_cli(*asked, env=env)
+    assert passed.returncode == 0, passed.stderr
+    assert json.loads(passed.stdout)["warnings"] == []
+    sim.enqueue("sim-writer", "A poem about hills.")
+    failed = run_cli(*asked, env=env)
+    assert any("sea" in warning for warning in json.loads(failed.stdout)["warnings"]), failed.stdout
+    calls = sim.count("sim-writer")
+    not_json = run_cli("ask", "x", "--specialist", "writer", "--check", "{contains: sea}", env=env)
+    unknown = run_cli("ask", "x", "--specialist", "writer", "--check", '{"smells_like": "sea"}', env=env)
+    assert not_json.returncode == 2 and "--check: not JSON" in not_json.stderr
+    assert unknown.returncode == 2 and "'checks'" in unknown.stderr and "No provider was called" in unknown.stderr
+    assert sim.count("sim-writer") == calls, "a bad check costs no provider call"
+
+
 def test_ask_reports_failures_with_exit_codes(sim: ProviderSimulator, specialists_dir: Path) -> None:
     env = server_env(sim, specialists_dir)
     unknown = run_cli("ask", "x", "--specialist", "poet", env=env)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import anyio
@@ -19,7 +20,7 @@ from server.commands.base import (
     read_task,
 )
 from server.commands.cli_output import terminal_progress
-from server.errors import DelegateError, FileRefusedError
+from server.errors import DelegateError, FileRefusedError, InvalidInputError
 from server.results import DelegateResult, fallback_reasons, summary_line
 
 
@@ -32,6 +33,22 @@ def add(commands: Subcommands, common: argparse.ArgumentParser) -> None:
         "--thread", metavar="ID", help="follow up on the conversation ID (printed after each answer); see `threads`"
     )
     ask.add_argument("--json", action="store_true", help="print the whole result as JSON on stdout")
+    ask.add_argument(
+        "--check",
+        metavar="JSON",
+        action="append",
+        type=one_check,
+        help='a check the answer must pass, like the tools\' checks, e.g. \'{"contains": "Paris"}\' (repeatable): it '
+        "verifies a cascade's drafts, and a plain answer that fails it gets a warning",
+    )
+
+
+def one_check(text: str) -> object:
+    """A --check value: one JSON object (its keys are checked with the rest, before anything is spent)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f'not JSON ({exc.msg}): write it like \'{{"contains": "Paris"}}\'') from None
 
 
 def run(call: Invocation) -> int:
@@ -47,14 +64,19 @@ def run(call: Invocation) -> int:
     try:
         if args.specialist:
             result = anyio.run(
-                lambda: delegator.ask(args.specialist, task, context, progress, args.files, thread_id=args.thread)
+                lambda: delegator.ask(
+                    args.specialist, task, context, progress, args.files, thread_id=args.thread, checks=args.check
+                )
             )
             result.routing.reason = f"asked directly (--specialist {args.specialist})"
         else:
-            result = anyio.run(lambda: delegator.delegate(task, context, progress, args.files, thread_id=args.thread))
+            checks = args.check
+            result = anyio.run(
+                lambda: delegator.delegate(task, context, progress, args.files, thread_id=args.thread, checks=checks)
+            )
     except DelegateError as exc:
         print(f"delegate-mcp: {exc}", file=sys.stderr)
-        return EXIT_CONFIG if isinstance(exc, (KeyError, FileRefusedError)) else EXIT_CALL_FAILED
+        return EXIT_CONFIG if isinstance(exc, (KeyError, FileRefusedError, InvalidInputError)) else EXIT_CALL_FAILED
     if args.json:
         print(result.model_dump_json(indent=2))
     else:
