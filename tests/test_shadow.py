@@ -131,7 +131,7 @@ async def test_verdicts_costs_and_the_sentence(sim: ProviderSimulator, tmp_path:
         return sum_of(body, 7 if number % 4 == 0 else 0)
 
     sim.set_default(CANDIDATE, responder=every_fourth_wrong, usage={"prompt_tokens": 100, "completion_tokens": 10})
-    delegator = build(sim, tmp_path, on_sim)
+    delegator = build(sim, tmp_path, on_sim, shadow_concurrency=32)  # no sample skipped as busy on a slow machine
     await run_calls(delegator, range(1, 21))
     row = shadow_summary(delegator.store)["candidates"][KEY]
     assert (row["samples"], row["wins"], row["ties"], row["losses"]) == (20, 0, 15, 5)
@@ -149,7 +149,7 @@ async def test_a_judge_that_always_prefers_the_first_answer_gives_ties(
 ) -> None:
     sim.set_default(JUDGE, responder=always_first)
     sim.set_default(CANDIDATE, "999")  # wrong every time: a biased judge still cannot make it win
-    delegator = build(sim, tmp_path, on_sim)
+    delegator = build(sim, tmp_path, on_sim, shadow_concurrency=32)
     await run_calls(delegator, range(1, 5))
     row = shadow_summary(delegator.store)["candidates"][KEY]
     assert (row["wins"], row["ties"], row["losses"]) == (0, 4, 0)
